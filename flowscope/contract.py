@@ -1,0 +1,119 @@
+"""The canonical event contract: the one shape every stage (ingest, stream, warehouse) shares.
+
+Events are msgspec structs encoded as JSON on Kafka, tagged by ``kind``. Every event carries a
+deterministic ``event_id`` derived from its source identity (for a status: wamid + status), so any
+stage can drop a duplicate, however many times Meta or the broker delivers it.
+
+Versioning: ``SCHEMA_VERSION`` rises when a field is added (new fields always get defaults, so older
+events still decode); a field is never renamed or given a new meaning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Literal
+
+import msgspec
+
+from flowscope.exceptions import ContractError
+
+SCHEMA_VERSION = 1
+
+MessageStatusValue = Literal["sent", "delivered", "read", "failed", "played"]
+MESSAGE_STATUSES: tuple[str, ...] = ("sent", "delivered", "read", "failed", "played")
+
+SOURCE_WHATSAPP = "whatsapp_webhook"
+
+
+def event_id(*parts: str) -> str:
+    """Deterministic id of an event from the parts that identify it at its source."""
+    digest = hashlib.blake2b("\x1f".join(parts).encode(), digest_size=16)
+    return digest.hexdigest()
+
+
+class MessageStatus(msgspec.Struct, tag="message_status", kw_only=True, frozen=True):
+    """One status update of one outbound message (``value.statuses[]``)."""
+
+    event_id: str
+    schema_version: int = SCHEMA_VERSION
+    waba_id: str
+    phone_number_id: str
+    wamid: str
+    status: str
+    occurred_at: int  # Unix seconds, Meta's timestamp
+    received_at_ms: int  # when the receiver accepted the webhook
+    recipient_hash: str  # keyed hash of recipient_id; never the number itself
+    recipient_type: str = "individual"
+    error_code: int = 0
+    error_title: str = ""
+    error_details: str = ""
+    pricing_category: str = ""
+    pricing_type: str = ""
+    pricing_model: str = ""
+    billable: int = -1  # -1 unknown, 0 false, 1 true
+    conversation_id: str = ""
+    conversation_origin: str = ""
+    biz_opaque_callback_data: str = ""
+
+    @property
+    def key(self) -> bytes:
+        # All events of one message land in one partition, in order.
+        return self.wamid.encode()
+
+
+class FlowCompletion(msgspec.Struct, tag="flow_completion", kw_only=True, frozen=True):
+    """A Flow response (``interactive.type = nfm_reply``): the user completed the Flow."""
+
+    event_id: str
+    schema_version: int = SCHEMA_VERSION
+    waba_id: str
+    phone_number_id: str
+    wamid: str  # id of the reply message
+    flow_wamid: str  # context.id: the Flow message we sent
+    flow_token: str
+    occurred_at: int
+    received_at_ms: int
+    user_hash: str
+    flow_name: str = ""
+    response_keys: list[str] = msgspec.field(default_factory=list)
+    response_fields: dict[str, str] = msgspec.field(default_factory=dict)  # allow-listed answers only
+
+    @property
+    def key(self) -> bytes:
+        # Keyed by the Flow message, so it shares a partition with that message's statuses.
+        return (self.flow_wamid or self.wamid).encode()
+
+
+class RejectedEvent(msgspec.Struct, tag="rejected", kw_only=True, frozen=True):
+    """A well-formed webhook part that cannot be used: goes to the dead-letter topic, never dropped."""
+
+    event_id: str
+    schema_version: int = SCHEMA_VERSION
+    source: str
+    reason: str
+    raw: str  # the offending fragment as JSON, phone numbers already pseudonymised
+    received_at_ms: int
+    waba_id: str = ""
+    phone_number_id: str = ""
+
+    @property
+    def key(self) -> bytes:
+        return self.event_id.encode()
+
+
+CanonicalEvent = MessageStatus | FlowCompletion
+AnyEvent = MessageStatus | FlowCompletion | RejectedEvent
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+def encode(event: AnyEvent) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode(raw: bytes) -> AnyEvent:
+    try:
+        return _decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ContractError(f"undecodable event: {exc}") from exc

@@ -1,0 +1,34 @@
+"""Pseudonymisation: phone numbers become keyed hashes before anything is stored."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+# Every payload key whose value is a user's phone number (or group id) in Meta's webhooks.
+PHONE_KEYS = frozenset({"recipient_id", "wa_id", "from", "recipient_participant_id"})
+
+
+class Pseudonymiser:
+    """Keyed BLAKE2b: stable per key (so joins still work), not reversible without the key."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: str) -> None:
+        self._key = hashlib.blake2b(key.encode(), digest_size=32).digest()
+
+    def __call__(self, value: str) -> str:
+        if not value:
+            return ""
+        return hashlib.blake2b(value.encode(), key=self._key, digest_size=16).hexdigest()
+
+    def scrub(self, node: Any) -> Any:
+        """A copy of a JSON value with every phone-number field replaced by its hash."""
+        if isinstance(node, dict):
+            return {
+                k: (self(v) if k in PHONE_KEYS and isinstance(v, str) else self.scrub(v))
+                for k, v in node.items()
+            }
+        if isinstance(node, list):
+            return [self.scrub(v) for v in node]
+        return node

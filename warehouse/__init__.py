@@ -1,0 +1,1 @@
+"""The warehouse: ClickHouse schema (numbered migrations), typed queries, and the embedded server."""
