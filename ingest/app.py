@@ -1,0 +1,59 @@
+"""The receiver's ASGI application: ``create_app(settings)``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from flowscope.privacy import Pseudonymiser
+from flowscope.settings import Settings
+from ingest import routes
+from ingest.parsing import WebhookParser
+from ingest.producer import EventProducer
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings) -> Starlette:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        producer = EventProducer(settings)
+        app.state.producer = producer
+        await producer.start()
+        try:
+            yield
+        finally:
+            await producer.stop()
+
+    app = Starlette(
+        routes=[
+            Route("/webhooks/whatsapp", routes.verify_subscription, methods=["GET"]),
+            Route("/webhooks/whatsapp", routes.receive_webhook, methods=["POST"]),
+            Route("/healthz", routes.healthz, methods=["GET"]),
+            Route("/metrics", routes.prometheus_metrics, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.parser = WebhookParser(
+        pseudonymise=Pseudonymiser(settings.hash_key), form_fields_allowlist=settings.form_fields_allowlist
+    )
+    return app
+
+
+def serve(settings: Settings) -> None:
+    """Run the receiver with uvicorn until SIGINT/SIGTERM."""
+    uvicorn.run(
+        create_app(settings),
+        host=settings.ingest_host,
+        port=settings.ingest_port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        loop="auto",
+        http="auto",
+    )

@@ -1,0 +1,296 @@
+"""Meta webhook payloads → canonical events.
+
+A body whose envelope cannot be read raises :class:`MalformedPayloadError` (the request gets 400).
+Inside a readable envelope, each status or message stands alone: a usable one becomes a canonical
+event, an unusable one a :class:`RejectedEvent` carrying the reason and its pseudonymised fragment,
+and kinds we do not analyse (yet) are only counted, so nothing disappears without a trace.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from flowscope.contract import (
+    MESSAGE_STATUSES,
+    SOURCE_WHATSAPP,
+    CanonicalEvent,
+    FlowCompletion,
+    MessageStatus,
+    RejectedEvent,
+    event_id,
+)
+from flowscope.privacy import Pseudonymiser
+from ingest.exceptions import MalformedPayloadError
+
+WHATSAPP_OBJECT = "whatsapp_business_account"
+# Statuses stamped before this are not WhatsApp Cloud API events (2014-01-01).
+EARLIEST_TIMESTAMP = 1_388_534_400
+# Clock skew tolerated for timestamps ahead of ours.
+MAX_FUTURE_SKEW_S = 3600
+# Names we count ignored parts by; anything else is counted as "other" (metric labels stay bounded).
+KNOWN_FIELDS = frozenset(
+    {"flows", "message_template_status_update", "message_template_quality_update", "user_preferences",
+     "account_update", "phone_number_quality_update", "business_capability_update", "security",
+     "template_category_update", "history", "smb_message_echoes", "account_alerts"}
+)
+KNOWN_MESSAGE_TYPES = frozenset(
+    {"text", "image", "audio", "video", "document", "sticker", "location", "contacts", "button",
+     "interactive", "reaction", "order", "system", "unsupported", "request_welcome"}
+)
+
+
+@dataclass(slots=True)
+class ParseResult:
+    events: list[CanonicalEvent] = field(default_factory=list)
+    rejected: list[RejectedEvent] = field(default_factory=list)
+    ignored: dict[str, int] = field(default_factory=dict)  # what we skip on purpose, by kind
+
+    def ignore(self, kind: str) -> None:
+        self.ignored[kind] = self.ignored.get(kind, 0) + 1
+
+
+class WebhookParser:
+    """Turns one webhook body into canonical events; phone numbers leave it only as keyed hashes."""
+
+    def __init__(self, *, pseudonymise: Pseudonymiser, form_fields_allowlist: tuple[str, ...] = ()) -> None:
+        self._hash = pseudonymise
+        self._allow = frozenset(form_fields_allowlist)
+
+    def parse(self, body: bytes, *, received_at_ms: int | None = None) -> ParseResult:
+        received = int(time.time() * 1000) if received_at_ms is None else received_at_ms
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise MalformedPayloadError(f"body is not valid JSON: {exc}") from None
+        if not isinstance(payload, dict):
+            raise MalformedPayloadError("body must be a JSON object")
+        obj = payload.get("object")
+        if obj != WHATSAPP_OBJECT:
+            raise MalformedPayloadError(f"unsupported object {obj!r}, expected {WHATSAPP_OBJECT!r}")
+        entries = _list(payload, "entry", "body")
+        result = ParseResult()
+        for i, entry in enumerate(entries):
+            where = f"entry[{i}]"
+            if not isinstance(entry, dict):
+                raise MalformedPayloadError(f"{where} must be an object")
+            waba_id = str(entry.get("id") or "")
+            for j, change in enumerate(_list(entry, "changes", where)):
+                cwhere = f"{where}.changes[{j}]"
+                if not isinstance(change, dict):
+                    raise MalformedPayloadError(f"{cwhere} must be an object")
+                value = change.get("value")
+                if not isinstance(value, dict):
+                    raise MalformedPayloadError(f"{cwhere}.value must be an object")
+                field_name = change.get("field")
+                if field_name == "messages":
+                    self._messages_change(value, waba_id, received, cwhere, result)
+                else:
+                    result.ignore(f"field:{_known(field_name, KNOWN_FIELDS)}")
+        return result
+
+    # --- field "messages" ----------------------------------------------------------------------
+
+    def _messages_change(
+        self, value: dict[str, Any], waba_id: str, received: int, where: str, result: ParseResult
+    ) -> None:
+        statuses = _list(value, "statuses", f"{where}.value", required=False)
+        messages = _list(value, "messages", f"{where}.value", required=False)
+        errors = _list(value, "errors", f"{where}.value", required=False)
+        metadata = value.get("metadata")
+        phone_number_id = str(metadata.get("phone_number_id") or "") if isinstance(metadata, dict) else ""
+        if not phone_number_id and (statuses or messages):
+            result.rejected.append(
+                self._reject("change without metadata.phone_number_id", value, received, waba_id, "")
+            )
+            return
+        for status in statuses:
+            self._status(status, waba_id, phone_number_id, received, result)
+        for message in messages:
+            self._message(message, waba_id, phone_number_id, received, result)
+        for _ in errors:
+            result.ignore("value.errors")
+
+    def _status(self, raw: Any, waba_id: str, pnid: str, received: int, result: ParseResult) -> None:
+        if not isinstance(raw, dict):
+            result.rejected.append(self._reject("status is not an object", raw, received, waba_id, pnid))
+            return
+        wamid = raw.get("id")
+        status = raw.get("status")
+        occurred_at, problem = _timestamp(raw.get("timestamp"), received)
+        if not isinstance(status, str) or status not in MESSAGE_STATUSES:
+            problem = f"unknown status value {status!r}"
+        if not isinstance(wamid, str) or not wamid:
+            problem = "status without id"
+        if problem or not isinstance(wamid, str) or not isinstance(status, str):
+            result.rejected.append(self._reject(problem, raw, received, waba_id, pnid))
+            return
+        error_code, error_title, error_details = 0, "", ""
+        errors = raw.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            first = errors[0]
+            code = first.get("code")
+            error_code = code if isinstance(code, int) and code >= 0 else 0
+            error_title = str(first.get("title") or first.get("message") or "")
+            data = first.get("error_data")
+            error_details = str(data.get("details") or "") if isinstance(data, dict) else ""
+        pricing = raw.get("pricing") if isinstance(raw.get("pricing"), dict) else {}
+        conversation = raw.get("conversation") if isinstance(raw.get("conversation"), dict) else {}
+        origin = conversation.get("origin") if isinstance(conversation.get("origin"), dict) else {}
+        billable = pricing.get("billable")
+        result.events.append(
+            MessageStatus(
+                event_id=event_id("status", wamid, status),
+                waba_id=waba_id,
+                phone_number_id=pnid,
+                wamid=wamid,
+                status=status,
+                occurred_at=occurred_at,
+                received_at_ms=received,
+                recipient_hash=self._hash(str(raw.get("recipient_id") or "")),
+                recipient_type=str(raw.get("recipient_type") or "individual"),
+                error_code=error_code,
+                error_title=error_title,
+                error_details=error_details,
+                pricing_category=str(pricing.get("category") or ""),
+                pricing_type=str(pricing.get("type") or ""),
+                pricing_model=str(pricing.get("pricing_model") or ""),
+                billable=-1 if not isinstance(billable, bool) else int(billable),
+                conversation_id=str(conversation.get("id") or ""),
+                conversation_origin=str(origin.get("type") or ""),
+                biz_opaque_callback_data=str(raw.get("biz_opaque_callback_data") or ""),
+            )
+        )
+
+    def _message(self, raw: Any, waba_id: str, pnid: str, received: int, result: ParseResult) -> None:
+        if not isinstance(raw, dict):
+            result.rejected.append(self._reject("message is not an object", raw, received, waba_id, pnid))
+            return
+        interactive = raw.get("interactive")
+        if raw.get("type") != "interactive" or not isinstance(interactive, dict):
+            result.ignore(f"message:{_known(raw.get('type'), KNOWN_MESSAGE_TYPES)}")
+            return
+        if interactive.get("type") != "nfm_reply":
+            result.ignore("interactive:other")
+            return
+        completion, problem = self._completion(raw, interactive, waba_id, pnid, received)
+        if completion is None:
+            result.rejected.append(self._reject(problem, raw, received, waba_id, pnid))
+        else:
+            result.events.append(completion)
+
+    def _completion(
+        self, raw: dict[str, Any], interactive: dict[str, Any], waba_id: str, pnid: str, received: int
+    ) -> tuple[FlowCompletion | None, str]:
+        wamid = raw.get("id")
+        if not isinstance(wamid, str) or not wamid:
+            return None, "nfm_reply without id"
+        context = raw.get("context")
+        flow_wamid = context.get("id") if isinstance(context, dict) else None
+        if not isinstance(flow_wamid, str) or not flow_wamid:
+            return None, "nfm_reply without context.id"
+        occurred_at, ts_problem = _timestamp(raw.get("timestamp"), received)
+        if ts_problem:
+            return None, ts_problem
+        reply = interactive.get("nfm_reply")
+        if not isinstance(reply, dict):
+            return None, "nfm_reply without nfm_reply object"
+        response_json = reply.get("response_json")
+        try:
+            response = orjson.loads(response_json) if isinstance(response_json, str) else None
+        except orjson.JSONDecodeError:
+            response = None
+        if not isinstance(response, dict):
+            return None, "nfm_reply.response_json is not a JSON object string"
+        flow_token = response.get("flow_token")
+        keys = sorted(k for k in response if k != "flow_token")
+        fields = {k: _answer(response[k]) for k in keys if k in self._allow}
+        return (
+            FlowCompletion(
+                event_id=event_id("nfm_reply", wamid),
+                waba_id=waba_id,
+                phone_number_id=pnid,
+                wamid=wamid,
+                flow_wamid=flow_wamid,
+                flow_token=flow_token if isinstance(flow_token, str) else "",
+                occurred_at=occurred_at,
+                received_at_ms=received,
+                user_hash=self._hash(str(raw.get("from") or "")),
+                flow_name=str(reply.get("name") or ""),
+                response_keys=keys,
+                response_fields=fields,
+            ),
+            "",
+        )
+
+    def _reject(self, reason: str, fragment: Any, received: int, waba_id: str, pnid: str) -> RejectedEvent:
+        scrubbed = self._scrub_fragment(fragment)
+        raw = orjson.dumps(scrubbed, option=orjson.OPT_SORT_KEYS).decode()
+        return RejectedEvent(
+            event_id=event_id("rejected", SOURCE_WHATSAPP, reason, raw),
+            source=SOURCE_WHATSAPP,
+            reason=reason,
+            raw=raw,
+            received_at_ms=received,
+            waba_id=waba_id,
+            phone_number_id=pnid,
+        )
+
+    def _scrub_fragment(self, fragment: Any) -> Any:
+        scrubbed = self._hash.scrub(fragment)
+        # Form answers are personal data: keep only allow-listed values of a response_json.
+        reply = _dig(scrubbed, "interactive", "nfm_reply")
+        if isinstance(reply, dict) and isinstance(reply.get("response_json"), str):
+            try:
+                response = orjson.loads(reply["response_json"])
+            except orjson.JSONDecodeError:
+                response = None
+            if isinstance(response, dict):
+                kept = {k: v for k, v in response.items() if k == "flow_token" or k in self._allow}
+                reply["response_json"] = orjson.dumps(kept).decode()
+            else:
+                reply["response_json"] = "<unparseable, withheld>"
+        return scrubbed
+
+
+def _list(node: dict[str, Any], key: str, where: str, *, required: bool = True) -> list[Any]:
+    value = node.get(key)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list):
+        raise MalformedPayloadError(f"{where}.{key} must be a list")
+    return value
+
+
+def _timestamp(raw: Any, received_ms: int) -> tuple[int, str]:
+    """Meta's Unix-seconds timestamp (a string, sometimes an int) → (seconds, problem)."""
+    if isinstance(raw, str) and raw.isdigit():
+        seconds = int(raw)
+    elif isinstance(raw, int) and not isinstance(raw, bool):
+        seconds = raw
+    else:
+        return 0, "missing or non-numeric timestamp"
+    if seconds < EARLIEST_TIMESTAMP:
+        return 0, f"timestamp {seconds} is before 2014"
+    if seconds > received_ms // 1000 + MAX_FUTURE_SKEW_S:
+        return 0, f"timestamp {seconds} is in the future"
+    return seconds, ""
+
+
+def _known(name: Any, known: frozenset[str]) -> str:
+    return name if isinstance(name, str) and name in known else "other"
+
+
+def _answer(value: Any) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+def _dig(node: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(node, dict):
+            return None
+        node = node.get(key)
+    return node

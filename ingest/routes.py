@@ -1,0 +1,110 @@
+"""HTTP endpoints of the receiver."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+
+from flowscope.contract import RejectedEvent
+from ingest import metrics, signatures
+from ingest.exceptions import BrokerUnavailableError, MalformedPayloadError
+from ingest.parsing import WebhookParser
+from ingest.producer import EventProducer
+
+logger = logging.getLogger(__name__)
+
+
+class BodyTooLargeError(Exception):
+    """The body exceeded the configured limit while being read."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing (without buffering it) anything over ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLargeError
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLargeError
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _error(status: int, outcome: str, reason: str) -> Response:
+    metrics.WEBHOOKS.labels(outcome).inc()
+    return JSONResponse({"error": reason}, status_code=status)
+
+
+async def verify_subscription(request: Request) -> Response:
+    """Meta's verification handshake: echo hub.challenge when hub.verify_token matches."""
+    settings = request.app.state.settings
+    params = request.query_params
+    token = params.get("hub.verify_token", "")
+    if params.get("hub.mode") != "subscribe" or not hmac.compare_digest(
+        token.encode(), settings.verify_token.encode()
+    ):
+        return PlainTextResponse("verification failed", status_code=403)
+    return PlainTextResponse(params.get("hub.challenge", ""))
+
+
+async def receive_webhook(request: Request) -> Response:
+    started = time.perf_counter()
+    try:
+        return await _receive_webhook(request)
+    finally:
+        metrics.REQUEST_LATENCY.observe(time.perf_counter() - started)
+
+
+async def _receive_webhook(request: Request) -> Response:
+    state = request.app.state
+    try:
+        body = await read_body(request, state.settings.max_body_bytes)
+    except BodyTooLargeError:
+        return _error(413, "too_large", f"body exceeds {state.settings.max_body_bytes} bytes")
+    if not signatures.verify(body, request.headers.get("x-hub-signature-256"), state.settings.app_secret):
+        return _error(401, "bad_signature", "missing or invalid X-Hub-Signature-256")
+    content_type = request.headers.get("content-type", "")
+    if content_type and not content_type.lower().startswith("application/json"):
+        return _error(415, "malformed", f"unsupported content type {content_type!r}, expected application/json")
+    parser: WebhookParser = state.parser
+    try:
+        result = parser.parse(body)
+    except MalformedPayloadError as exc:
+        return _error(400, "malformed", exc.reason)
+    producer: EventProducer = state.producer
+    started = time.perf_counter()
+    try:
+        await producer.send([*result.events, *result.rejected])
+    except BrokerUnavailableError as exc:
+        logger.warning("answering 503: %s", exc)
+        return _error(503, "broker_unavailable", "event store unavailable, retry later")
+    metrics.BROKER_WRITE_LATENCY.observe(time.perf_counter() - started)
+    metrics.WEBHOOKS.labels("accepted").inc()
+    for event in result.events:
+        metrics.EVENTS.labels(type(event).__name__).inc()
+    if result.rejected:
+        metrics.EVENTS.labels(RejectedEvent.__name__).inc(len(result.rejected))
+    for kind, count in result.ignored.items():
+        metrics.IGNORED.labels(kind).inc(count)
+    return JSONResponse(
+        {"accepted": len(result.events), "rejected": len(result.rejected), "ignored": sum(result.ignored.values())}
+    )
+
+
+async def healthz(request: Request) -> Response:
+    producer: EventProducer = request.app.state.producer
+    if not producer.ready:
+        return JSONResponse({"status": "starting", "broker": "unreachable"}, status_code=503)
+    return JSONResponse({"status": "ok", "broker": "connected"})
+
+
+async def prometheus_metrics(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

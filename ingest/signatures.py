@@ -1,0 +1,21 @@
+"""Meta's X-Hub-Signature-256: HMAC-SHA256 of the raw body with the app secret."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+PREFIX = "sha256="
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The header value Meta would send for ``body``."""
+    return PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def verify(body: bytes, header: str | None, secret: str) -> bool:
+    """True when ``header`` is a valid signature of ``body``; compared in constant time."""
+    if not header or not header.startswith(PREFIX):
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header[len(PREFIX):].strip().lower())
