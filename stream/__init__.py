@@ -1,0 +1,1 @@
+"""Stream processing: canonical events from Kafka into the warehouse, in batches."""

@@ -1,0 +1,49 @@
+"""The Faust stream application: ``create_app(settings)`` and the worker entry point."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import faust
+from prometheus_client import start_http_server
+
+from flowscope.settings import Settings
+from stream.consumer import BatchConsumer
+from stream.sink import Sink, WarehouseSink
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings, *, sink: Sink | None = None) -> faust.App:
+    """The worker app. The batch consumer runs as one of its services; agents are added per issue."""
+    app = faust.App(
+        f"{settings.consumer_group}-app",
+        broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
+        broker_session_timeout=settings.broker_session_timeout_s,
+        broker_heartbeat_interval=max(0.5, settings.broker_session_timeout_s / 4),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        table_standby_replicas=0,
+        topic_disable_leader=True,
+        web_enabled=False,
+        producer_acks=-1,
+        datadir=str(settings.data_dir / "stream"),
+    )
+    writer = sink if sink is not None else WarehouseSink(settings.warehouse_url)
+
+    @app.service
+    class WarehouseWriter(BatchConsumer):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(settings=settings, sink=writer, **kwargs)
+
+    return app
+
+
+def run_worker(settings: Settings) -> None:
+    """Run one stream worker until SIGINT/SIGTERM."""
+    if settings.stream_metrics_port:
+        start_http_server(settings.stream_metrics_port, addr="127.0.0.1")
+    app = create_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level.lower().replace("warning", "warn"))
+    worker.execute_from_commandline()

@@ -1,0 +1,90 @@
+"""Numbered SQL migrations, applied in order, each at most once (versions recorded in a table)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+
+from clickhouse_connect.driver.client import Client
+
+from warehouse.client import connect, database_of
+from warehouse.tables import SCHEMA_MIGRATIONS
+
+logger = logging.getLogger(__name__)
+
+_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class MigrationError(Exception):
+    """The migration files are inconsistent (e.g. two share a number)."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def statements(self) -> list[str]:
+        """The file's statements; they are separated by a ``;`` at the end of a line."""
+        return [s.strip() for s in re.split(r";\s*(?:\n|$)", self.sql) if _has_code(s)]
+
+
+def _has_code(chunk: str) -> bool:
+    return any(line.strip() and not line.strip().startswith("--") for line in chunk.splitlines())
+
+
+def load_migrations() -> list[Migration]:
+    found: dict[int, Migration] = {}
+    for entry in resources.files("warehouse").joinpath("migrations").iterdir():
+        match = _NAME.match(entry.name)
+        if not match:
+            if entry.name.endswith(".sql"):
+                raise MigrationError(f"migration file {entry.name!r} is not named NNNN_name.sql")
+            continue
+        version = int(match.group(1))
+        if version in found:
+            raise MigrationError(f"migrations {found[version].name!r} and {entry.name!r} share number {version}")
+        found[version] = Migration(version, entry.name, entry.read_text())
+    return [found[v] for v in sorted(found)]
+
+
+def migrate(url: str) -> list[Migration]:
+    """Create the database if needed and apply every migration not applied yet; returns those applied."""
+    database = database_of(url)
+    if not _IDENTIFIER.match(database):
+        raise MigrationError(f"unsupported database name {database!r}")
+    admin = connect(url, database="default")
+    try:
+        admin.command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    finally:
+        admin.close()
+    client = connect(url)
+    try:
+        return _apply(client)
+    finally:
+        client.close()
+
+
+def _apply(client: Client) -> list[Migration]:
+    client.command(
+        f"CREATE TABLE IF NOT EXISTS {SCHEMA_MIGRATIONS} "
+        "(version UInt32, name String, applied_at DateTime('UTC') DEFAULT now()) "
+        "ENGINE = ReplacingMergeTree ORDER BY version"
+    )
+    query = f"SELECT version FROM {SCHEMA_MIGRATIONS} FINAL"  # noqa: S608 - constant table name
+    applied = {row[0] for row in client.query(query).result_rows}
+    done = []
+    for migration in load_migrations():
+        if migration.version in applied:
+            continue
+        for statement in migration.statements:
+            client.command(statement)
+        client.insert(SCHEMA_MIGRATIONS, [[migration.version, migration.name]], column_names=["version", "name"])
+        logger.info("applied migration %s", migration.name)
+        done.append(migration)
+    return done
