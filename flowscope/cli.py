@@ -1,0 +1,118 @@
+"""``flowscope <subcommand>``: one entry point for every process and tool."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from flowscope.exceptions import FlowscopeError
+from flowscope.settings import Settings, describe
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _warn_dev_secrets(settings: Settings) -> None:
+    for key in settings.dev_secrets_in_use:
+        logging.getLogger("flowscope").warning("%s is the development default; set it in production", key)
+
+
+def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
+    from flowscope.stack import run_up
+
+    return run_up(settings)
+
+
+def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest.app import serve
+
+    _warn_dev_secrets(settings)
+    serve(settings)
+    return 0
+
+
+def cmd_stream(settings: Settings, args: argparse.Namespace) -> int:
+    from stream.app import run_worker
+
+    run_worker(settings)
+    return 0
+
+
+def cmd_warehouse(settings: Settings, args: argparse.Namespace) -> int:
+    if args.warehouse_command == "serve":
+        from warehouse.server import serve
+
+        serve(
+            host=settings.warehouse_host,
+            port=settings.warehouse_port,
+            data_dir=settings.data_dir / "warehouse",
+            log_level=settings.log_level.lower(),
+        )
+        return 0
+    from warehouse.migrate import migrate
+
+    applied = migrate(settings.warehouse_url)
+    names = ", ".join(m.name for m in applied) or "none (schema up to date)"
+    print(f"applied migrations: {names}")  # noqa: T201
+    return 0
+
+
+def cmd_dashboards(settings: Settings, args: argparse.Namespace) -> int:
+    from dashboards.launch import run
+
+    return run(settings)
+
+
+def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
+    from flowscope.stack import main_broker
+
+    return main_broker(settings)
+
+
+def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
+    for key, default, doc in describe():
+        print(f"{key}={default}\n    {doc}")  # noqa: T201
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flowscope", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="run the whole embedded pipeline with simulated traffic").set_defaults(func=cmd_up)
+    sub.add_parser("ingest", help="run the webhook receiver").set_defaults(func=cmd_ingest)
+    sub.add_parser("stream", help="run one stream worker").set_defaults(func=cmd_stream)
+    wh = sub.add_parser("warehouse", help="the warehouse: serve the embedded one, or migrate a schema")
+    wh.add_argument("warehouse_command", choices=["serve", "migrate"])
+    wh.set_defaults(func=cmd_warehouse)
+    sub.add_parser("dashboards", help="run the Streamlit dashboards").set_defaults(func=cmd_dashboards)
+    sub.add_parser("broker", help="run the embedded broker (tansu) in the foreground").set_defaults(func=cmd_broker)
+    sub.add_parser("settings", help="list every setting with its default").set_defaults(func=cmd_settings)
+    sub.add_parser("simulate", help="send simulated, signed webhooks (see: flowscope simulate --help)", add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate"]:
+        from flowscope.simulate import main as simulate_main
+
+        return simulate_main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        _logging(settings)
+        return int(args.func(settings, args))
+    except FlowscopeError as exc:
+        print(f"flowscope: error: {exc}", file=sys.stderr)  # noqa: T201
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

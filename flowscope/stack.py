@@ -1,0 +1,228 @@
+"""The embedded stack: one process spec per component, and ``flowscope up`` which runs them all."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+
+from flowscope.exceptions import SupervisorError
+from flowscope.settings import Settings
+from flowscope.supervisor import (
+    ProcessSpec,
+    Supervisor,
+    flowscope_command,
+    http_ready,
+    tansu_binary,
+    tcp_ready,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _host_port(bootstrap: str) -> tuple[str, int]:
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    return host or "127.0.0.1", int(port)
+
+
+def broker_spec(settings: Settings) -> ProcessSpec:
+    host, port = "127.0.0.1", settings.broker_port
+    url = f"tcp://{host}:{port}"
+    return ProcessSpec(
+        name="broker",
+        argv=[
+            str(tansu_binary()), "broker",
+            "--listener-url", url,
+            "--advertised-listener-url", url,
+            "--storage-engine", "memory://tansu/",
+        ],
+        ready=tcp_ready(host, port),
+        env={"RUST_LOG": "warn"},
+        url=f"kafka://{host}:{port} (tansu, memory storage)",
+    )
+
+
+def warehouse_spec(settings: Settings) -> ProcessSpec:
+    host, port = settings.warehouse_host, settings.warehouse_port
+    return ProcessSpec(
+        name="warehouse",
+        argv=flowscope_command("warehouse", "serve"),
+        ready=http_ready(f"http://{host}:{port}/ping", expect=b"Ok."),
+        env=settings.as_env(),
+        url=f"http://{host}:{port} (ClickHouse HTTP interface, chDB)",
+    )
+
+
+def receiver_spec(settings: Settings) -> ProcessSpec:
+    host, port = settings.ingest_host, settings.ingest_port
+    return ProcessSpec(
+        name="receiver",
+        argv=flowscope_command("ingest"),
+        ready=http_ready(f"http://{host}:{port}/healthz"),
+        env=settings.as_env(),
+        url=f"http://{host}:{port}/webhooks/whatsapp  (metrics: /metrics, health: /healthz)",
+    )
+
+
+def stream_spec(settings: Settings, *, name: str = "stream") -> ProcessSpec:
+    port = settings.stream_metrics_port
+    return ProcessSpec(
+        name=name,
+        argv=flowscope_command("stream"),
+        ready=http_ready(f"http://127.0.0.1:{port}/metrics") if port else (lambda: True),
+        env=settings.as_env(),
+        url=f"http://127.0.0.1:{port}/metrics" if port else "",
+    )
+
+
+def dashboards_spec(settings: Settings) -> ProcessSpec:
+    port = settings.dashboard_port
+    return ProcessSpec(
+        name="dashboards",
+        argv=flowscope_command("dashboards"),
+        ready=http_ready(f"http://127.0.0.1:{port}/_stcore/health", expect=b"ok"),
+        env=settings.as_env(),
+        ready_timeout_s=90,
+        url=f"http://localhost:{port}",
+    )
+
+
+def simulator_spec(settings: Settings) -> ProcessSpec:
+    url = f"http://{settings.ingest_host}:{settings.ingest_port}/webhooks/whatsapp"
+    return ProcessSpec(
+        name="simulator",
+        argv=flowscope_command(
+            "simulate", "--url", url, "--messages", "0", "--rate", str(settings.simulate_rate), "--no-progress"
+        ),
+        ready=lambda: True,
+        env=settings.as_env(),
+        url=f"{settings.simulate_rate:g} webhook POSTs/s to {url}",
+    )
+
+
+def _check_free(settings: Settings) -> None:
+    wanted = {
+        "FLOWSCOPE_BROKER_PORT": ("127.0.0.1", settings.broker_port),
+        "FLOWSCOPE_WAREHOUSE_PORT": (settings.warehouse_host, settings.warehouse_port),
+        "FLOWSCOPE_INGEST_PORT": (settings.ingest_host, settings.ingest_port),
+        "FLOWSCOPE_STREAM_METRICS_PORT": ("127.0.0.1", settings.stream_metrics_port),
+        "FLOWSCOPE_DASHBOARD_PORT": ("127.0.0.1", settings.dashboard_port),
+    }
+    for key, (host, port) in wanted.items():
+        if not port:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                raise SupervisorError(f"port {port} is busy ({exc.strerror}); set {key} to another port") from exc
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)  # noqa: T201 - the command's own console output
+
+
+def run_up(settings: Settings) -> int:
+    """Start the whole embedded pipeline plus simulated traffic; stop everything on Ctrl-C."""
+    from warehouse.client import connect
+    from warehouse.migrate import migrate
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    settings = _embedded(settings)
+    log_dir = settings.data_dir / "logs"
+    started = time.monotonic()
+    for key in settings.dev_secrets_in_use:
+        _say(f"note: {key} is the development default; set it for anything but local use")
+    _check_free(settings)
+    with Supervisor(log_dir=log_dir) as supervisor:
+        try:
+            for spec in (broker_spec(settings), warehouse_spec(settings)):
+                _say(f"starting {spec.name} ...")
+                supervisor.start(spec)
+            applied = migrate(settings.warehouse_url)
+            _say(f"warehouse schema ready ({len(applied)} migrations applied)")
+            specs = [receiver_spec(settings), stream_spec(settings), dashboards_spec(settings)]
+            if settings.simulate_rate > 0:
+                specs.append(simulator_spec(settings))
+            for spec in specs:
+                _say(f"starting {spec.name} ...")
+                supervisor.start(spec)
+            _say("")
+            _say(f"flowscope is up after {time.monotonic() - started:.1f} s  (logs: {log_dir}/)")
+            for child in supervisor.children.values():
+                _say(f"  {child.spec.name:<11} {child.spec.url}")
+            _say(f"  {'sql':<11} {settings.warehouse_url}")
+            _say("Press Ctrl-C to stop everything.\n")
+            client = connect(settings.warehouse_url)
+            first_data: float | None = None
+            while True:
+                dead = supervisor.exited()
+                if dead:
+                    child = dead[0]
+                    _say(f"{child.spec.name} stopped unexpectedly (exit {child.process.returncode}):")
+                    _say(supervisor.tail(child.spec.name))
+                    return 1
+                stored = _stored(client)
+                if stored and first_data is None:
+                    first_data = time.monotonic() - started
+                    _say(f"first statuses in the warehouse {first_data:.1f} s after start")
+                _say(f"[{time.strftime('%H:%M:%S')}] message statuses stored: {stored:,}")
+                time.sleep(5)
+        except KeyboardInterrupt:
+            _say("\nstopping ...")
+        except SupervisorError as exc:
+            _say(f"error: {exc}")
+            return 1
+        finally:
+            supervisor.stop_all()
+    _say("stopped; no flowscope process is left running")
+    return 0
+
+
+def _stored(client: object) -> int:
+    from warehouse.queries import stored_status_count
+
+    try:
+        return stored_status_count(client)  # type: ignore[arg-type]
+    except Exception:  # the warehouse may be busy; the next tick tries again
+        return 0
+
+
+def _embedded(settings: Settings) -> Settings:
+    """Point the URLs at the embedded components (the settings' ports)."""
+    import dataclasses
+    from urllib.parse import urlparse
+
+    url = urlparse(settings.warehouse_url)
+    credentials = f"{url.username or 'default'}:{url.password or ''}@"
+    return dataclasses.replace(
+        settings,
+        data_dir=Path(settings.data_dir).resolve(),
+        kafka_bootstrap=f"127.0.0.1:{settings.broker_port}",
+        warehouse_url=f"http://{credentials}{settings.warehouse_host}:{settings.warehouse_port}{url.path}",
+    )
+
+
+def main_broker(settings: Settings) -> int:
+    """Run only the embedded broker in the foreground."""
+    spec = broker_spec(settings)
+    with Supervisor(log_dir=settings.data_dir / "logs") as supervisor:
+        supervisor.start(spec)
+        _say(f"broker listening: {spec.url}; Ctrl-C stops it")
+        try:
+            while not supervisor.exited():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(run_up(Settings.from_env()))
