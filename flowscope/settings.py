@@ -79,8 +79,8 @@ class Settings:
     batch_max_records: int = _setting(5000, "Most events one warehouse insert carries.")
     batch_max_wait_ms: int = _setting(250, "Longest a fetched event waits before its batch is inserted.")
     broker_session_timeout_s: float = _setting(6.0, "Consumer group session timeout (tansu holds joins half of it).")
+    stream_metrics_host: str = _setting("127.0.0.1", "Bind address of the stream worker's /metrics endpoint.")
     stream_metrics_port: int = _setting(9102, "Port of the stream worker's /metrics endpoint (0 = off).")
-    stream_web_port: int = _setting(6066, "Port of the Faust worker's own web server.")
     dedup_window: int = _setting(1_000_000, "Event ids each worker remembers to drop duplicates before insert.")
     # --- warehouse server (embedded mode) ------------------------------------------------------
     warehouse_host: str = _setting("127.0.0.1", "Embedded warehouse server bind address.")
@@ -89,6 +89,7 @@ class Settings:
     data_dir: Path = _setting(Path("data"), "Where the embedded stack keeps its data (warehouse, broker).")
     broker_port: int = _setting(9092, "Port of the embedded broker (tansu).")
     broker_storage: str = _setting("memory", "Embedded broker storage: memory (lost when it stops).")
+    dashboard_host: str = _setting("127.0.0.1", "Streamlit dashboards bind address.")
     dashboard_port: int = _setting(8501, "Streamlit dashboards port.")
     simulate_rate: float = _setting(200.0, "Webhook POSTs per second that `flowscope up` simulates (0 = none).")
     # --- privacy -------------------------------------------------------------------------------

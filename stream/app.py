@@ -43,7 +43,7 @@ def create_app(settings: Settings, *, sink: Sink | None = None) -> faust.App:
 def run_worker(settings: Settings) -> None:
     """Run one stream worker until SIGINT/SIGTERM."""
     if settings.stream_metrics_port:
-        start_http_server(settings.stream_metrics_port, addr="127.0.0.1")
+        start_http_server(settings.stream_metrics_port, addr=settings.stream_metrics_host)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower().replace("warning", "warn"))
     worker.execute_from_commandline()

@@ -76,7 +76,7 @@ def _apply(client: Client) -> list[Migration]:
         "(version UInt32, name String, applied_at DateTime('UTC') DEFAULT now()) "
         "ENGINE = ReplacingMergeTree ORDER BY version"
     )
-    query = f"SELECT version FROM {SCHEMA_MIGRATIONS} FINAL"  # noqa: S608 - constant table name
+    query = f"SELECT version FROM {SCHEMA_MIGRATIONS} FINAL"
     applied = {row[0] for row in client.query(query).result_rows}
     done = []
     for migration in load_migrations():

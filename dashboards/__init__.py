@@ -1,0 +1,1 @@
+"""Streamlit dashboards. Pages call typed query functions from ``warehouse.queries``; no SQL here."""

@@ -1,0 +1,31 @@
+"""Starts Streamlit on the dashboards app (``flowscope dashboards``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from flowscope.settings import Settings
+
+APP = Path(__file__).with_name("app.py")
+
+
+def streamlit_argv(settings: Settings) -> list[str]:
+    return [
+        sys.executable, "-m", "streamlit", "run", str(APP),
+        "--server.port", str(settings.dashboard_port),
+        "--server.address", settings.dashboard_host,
+        "--server.headless", "true",
+        "--server.runOnSave", "false",
+        "--server.fileWatcherType", "none",
+        "--browser.gatherUsageStats", "false",
+        "--global.developmentMode", "false",
+    ]
+
+
+def run(settings: Settings) -> int:
+    # Replace this process: signals (Ctrl-C, SIGTERM) reach Streamlit itself, nothing is left behind.
+    argv = streamlit_argv(settings)
+    os.execv(sys.executable, argv)  # noqa: S606
+    return 0  # pragma: no cover

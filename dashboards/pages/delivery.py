@@ -1,0 +1,81 @@
+"""Delivery status: sent / delivered / read / failed over time and in total."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import plotly.express as px
+import streamlit as st
+
+from dashboards.state import warehouse
+from warehouse import queries
+
+RANGES = {
+    "Last 15 minutes": timedelta(minutes=15),
+    "Last hour": timedelta(hours=1),
+    "Last 6 hours": timedelta(hours=6),
+    "Last 24 hours": timedelta(days=1),
+    "Last 7 days": timedelta(days=7),
+    "Last 30 days": timedelta(days=30),
+}
+STATUS_COLOURS = {"sent": "#8c9eff", "delivered": "#4db6ac", "read": "#2e7d32", "failed": "#e53935"}
+
+st.title("Delivery status")
+client = warehouse()
+
+with st.sidebar:
+    range_name = st.selectbox("Time range", list(RANGES), index=1)
+    known_numbers = queries.phone_number_ids(client)
+    chosen = st.multiselect("Business phone number id", known_numbers, placeholder="All numbers")
+    refresh_s = st.select_slider("Refresh every (s)", options=[2, 5, 10, 30, 60], value=5)
+
+
+@st.fragment(run_every=timedelta(seconds=refresh_s))
+def live() -> None:
+    end = datetime.now(UTC).replace(tzinfo=None)
+    span = RANGES[range_name]
+    where = queries.DeliveryFilter(start=end - span, end=end, phone_number_ids=tuple(chosen))
+    totals = queries.delivery_totals(client, where)
+    sent = totals["sent"]
+    cols = st.columns(5)
+    cols[0].metric("Sent", f"{sent:,}")
+    cols[1].metric(
+        "Delivered", f"{totals['delivered_or_read']:,}", help="Delivered, or read without a delivered status"
+    )
+    cols[2].metric("Read", f"{totals['read']:,}")
+    cols[3].metric("Failed", f"{totals['failed']:,}")
+    rate = totals["failed"] / sent if sent else 0.0
+    cols[4].metric("Failure rate", f"{rate:.1%}")
+
+    bucket = 1 if span <= timedelta(hours=6) else 60 if span <= timedelta(days=7) else 360
+    series = queries.delivery_timeseries(client, where, bucket_minutes=bucket)
+    if series.empty:
+        st.info("No message statuses in this range yet.")
+    else:
+        figure = px.line(
+            series, x="bucket", y="messages", color="status", color_discrete_map=STATUS_COLOURS,
+            labels={"bucket": "", "messages": "messages"},
+        )
+        figure.update_layout(height=360, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend_title_text="")
+        st.plotly_chart(figure, width="stretch")
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Failures by error code")
+        failures = queries.failures_by_error_code(client, where)
+        if failures.empty:
+            st.caption("No failed messages in this range.")
+        else:
+            st.dataframe(failures, hide_index=True, width="stretch")
+    with right:
+        st.subheader("By business number")
+        by_number = queries.delivery_by_phone_number(client, where)
+        rows = [
+            {"phone_number_id": pnid, **{s: counts.get(s, 0) for s in queries.DELIVERY_STATUSES}}
+            for pnid, counts in sorted(by_number.items())
+        ]
+        st.dataframe(rows, hide_index=True, width="stretch")
+    st.caption(f"Updated {end:%H:%M:%S} UTC · distinct messages per status · refreshes every {refresh_s} s")
+
+
+live()

@@ -1,0 +1,106 @@
+"""Typed queries the dashboards (and tests, and data teams) run. Dashboards hold no SQL of their own.
+
+Delivery figures come from ``message_status_minute`` (uniqExact states per minute), never from a
+rescan of raw statuses: counts are distinct messages, exact under duplicates and replays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+from clickhouse_connect.driver.client import Client
+
+from warehouse.tables import MESSAGE_STATUS_MINUTE, MESSAGE_STATUSES
+
+DELIVERY_STATUSES = ("sent", "delivered", "read", "failed")
+
+_FILTER = (
+    "minute >= toStartOfMinute({start:DateTime('UTC')}) AND minute <= {end:DateTime('UTC')}"
+    " AND (empty({phone_number_ids:Array(String)}) OR has({phone_number_ids:Array(String)}, phone_number_id))"
+)
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    """Time range (UTC, inclusive) and business phone numbers (empty = all)."""
+
+    start: datetime
+    end: datetime
+    phone_number_ids: tuple[str, ...] = ()
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        return {"start": self.start, "end": self.end, "phone_number_ids": list(self.phone_number_ids)}
+
+
+def stored_status_count(client: Client) -> int:
+    """Status rows stored so far (physical rows, a liveness figure, not an analytic one)."""
+    return int(client.command(f"SELECT count() FROM {MESSAGE_STATUSES}"))  # type: ignore[arg-type]
+
+
+def phone_number_ids(client: Client) -> list[str]:
+    rows = client.query(f"SELECT DISTINCT phone_number_id FROM {MESSAGE_STATUS_MINUTE} ORDER BY 1").result_rows
+    return [row[0] for row in rows]
+
+
+def delivery_totals(client: Client, where: DeliveryFilter) -> dict[str, int]:
+    """Distinct messages per status in the range; ``delivered_or_read`` counts a read as delivered."""
+    sql = f"""
+        SELECT status, uniqExactMerge(messages)
+        FROM {MESSAGE_STATUS_MINUTE}
+        WHERE {_FILTER}
+        GROUP BY status
+        UNION ALL
+        SELECT 'delivered_or_read', uniqExactMerge(messages)
+        FROM {MESSAGE_STATUS_MINUTE}
+        WHERE {_FILTER} AND status IN ('delivered', 'read')
+    """
+    totals = {status: 0 for status in (*DELIVERY_STATUSES, "delivered_or_read")}
+    for status, count in client.query(sql, parameters=where.parameters).result_rows:
+        totals[status] = int(count)
+    return totals
+
+
+def delivery_timeseries(client: Client, where: DeliveryFilter, *, bucket_minutes: int = 1) -> pd.DataFrame:
+    """Distinct messages per status per time bucket: columns bucket, status, messages."""
+    sql = f"""
+        SELECT toStartOfInterval(minute, toIntervalMinute({{bucket:UInt32}})) AS bucket, status,
+               uniqExactMerge(messages) AS messages
+        FROM {MESSAGE_STATUS_MINUTE}
+        WHERE {_FILTER}
+        GROUP BY bucket, status
+        ORDER BY bucket, status
+    """
+    frame = client.query_df(sql, parameters={**where.parameters, "bucket": bucket_minutes})
+    if frame.empty:
+        return pd.DataFrame({"bucket": pd.Series(dtype="datetime64[ns, UTC]"), "status": [], "messages": []})
+    return frame
+
+
+def failures_by_error_code(client: Client, where: DeliveryFilter) -> pd.DataFrame:
+    """Failed messages per Meta error code: columns error_code, messages."""
+    sql = f"""
+        SELECT error_code, uniqExactMerge(messages) AS messages
+        FROM {MESSAGE_STATUS_MINUTE}
+        WHERE {_FILTER} AND status = 'failed'
+        GROUP BY error_code
+        ORDER BY messages DESC, error_code
+    """
+    return client.query_df(sql, parameters=where.parameters)
+
+
+def delivery_by_phone_number(client: Client, where: DeliveryFilter) -> dict[str, dict[str, int]]:
+    """Distinct messages per business phone number id and status."""
+    sql = f"""
+        SELECT phone_number_id, status, uniqExactMerge(messages)
+        FROM {MESSAGE_STATUS_MINUTE}
+        WHERE {_FILTER}
+        GROUP BY phone_number_id, status
+    """
+    result: dict[str, dict[str, int]] = {}
+    for pnid, status, count in client.query(sql, parameters=where.parameters).result_rows:
+        result.setdefault(pnid, {})[status] = int(count)
+    return result
