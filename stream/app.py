@@ -25,7 +25,6 @@ def create_app(settings: Settings, *, sink: Sink | None = None) -> faust.App:
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         table_standby_replicas=0,
-        topic_disable_leader=True,
         web_enabled=False,
         producer_acks=-1,
         datadir=str(settings.data_dir / "stream"),

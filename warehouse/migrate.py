@@ -31,11 +31,12 @@ class Migration:
     @property
     def statements(self) -> list[str]:
         """The file's statements; they are separated by a ``;`` at the end of a line."""
-        return [s.strip() for s in re.split(r";\s*(?:\n|$)", self.sql) if _has_code(s)]
+        chunks = re.split(r";\s*(?:\n|$)", self.sql)
+        return [code for code in map(_without_comment_lines, chunks) if code]
 
 
-def _has_code(chunk: str) -> bool:
-    return any(line.strip() and not line.strip().startswith("--") for line in chunk.splitlines())
+def _without_comment_lines(chunk: str) -> str:
+    return "\n".join(line for line in chunk.splitlines() if not line.strip().startswith("--")).strip()
 
 
 def load_migrations() -> list[Migration]:

@@ -1,0 +1,280 @@
+"""Parsing of every payload example in shared/reference/whatsapp-webhooks.md, and of bad ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from flowscope.contract import FlowCompletion, MessageStatus, encode, event_id
+from flowscope.privacy import Pseudonymiser
+from ingest.exceptions import MalformedPayloadError
+from ingest.parsing import WebhookParser
+
+RECEIVED_MS = 1_767_000_500_000
+HASH = Pseudonymiser("test-key")
+
+STATUSES_EXAMPLE: dict[str, Any] = {
+    "object": "whatsapp_business_account",
+    "entry": [{"id": "880011223344556", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": "990000000000001"},
+        "statuses": [
+            {"id": "wamid.AAA111", "status": "sent", "timestamp": "1767000000",
+             "recipient_id": "5511999990000", "biz_opaque_callback_data": "flow=lead_v2;tok=ft_7f3a",
+             "pricing": {"billable": True, "pricing_model": "PMP", "type": "regular", "category": "marketing"}},
+            {"id": "wamid.BBB222", "status": "failed", "timestamp": "1767000042",
+             "recipient_id": "5511988887777",
+             "errors": [{"code": 131049,
+                         "title": "This message was not delivered to maintain healthy ecosystem engagement.",
+                         "message": "This message was not delivered to maintain healthy ecosystem engagement.",
+                         "error_data": {"details": "Not delivered, to keep engagement healthy."},
+                         "href": "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"}]},
+        ]}}]}],
+}
+
+NFM_REPLY_EXAMPLE: dict[str, Any] = {
+    "object": "whatsapp_business_account",
+    "entry": [{"id": "880011223344556", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": "990000000000001"},
+        "contacts": [{"profile": {"name": "Ana"}, "wa_id": "5511999990000"}],
+        "messages": [{
+            "context": {"from": "15550001111", "id": "wamid.AAA111"},
+            "from": "5511999990000", "id": "wamid.CCC333", "timestamp": "1767000310",
+            "type": "interactive",
+            "interactive": {"type": "nfm_reply", "nfm_reply": {
+                "name": "flow", "body": "Sent",
+                "response_json": "{\"flow_token\":\"ft_7f3a\",\"plan\":\"pro\",\"seats\":5}"}},
+        }]}}]}],
+}
+
+ENVELOPE_EXAMPLE: dict[str, Any] = {
+    "object": "whatsapp_business_account",
+    "entry": [{"id": "880011223344556", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "15550001111", "phone_number_id": "990000000000001"},
+        "contacts": [{"profile": {"name": "Ana"}, "wa_id": "5511999990000", "user_id": "BR.8812345"}],
+        "messages": [],
+    }}]}],
+}
+
+FLOWS_VALUES: list[dict[str, Any]] = [
+    {"event": "ENDPOINT_ERROR_RATE", "message": "The flow endpoint request error rate has reached the 10% threshold.",
+     "flow_id": "1234567890123456", "error_rate": 12.5, "threshold": 10, "alert_state": "ACTIVATED",
+     "errors": [{"error_type": "TIMEOUT", "error_rate": 60.0, "error_count": 3},
+                {"error_type": "CAPABILITY_ERROR", "error_rate": 40.0, "error_count": 2}]},
+    {"event": "FLOW_STATUS_CHANGE", "message": "...", "flow_id": "123", "old_status": "DRAFT",
+     "new_status": "PUBLISHED"},
+    {"event": "CLIENT_ERROR_RATE", "message": "...", "flow_id": "123", "error_rate": 7.1, "threshold": 5,
+     "alert_state": "ACTIVATED", "errors": [{"error_type": "INVALID_SCREEN_TRANSITION", "error_rate": 100,
+                                              "error_count": 3}]},
+    {"event": "ENDPOINT_LATENCY", "message": "...", "flow_id": "123", "p90_latency": 6200, "p50_latency": 900,
+     "requests_count": 41, "threshold": 5000, "alert_state": "ACTIVATED"},
+    {"event": "ENDPOINT_AVAILABILITY", "message": "...", "flow_id": "123", "alert_state": "DEACTIVATED",
+     "availability": 96, "threshold": 90},
+    {"event": "FLOW_VERSION_EXPIRY_WARNING", "flow_id": "123", "warning": "...will freeze in 21 days..."},
+]
+
+
+def parse(payload: Any, *, allow: tuple[str, ...] = ()) -> Any:
+    parser = WebhookParser(pseudonymise=HASH, form_fields_allowlist=allow)
+    return parser.parse(orjson.dumps(payload), received_at_ms=RECEIVED_MS)
+
+
+def status_payload(*statuses: dict[str, Any]) -> dict[str, Any]:
+    return {"object": "whatsapp_business_account", "entry": [{"id": "880011223344556", "changes": [
+        {"field": "messages", "value": {"messaging_product": "whatsapp",
+                                        "metadata": {"phone_number_id": "990000000000001"},
+                                        "statuses": list(statuses)}}]}]}
+
+
+def test_status_example_gives_two_canonical_statuses() -> None:
+    result = parse(STATUSES_EXAMPLE)
+    assert result.rejected == []
+    sent, failed = result.events
+    assert sent == MessageStatus(
+        event_id=event_id("status", "wamid.AAA111", "sent"),
+        waba_id="880011223344556",
+        phone_number_id="990000000000001",
+        wamid="wamid.AAA111",
+        status="sent",
+        occurred_at=1_767_000_000,
+        received_at_ms=RECEIVED_MS,
+        recipient_hash=HASH("5511999990000"),
+        pricing_category="marketing",
+        pricing_type="regular",
+        pricing_model="PMP",
+        billable=1,
+        biz_opaque_callback_data="flow=lead_v2;tok=ft_7f3a",
+    )
+    assert isinstance(failed, MessageStatus)
+    assert (failed.status, failed.error_code, failed.occurred_at) == ("failed", 131049, 1_767_000_042)
+    assert failed.error_title == "This message was not delivered to maintain healthy ecosystem engagement."
+    assert failed.error_details == "Not delivered, to keep engagement healthy."
+    assert failed.billable == -1
+
+
+def test_no_phone_number_leaves_the_parser() -> None:
+    result = parse(STATUSES_EXAMPLE)
+    encoded = b"".join(encode(e) for e in [*result.events, *result.rejected])
+    assert b"5511999990000" not in encoded
+    assert b"5511988887777" not in encoded
+
+
+def test_event_id_is_the_same_for_a_duplicate_delivery() -> None:
+    first = parse(STATUSES_EXAMPLE).events
+    again = parse(STATUSES_EXAMPLE).events
+    assert [e.event_id for e in first] == [e.event_id for e in again]
+    assert len({e.event_id for e in first}) == 2
+
+
+def test_nfm_reply_example_gives_a_completion_with_allow_listed_answers_only() -> None:
+    result = parse(NFM_REPLY_EXAMPLE, allow=("plan",))
+    assert result.rejected == []
+    assert result.events == [
+        FlowCompletion(
+            event_id=event_id("nfm_reply", "wamid.CCC333"),
+            waba_id="880011223344556",
+            phone_number_id="990000000000001",
+            wamid="wamid.CCC333",
+            flow_wamid="wamid.AAA111",
+            flow_token="ft_7f3a",
+            occurred_at=1_767_000_310,
+            received_at_ms=RECEIVED_MS,
+            user_hash=HASH("5511999990000"),
+            flow_name="flow",
+            response_keys=["plan", "seats"],
+            response_fields={"plan": "pro"},
+        )
+    ]
+
+
+def test_nfm_reply_without_allow_list_stores_no_answer() -> None:
+    (completion,) = parse(NFM_REPLY_EXAMPLE).events
+    assert isinstance(completion, FlowCompletion)
+    assert completion.response_fields == {}
+    assert completion.response_keys == ["plan", "seats"]
+
+
+def test_envelope_example_with_empty_messages_gives_nothing() -> None:
+    result = parse(ENVELOPE_EXAMPLE)
+    assert (result.events, result.rejected, result.ignored) == ([], [], {})
+
+
+@pytest.mark.parametrize("value", FLOWS_VALUES, ids=[v["event"] for v in FLOWS_VALUES])
+def test_flows_webhooks_are_counted_as_ignored_not_rejected(value: dict[str, Any]) -> None:
+    payload = {"object": "whatsapp_business_account",
+               "entry": [{"id": "880011223344556", "time": 1767001000,
+                          "changes": [{"field": "flows", "value": value}]}]}
+    result = parse(payload)
+    assert (result.events, result.rejected, result.ignored) == ([], [], {"field:flows": 1})
+
+
+def test_unknown_field_is_counted_under_other() -> None:
+    payload = {"object": "whatsapp_business_account",
+               "entry": [{"id": "1", "changes": [{"field": "brand_new_thing", "value": {}}]}]}
+    assert parse(payload).ignored == {"field:other": 1}
+
+
+def test_other_message_types_are_ignored() -> None:
+    payload = {"object": "whatsapp_business_account", "entry": [{"id": "1", "changes": [{"field": "messages", "value": {
+        "metadata": {"phone_number_id": "9"},
+        "messages": [{"from": "5511", "id": "wamid.T", "timestamp": "1767000000", "type": "text",
+                      "text": {"body": "hi"}}]}}]}]}
+    result = parse(payload)
+    assert (result.events, result.rejected, result.ignored) == ([], [], {"message:text": 1})
+
+
+def test_read_is_accepted_without_delivered_and_int_timestamp() -> None:
+    result = parse(status_payload({"id": "wamid.X", "status": "read", "timestamp": 1767000100}))
+    (status,) = result.events
+    assert isinstance(status, MessageStatus)
+    assert (status.status, status.occurred_at) == ("read", 1_767_000_100)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        ({"status": "sent", "timestamp": "1767000000"}, "status without id"),
+        ({"id": "", "status": "sent", "timestamp": "1767000000"}, "status without id"),
+        ({"id": "wamid.X", "status": "opened", "timestamp": "1767000000"}, "unknown status value 'opened'"),
+        ({"id": "wamid.X", "timestamp": "1767000000"}, "unknown status value None"),
+        ({"id": "wamid.X", "status": "sent"}, "missing or non-numeric timestamp"),
+        ({"id": "wamid.X", "status": "sent", "timestamp": "soon"}, "missing or non-numeric timestamp"),
+        ({"id": "wamid.X", "status": "sent", "timestamp": "100"}, "timestamp 100 is before 2014"),
+        ({"id": "wamid.X", "status": "sent", "timestamp": "1867000000"}, "timestamp 1867000000 is in the future"),
+    ],
+)
+def test_unusable_status_is_rejected_with_reason(status: dict[str, Any], reason: str) -> None:
+    result = parse(status_payload({**status, "recipient_id": "5511999990000"}))
+    assert result.events == []
+    (rejected,) = result.rejected
+    assert rejected.reason == reason
+    assert rejected.source == "whatsapp_webhook"
+    assert rejected.phone_number_id == "990000000000001"
+    raw = orjson.loads(rejected.raw)
+    assert raw["recipient_id"] == HASH("5511999990000")
+
+
+def test_rejection_keeps_good_siblings() -> None:
+    result = parse(status_payload(
+        {"id": "wamid.OK", "status": "delivered", "timestamp": "1767000000"},
+        {"id": "wamid.BAD", "status": "teleported", "timestamp": "1767000000"},
+    ))
+    assert [e.wamid for e in result.events if isinstance(e, MessageStatus)] == ["wamid.OK"]
+    assert [r.reason for r in result.rejected] == ["unknown status value 'teleported'"]
+
+
+def test_change_without_phone_number_id_is_rejected() -> None:
+    payload = status_payload({"id": "wamid.X", "status": "sent", "timestamp": "1767000000"})
+    del payload["entry"][0]["changes"][0]["value"]["metadata"]
+    result = parse(payload)
+    assert [r.reason for r in result.rejected] == ["change without metadata.phone_number_id"]
+
+
+def test_nfm_reply_with_broken_response_json_is_rejected_and_answers_withheld() -> None:
+    payload = orjson.loads(orjson.dumps(NFM_REPLY_EXAMPLE))
+    message = payload["entry"][0]["changes"][0]["value"]["messages"][0]
+    message["interactive"]["nfm_reply"]["response_json"] = "{not json"
+    (rejected,) = parse(payload).rejected
+    assert rejected.reason == "nfm_reply.response_json is not a JSON object string"
+    raw = orjson.loads(rejected.raw)
+    assert raw["from"] == HASH("5511999990000")
+    assert raw["interactive"]["nfm_reply"]["response_json"] == "<unparseable, withheld>"
+
+
+def test_nfm_reply_without_context_is_rejected_without_leaking_answers() -> None:
+    payload = orjson.loads(orjson.dumps(NFM_REPLY_EXAMPLE))
+    del payload["entry"][0]["changes"][0]["value"]["messages"][0]["context"]
+    (rejected,) = parse(payload).rejected
+    assert rejected.reason == "nfm_reply without context.id"
+    assert orjson.loads(orjson.loads(rejected.raw)["interactive"]["nfm_reply"]["response_json"]) == {
+        "flow_token": "ft_7f3a"
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"not json", "body is not valid JSON"),
+        (b'{"object": "whatsapp_business_account", "entry": [', "body is not valid JSON"),
+        (b"\xff\xfe{}", "body is not valid JSON"),
+        (b"[]", "body must be a JSON object"),
+        (b'{"object": "page", "entry": []}', "unsupported object 'page'"),
+        (b'{"object": "whatsapp_business_account"}', "body.entry must be a list"),
+        (b'{"object": "whatsapp_business_account", "entry": [1]}', "entry[0] must be an object"),
+        (b'{"object": "whatsapp_business_account", "entry": [{"changes": {}}]}', "entry[0].changes must be a list"),
+        (b'{"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages"}]}]}',
+         "entry[0].changes[0].value must be an object"),
+        (b'{"object": "whatsapp_business_account", "entry": [{"changes": [{"field": "messages", '
+         b'"value": {"statuses": {}}}]}]}', "entry[0].changes[0].value.statuses must be a list"),
+        (b"[" * 2000 + b"]" * 2000, "body is not valid JSON"),
+    ],
+)
+def test_malformed_body_raises_with_reason(body: bytes, reason: str) -> None:
+    parser = WebhookParser(pseudonymise=HASH)
+    with pytest.raises(MalformedPayloadError) as info:
+        parser.parse(body, received_at_ms=RECEIVED_MS)
+    assert info.value.reason.startswith(reason)
