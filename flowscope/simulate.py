@@ -952,16 +952,33 @@ class _Progress:
         self.stream.flush()
 
 
+async def _drain(tasks: set[asyncio.Task[None]], abort: asyncio.Event) -> None:
+    """Wait for the POSTs in flight, or until ``abort`` is set."""
+    pending: set[asyncio.Future[Any]] = {task for task in tasks if not task.done()}
+    if not pending:
+        return
+    aborted = asyncio.ensure_future(abort.wait())
+    try:
+        while pending and not abort.is_set():
+            _, pending = await asyncio.wait(pending | {aborted}, return_when=asyncio.FIRST_COMPLETED)
+            pending.discard(aborted)
+    finally:
+        aborted.cancel()
+
+
 async def run(url: str, *, config: SimulationConfig, app_secret: str, progress: bool = True,
-              stop: asyncio.Event | None = None, progress_stream: TextIO | None = None) -> SimulationResult:
+              stop: asyncio.Event | None = None, abort: asyncio.Event | None = None,
+              progress_stream: TextIO | None = None) -> SimulationResult:
     """Send the simulated traffic to ``url`` at ``config.rate`` POSTs/s; return what happened.
 
-    Stops at the end of a finite run, or when ``stop`` is set: then no new POST starts, an attempt
-    in flight may finish (and counts if acknowledged) and nothing is retried. Cancelling the task
-    abandons what is in flight at once. The truth covers acknowledged POSTs only (None when endless).
+    Ends after the last POST of a finite run is settled, or when ``stop`` is set: then no new POST
+    starts, an attempt in flight may finish (and counts if acknowledged) and nothing is retried.
+    Setting ``abort`` too (or cancelling the task) abandons what is in flight at once. The truth
+    covers acknowledged POSTs only (None when endless).
     """
     loop = asyncio.get_running_loop()
     stop = stop if stop is not None else asyncio.Event()
+    abort = abort if abort is not None else asyncio.Event()
     endless = config.messages == 0
     config = replace(config, start_time=config.start_time if config.start_time is not None else time.time())
     t0 = loop.time()
@@ -1018,15 +1035,14 @@ async def run(url: str, *, config: SimulationConfig, app_secret: str, progress: 
                 task = asyncio.create_task(deliver(webhook))
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
-            if tasks:
-                await asyncio.wait(set(tasks))
+            await _drain(tasks, abort)
         finally:
             reporter_task.cancel()
-            for task in list(tasks):
+            unfinished = [task for task in tasks if not task.done()]
+            for task in unfinished:
                 task.cancel()
-            if tasks:
-                sender.abandoned += len(tasks)
-                await asyncio.gather(*tasks, return_exceptions=True)
+            sender.abandoned += len(unfinished)
+            await asyncio.gather(*unfinished, return_exceptions=True)
             with contextlib.suppress(asyncio.CancelledError):
                 await reporter_task
     elapsed = loop.time() - t0
@@ -1090,14 +1106,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _run_until_signalled(url: str, config: SimulationConfig, app_secret: str,
                                progress: bool) -> SimulationResult:
+    """``run`` with SIGINT/SIGTERM handled: the first stops cleanly, a second abandons what is in flight."""
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    main_task = asyncio.current_task()
+    stop, abort = asyncio.Event(), asyncio.Event()
     installed: list[signal.Signals] = []
 
     def on_signal() -> None:
-        if stop.is_set() and main_task is not None:
-            main_task.cancel()  # a second signal: abandon what is in flight now
+        if stop.is_set():
+            abort.set()
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -1107,12 +1123,7 @@ async def _run_until_signalled(url: str, config: SimulationConfig, app_secret: s
         except (NotImplementedError, RuntimeError):  # pragma: no cover - not the main thread / Windows
             pass
     try:
-        task = asyncio.ensure_future(run(url, config=config, app_secret=app_secret, progress=progress, stop=stop))
-        try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.cancel()
-            return await task
+        return await run(url, config=config, app_secret=app_secret, progress=progress, stop=stop, abort=abort)
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
@@ -1137,21 +1148,18 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = asyncio.run(_run_until_signalled(args.url, config, app_secret, not args.no_progress))
-    except asyncio.CancelledError:  # pragma: no cover - cancelled before run() returned
-        return 130
     except KeyboardInterrupt:  # pragma: no cover - no signal handler could be installed
         return 130
     if result.truth is not None and args.truth is not None:
         args.truth.write_text(result.truth.to_json() + "\n")
-    if not args.no_progress:
-        quantiles = result.latency_quantiles()
-        latency = " ".join(f"{k} {v * 1000:.1f} ms" for k, v in quantiles.items()) or "no answers"
-        answers = ", ".join(f"{k}: {v}" for k, v in result.answers.items()) or "none"
-        sys.stderr.write(
-            f"simulate: {result.acked:,} POSTs acknowledged in {result.elapsed_s:.1f} s, "
-            f"{result.retries:,} retries, {result.failures:,} undelivered, {result.abandoned:,} abandoned; "
-            f"latency {latency}; failed answers: {answers}\n"
-        )
+    quantiles = result.latency_quantiles()
+    latency = " ".join(f"{k} {v * 1000:.1f} ms" for k, v in quantiles.items()) or "none"
+    answers = ", ".join(f"{k}: {v}" for k, v in result.answers.items()) or "none"
+    sys.stderr.write(
+        f"simulate: {result.acked:,} POSTs acknowledged in {result.elapsed_s:.1f} s, "
+        f"{result.retries:,} retries, {result.failures:,} undelivered, {result.abandoned:,} abandoned; "
+        f"latency {latency}; failed attempts: {answers}\n"
+    )
     if result.failures:
         sys.stderr.write(f"flowscope simulate: {result.failures} POSTs were not delivered before the deadline\n")
         return 1
