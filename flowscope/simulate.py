@@ -45,8 +45,10 @@ pairs and distinct completions that were generated (:func:`generate`) or acknowl
       "generated": {"reordered_messages": n, "duplicated_posts": n, "duplicated_status_updates": n}
     }
 
-Every phone number id appears in ``by_phone_number_id`` and ``completions_by_phone_number_id``,
-and every status key in each ``statuses``-like object, even when the count is 0.
+``posts.unique`` counts distinct bodies (a re-send has the bytes of its original; rarely, two POSTs
+carry the same lone status update and are identical too). Every phone number id appears in
+``by_phone_number_id`` and ``completions_by_phone_number_id``, every flow in ``flows``, and every
+status key in each ``statuses``-like object, even when the count is 0.
 
 CLI: ``flowscope simulate --url URL --rate 200 --messages 10000 --seed 1 --truth truth.json``; the app
 secret comes from ``FLOWSCOPE_APP_SECRET`` (never printed). Exit status: 0 when every POST was
@@ -64,7 +66,6 @@ import hashlib
 import heapq
 import hmac
 import itertools
-import math
 import random
 import signal
 import sys
@@ -95,28 +96,48 @@ _READ_WITHOUT_DELIVERED: tuple[str, ...] = ("sent", "read")
 
 # code → (weight, title, details). Flow-only codes are drawn for Flow messages only.
 _ERRORS: dict[int, tuple[float, str, str]] = {
-    131049: (30, "This message was not delivered to maintain healthy ecosystem engagement.",
-             "In order to maintain a healthy ecosystem engagement, the message failed to be delivered."),
+    131049: (
+        30,
+        "This message was not delivered to maintain healthy ecosystem engagement.",
+        "In order to maintain a healthy ecosystem engagement, the message failed to be delivered.",
+    ),
     131026: (20, "Message undeliverable", "Message Undeliverable."),
-    131047: (12, "Re-engagement message",
-             "Message failed to send because more than 24 hours have passed since the customer last "
-             "replied to this number."),
-    131048: (8, "Spam rate limit hit",
-             "Message failed to send because there are restrictions on how many messages can be sent "
-             "from this phone number."),
-    131056: (6, "(Business Account, Consumer Account) pair rate limit hit",
-             "Too many messages sent from the sender phone number to the same recipient phone number in a "
-             "short period of time."),
+    131047: (
+        12,
+        "Re-engagement message",
+        "Message failed to send because more than 24 hours have passed since the customer last replied to this number.",
+    ),
+    131048: (
+        8,
+        "Spam rate limit hit",
+        "Message failed to send because there are restrictions on how many messages can be sent "
+        "from this phone number.",
+    ),
+    131056: (
+        6,
+        "(Business Account, Consumer Account) pair rate limit hit",
+        "Too many messages sent from the sender phone number to the same recipient phone number in a "
+        "short period of time.",
+    ),
     130429: (6, "Rate limit hit", "Cloud API message throughput has been reached."),
-    131050: (6, "Unable to deliver the message. This recipient has chosen to stop receiving marketing "
-                "messages on WhatsApp from your business.",
-             "The user has stopped marketing messages from this business."),
+    131050: (
+        6,
+        "Unable to deliver the message. This recipient has chosen to stop receiving marketing "
+        "messages on WhatsApp from your business.",
+        "The user has stopped marketing messages from this business.",
+    ),
     131000: (4, "Something went wrong", "Message failed to send due to an unknown error."),
-    132069: (3, "Flow is in throttled state",
-             "Flow is in throttled state and 10 messages using this flow were already sent in the last hour."),
+    132069: (
+        3,
+        "Flow is in throttled state",
+        "Flow is in throttled state and 10 messages using this flow were already sent in the last hour.",
+    ),
     132068: (2, "Flow is in blocked state", "Flow is in blocked state."),
-    130472: (2, "User's number is part of an experiment",
-             "Failed to send message because this user's phone number is part of an experiment."),
+    130472: (
+        2,
+        "User's number is part of an experiment",
+        "Failed to send message because this user's phone number is part of an experiment.",
+    ),
 }
 _FLOW_ONLY_ERRORS = frozenset({132068, 132069})
 
@@ -132,8 +153,10 @@ _CAMPAIGNS = ("spring_sale", "cart_reminder", "order_update", "otp_login", "reac
 
 # Flow definitions: name → form fields of its response_json (personal data on purpose).
 _FLOW_NAMES: tuple[str, ...] = ("plan_picker", "lead_capture", "nps_survey", "appointment_booking")
-_FIRST_NAMES = ("Ana", "Bruno", "Carla", "Diego", "Elisa", "Felipe", "Gabriela", "Hugo", "Isabela",
-                "João", "Karina", "Lucas", "Mariana", "Nicolas", "Olivia", "Paulo", "Rafaela", "Tiago")
+_FIRST_NAMES = tuple(
+    "Ana Bruno Carla Diego Elisa Felipe Gabriela Hugo Isabela João Karina Lucas Mariana Nicolas Olivia Paulo "
+    "Rafaela Tiago".split()
+)
 _LAST_NAMES = ("Silva", "Santos", "Oliveira", "Souza", "Lima", "Pereira", "Costa", "Almeida", "Ribeiro")
 
 
@@ -167,9 +190,17 @@ class SimulationConfig:
     retry_max_s: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("duplicate_ratio", "status_duplicate_ratio", "reorder_ratio", "flow_ratio",
-                     "completion_ratio", "failure_ratio", "read_without_delivered_ratio",
-                     "conversation_ratio", "mixed_post_ratio"):
+        for name in (
+            "duplicate_ratio",
+            "status_duplicate_ratio",
+            "reorder_ratio",
+            "flow_ratio",
+            "completion_ratio",
+            "failure_ratio",
+            "read_without_delivered_ratio",
+            "conversation_ratio",
+            "mixed_post_ratio",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {value}")
@@ -199,6 +230,11 @@ class Webhook:
     raw: bytes
     status_updates: int
     completions: int
+
+    @property
+    def digest(self) -> bytes:
+        """Identity of the bytes: equal for a re-send (and for two POSTs that happen to be identical)."""
+        return hashlib.blake2b(self.raw, digest_size=16).digest()
 
     def signature(self, app_secret: str) -> str:
         return sign(self.raw, app_secret)
@@ -316,13 +352,14 @@ class _Tally:
         self.flows = flows
         self.messages: dict[str, _MessageRecord] = {}
         self.completions: dict[str, tuple[str, str]] = {}  # reply wamid → (pnid, flow message wamid)
-        self.post_ids: set[int] = set()
+        self.bodies: set[bytes] = set()  # digests of distinct POST bodies
         self.posts_including_duplicates = 0
         self.status_updates = 0
         self.completion_messages = 0
 
-    def add_status(self, *, wamid: str, status: str, phone_number_id: str, flow_id: str,
-                   error_code: int | None) -> None:
+    def add_status(
+        self, *, wamid: str, status: str, phone_number_id: str, flow_id: str, error_code: int | None
+    ) -> None:
         record = self.messages.get(wamid)
         if record is None:
             record = self.messages[wamid] = _MessageRecord(phone_number_id, flow_id)
@@ -335,7 +372,7 @@ class _Tally:
 
     def add_webhook(self, webhook: Webhook) -> None:
         """Learn from a body as a receiver would: statuses, completions, and the POST itself."""
-        self.post_ids.add(webhook.post_id)
+        self.bodies.add(webhook.digest)
         self.posts_including_duplicates += 1
         self.status_updates += webhook.status_updates
         self.completion_messages += webhook.completions
@@ -353,11 +390,11 @@ class _Tally:
                         error_code=errors[0]["code"] if errors else None,
                     )
                 for message in value.get("messages", ()):
-                    self.add_completion(wamid=message["id"], phone_number_id=pnid,
-                                        flow_wamid=message["context"]["id"])
+                    self.add_completion(wamid=message["id"], phone_number_id=pnid, flow_wamid=message["context"]["id"])
 
-    def truth(self, *, seed: int, start_time: float, complete: bool, retries: int, undelivered: int,
-              stats: GenerationStats) -> Truth:
+    def truth(
+        self, *, seed: int, start_time: float, complete: bool, retries: int, undelivered: int, stats: GenerationStats
+    ) -> Truth:
         pnids = [p.phone_number_id for p in self.phone_numbers]
         statuses = dict.fromkeys(STATUSES, 0)
         by_pnid = {pnid: dict.fromkeys(STATUSES, 0) for pnid in pnids}
@@ -409,7 +446,7 @@ class _Tally:
                 for p in self.phone_numbers
             },
             posts={
-                "unique": len(self.post_ids),
+                "unique": len(self.bodies),
                 "sent_including_duplicates": self.posts_including_duplicates,
                 "retries": retries,
                 "undelivered": undelivered,
@@ -488,10 +525,11 @@ class TrafficGenerator:
     generated message so :meth:`truth` can report them (finite runs only).
     """
 
-    def __init__(self, config: SimulationConfig, *, clock: Callable[[], float] | None = None,
-                 record: bool = False) -> None:
+    def __init__(
+        self, config: SimulationConfig, *, clock: Callable[[], float] | None = None, record: bool = False
+    ) -> None:
         self.config = config
-        self.start_time = config.start_time if config.start_time is not None else time.time()
+        self.start_time = float(config.start_time if config.start_time is not None else time.time())
         self._clock = clock
         self._rng = random.Random(config.seed)
         self._tie = itertools.count()
@@ -522,21 +560,24 @@ class TrafficGenerator:
         rng.shuffle(names)
         for w in range(2):
             waba_id = "1" + self._digits(14)
-            flows = [FlowDefinition(flow_id="1" + self._digits(15), name=names[2 * w + i], waba_id=waba_id)
-                     for i in range(rng.randint(1, 2))]
+            flows = [
+                FlowDefinition(flow_id="1" + self._digits(15), name=names[2 * w + i], waba_id=waba_id)
+                for i in range(rng.randint(1, 2))
+            ]
             self.flows.extend(flows)
             for _ in range(rng.randint(1, 2)):
-                phone = PhoneNumber(phone_number_id="1" + self._digits(14), waba_id=waba_id,
-                                    display_phone_number="1555" + self._digits(7))
+                phone = PhoneNumber(
+                    phone_number_id="1" + self._digits(14),
+                    waba_id=waba_id,
+                    display_phone_number="1555" + self._digits(7),
+                )
                 self.phone_numbers.append(phone)
                 self._lanes.append(_Lane(phone=phone, flows=flows, weight=rng.uniform(0.5, 1.5)))
 
     def _build_recipients(self) -> list[tuple[str, str]]:
         rng = self._rng
         numbers = rng.sample(range(10**8), self.config.recipients)
-        return [
-            ("55119" + f"{n:08d}", f"{rng.choice(_FIRST_NAMES)} {rng.choice(_LAST_NAMES)}") for n in numbers
-        ]
+        return [("55119" + f"{n:08d}", f"{rng.choice(_FIRST_NAMES)} {rng.choice(_LAST_NAMES)}") for n in numbers]
 
     # -- public --
 
@@ -566,7 +607,7 @@ class TrafficGenerator:
         self._seq += 1
         if self._tally is not None:
             self._tally.posts_including_duplicates += 1
-            self._tally.post_ids.add(webhook.post_id)
+            self._tally.bodies.add(webhook.digest)
             self._tally.status_updates += webhook.status_updates
             self._tally.completion_messages += webhook.completions
         return webhook
@@ -576,8 +617,12 @@ class TrafficGenerator:
         if self._tally is None:
             raise ValueError("truth() needs a TrafficGenerator made with record=True")
         return self._tally.truth(
-            seed=self.config.seed, start_time=self.start_time, complete=True, retries=retries,
-            undelivered=0, stats=self.stats,
+            seed=self.config.seed,
+            start_time=self.start_time,
+            complete=True,
+            retries=retries,
+            undelivered=0,
+            stats=self.stats,
         )
 
     # -- building POSTs --
@@ -679,8 +724,16 @@ class TrafficGenerator:
             "object": "whatsapp_business_account",
             "entry": [{"id": waba_id, "changes": changes} for waba_id, changes in entries.items()],
         }
-        webhook = Webhook(seq=seq, at=at, post_id=next(self._post_ids), duplicate=False, body=body,
-                          raw=orjson.dumps(body), status_updates=n_status, completions=n_completion)
+        webhook = Webhook(
+            seq=seq,
+            at=at,
+            post_id=next(self._post_ids),
+            duplicate=False,
+            body=body,
+            raw=orjson.dumps(body),
+            status_updates=n_status,
+            completions=n_completion,
+        )
         if self._rng.random() < self.config.duplicate_ratio:
             heapq.heappush(self._resend, (seq + self._rng.randint(2, 50), next(self._tie), webhook))
             self.stats.duplicated_posts += 1
@@ -696,8 +749,16 @@ class TrafficGenerator:
         # Shaped like Meta's: base64 of a small protobuf holding the user's number and a hex id.
         hex_id = f"{self._rng.getrandbits(48):012X}{next(self._tie) & 0xFFFFFFFF:08X}"
         kind = b"\x12" if inbound else b"\x11"
-        raw = (b"\x1c\x18" + bytes([len(user)]) + user.encode() + b"\x15\x02\x00" + kind + b"\x18\x14"
-               + hex_id.encode() + b"\x00")
+        raw = (
+            b"\x1c\x18"
+            + bytes([len(user)])
+            + user.encode()
+            + b"\x15\x02\x00"
+            + kind
+            + b"\x18\x14"
+            + hex_id.encode()
+            + b"\x00"
+        )
         return "wamid." + base64.b64encode(raw).decode()
 
     def _new_message(self, lane: _Lane, now: float) -> None:
@@ -723,8 +784,7 @@ class TrafficGenerator:
         error_code = 0
         if draw < cfg.failure_ratio:
             path: tuple[str, ...] = ("sent", "failed")
-            codes, weights = (self._codes_any, self._weights_any) if flow else (self._codes_plain,
-                                                                                self._weights_plain)
+            codes, weights = (self._codes_any, self._weights_any) if flow else (self._codes_plain, self._weights_plain)
             error_code = rng.choices(codes, weights=weights)[0]
         elif draw < cfg.failure_ratio + cfg.read_without_delivered_ratio:
             path = _READ_WITHOUT_DELIVERED
@@ -744,22 +804,35 @@ class TrafficGenerator:
             self.stats.reordered_messages += 1
         conversation_id = f"{rng.getrandbits(128):032x}" if rng.random() < cfg.conversation_ratio else ""
         msg = _Message(
-            wamid=self._wamid(recipient, inbound=False), lane=lane, recipient=recipient,
-            contact_name=contact_name, path=path, category=category, pricing_type=pricing_type,
-            pricing_on=pricing_on, callback=callback, flow=flow, flow_token=flow_token,
-            conversation_id=conversation_id, error_code=error_code, complete=complete, swap_at=swap_at,
+            wamid=self._wamid(recipient, inbound=False),
+            lane=lane,
+            recipient=recipient,
+            contact_name=contact_name,
+            path=path,
+            category=category,
+            pricing_type=pricing_type,
+            pricing_on=pricing_on,
+            callback=callback,
+            flow=flow,
+            flow_token=flow_token,
+            conversation_id=conversation_id,
+            error_code=error_code,
+            complete=complete,
+            swap_at=swap_at,
         )
         heapq.heappush(lane.pending, (now, next(self._tie), msg, 0))
         if self._tally is not None:
             for status in path:
                 self._tally.add_status(
-                    wamid=msg.wamid, status=status, phone_number_id=lane.phone.phone_number_id,
-                    flow_id=flow.flow_id if flow else "", error_code=error_code or None,
+                    wamid=msg.wamid,
+                    status=status,
+                    phone_number_id=lane.phone.phone_number_id,
+                    flow_id=flow.flow_id if flow else "",
+                    error_code=error_code or None,
                 )
 
     def _status(self, msg: _Message, status: str, ts: int) -> dict[str, Any]:
-        out: dict[str, Any] = {"id": msg.wamid, "status": status, "timestamp": str(ts),
-                               "recipient_id": msg.recipient}
+        out: dict[str, Any] = {"id": msg.wamid, "status": status, "timestamp": str(ts), "recipient_id": msg.recipient}
         priced = status == "sent" or status == msg.pricing_on
         if msg.conversation_id and priced:
             conversation: dict[str, Any] = {"id": msg.conversation_id}
@@ -768,14 +841,25 @@ class TrafficGenerator:
             conversation["origin"] = {"type": msg.category}
             out["conversation"] = conversation
         if priced:
-            out["pricing"] = {"billable": msg.pricing_type == "regular", "pricing_model": "PMP",
-                              "type": msg.pricing_type, "category": msg.category}
+            out["pricing"] = {
+                "billable": msg.pricing_type == "regular",
+                "pricing_model": "PMP",
+                "type": msg.pricing_type,
+                "category": msg.category,
+            }
         if msg.callback:
             out["biz_opaque_callback_data"] = msg.callback
         if status == "failed":
             _, title, details = _ERRORS[msg.error_code]
-            out["errors"] = [{"code": msg.error_code, "title": title, "message": title,
-                              "error_data": {"details": details}, "href": ERROR_HREF}]
+            out["errors"] = [
+                {
+                    "code": msg.error_code,
+                    "title": title,
+                    "message": title,
+                    "error_data": {"details": details},
+                    "href": ERROR_HREF,
+                }
+            ]
         return out
 
     def _completion(self, msg: _Message, ts: int) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -783,8 +867,9 @@ class TrafficGenerator:
             raise ValueError("completion of a message that is not a Flow")
         reply_id = self._wamid(msg.recipient, inbound=True)
         if self._tally is not None:
-            self._tally.add_completion(wamid=reply_id, phone_number_id=msg.lane.phone.phone_number_id,
-                                       flow_wamid=msg.wamid)
+            self._tally.add_completion(
+                wamid=reply_id, phone_number_id=msg.lane.phone.phone_number_id, flow_wamid=msg.wamid
+            )
         response = {"flow_token": msg.flow_token, **_form_answers(self._rng, msg.flow.name, msg.contact_name)}
         message = {
             "context": {"from": msg.lane.phone.display_phone_number, "id": msg.wamid},
@@ -792,8 +877,10 @@ class TrafficGenerator:
             "id": reply_id,
             "timestamp": str(ts),
             "type": "interactive",
-            "interactive": {"type": "nfm_reply", "nfm_reply": {
-                "name": "flow", "body": "Sent", "response_json": orjson.dumps(response).decode()}},
+            "interactive": {
+                "type": "nfm_reply",
+                "nfm_reply": {"name": "flow", "body": "Sent", "response_json": orjson.dumps(response).decode()},
+            },
         }
         contact = {"profile": {"name": msg.contact_name}, "wa_id": msg.recipient}
         return message, contact
@@ -802,8 +889,7 @@ class TrafficGenerator:
 def _change(phone: PhoneNumber, content: dict[str, Any]) -> dict[str, Any]:
     value = {
         "messaging_product": "whatsapp",
-        "metadata": {"display_phone_number": phone.display_phone_number,
-                     "phone_number_id": phone.phone_number_id},
+        "metadata": {"display_phone_number": phone.display_phone_number, "phone_number_id": phone.phone_number_id},
         **content,
     }
     return {"value": value, "field": "messages"}
@@ -826,13 +912,20 @@ def _form_answers(rng: random.Random, flow_name: str, contact_name: str) -> dict
     if flow_name == "plan_picker":
         return {"plan": rng.choice(("basic", "pro", "enterprise")), "seats": rng.randint(1, 50), "email": email}
     if flow_name == "lead_capture":
-        return {"full_name": contact_name, "email": email, "company": f"{last} Ltda",
-                "interest": rng.choice(("pricing", "demo", "support"))}
+        return {
+            "full_name": contact_name,
+            "email": email,
+            "company": f"{last} Ltda",
+            "interest": rng.choice(("pricing", "demo", "support")),
+        }
     if flow_name == "nps_survey":
-        return {"score": rng.randint(0, 10), "comment": rng.choice(("", "Great service", "Too slow")),
-                "email": email}
-    return {"date": f"2026-12-{rng.randint(1, 28):02d}", "slot": rng.choice(("morning", "afternoon")),
-            "full_name": contact_name, "phone": "55119" + f"{rng.randrange(10**8):08d}"}
+        return {"score": rng.randint(0, 10), "comment": rng.choice(("", "Great service", "Too slow")), "email": email}
+    return {
+        "date": f"2026-12-{rng.randint(1, 28):02d}",
+        "slot": rng.choice(("morning", "afternoon")),
+        "full_name": contact_name,
+        "phone": "55119" + f"{rng.randrange(10**8):08d}",
+    }
 
 
 def iter_webhooks(config: SimulationConfig, *, clock: Callable[[], float] | None = None) -> Iterator[Webhook]:
@@ -857,8 +950,16 @@ def generate(config: SimulationConfig) -> tuple[list[Webhook], Truth]:
 
 
 class _Sender:
-    def __init__(self, url: str, *, config: SimulationConfig, app_secret: str, client: httpx.AsyncClient,
-                 stop: asyncio.Event, tally: _Tally | None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        config: SimulationConfig,
+        app_secret: str,
+        client: httpx.AsyncClient,
+        stop: asyncio.Event,
+        tally: _Tally | None,
+    ) -> None:
         self.url = url
         self.config = config
         self.app_secret = app_secret
@@ -952,6 +1053,37 @@ class _Progress:
         self.stream.flush()
 
 
+def check_url(url: str) -> None:
+    """Raise ValueError unless ``url`` is an absolute http(s) URL."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"invalid URL {url!r}: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValueError(f"invalid URL {url!r}: expected http(s)://host[:port]/path")
+
+
+async def _acquire_unless_stopped(slots: asyncio.Semaphore, stop: asyncio.Event) -> bool:
+    """Take a concurrency slot (waiting while every slot is busy); False if ``stop`` is set first."""
+    if not slots.locked():
+        await slots.acquire()
+        return True
+    acquired = asyncio.ensure_future(slots.acquire())
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({acquired, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not acquired.done():
+            acquired.cancel()
+    if not acquired.done() or acquired.cancelled():
+        return False
+    if stop.is_set():
+        slots.release()
+        return False
+    return True
+
+
 async def _drain(tasks: set[asyncio.Task[None]], abort: asyncio.Event) -> None:
     """Wait for the POSTs in flight, or until ``abort`` is set."""
     pending: set[asyncio.Future[Any]] = {task for task in tasks if not task.done()}
@@ -966,9 +1098,16 @@ async def _drain(tasks: set[asyncio.Task[None]], abort: asyncio.Event) -> None:
         aborted.cancel()
 
 
-async def run(url: str, *, config: SimulationConfig, app_secret: str, progress: bool = True,
-              stop: asyncio.Event | None = None, abort: asyncio.Event | None = None,
-              progress_stream: TextIO | None = None) -> SimulationResult:
+async def run(
+    url: str,
+    *,
+    config: SimulationConfig,
+    app_secret: str,
+    progress: bool = True,
+    stop: asyncio.Event | None = None,
+    abort: asyncio.Event | None = None,
+    progress_stream: TextIO | None = None,
+) -> SimulationResult:
     """Send the simulated traffic to ``url`` at ``config.rate`` POSTs/s; return what happened.
 
     Ends after the last POST of a finite run is settled, or when ``stop`` is set: then no new POST
@@ -976,6 +1115,7 @@ async def run(url: str, *, config: SimulationConfig, app_secret: str, progress: 
     Setting ``abort`` too (or cancelling the task) abandons what is in flight at once. The truth
     covers acknowledged POSTs only (None when endless).
     """
+    check_url(url)
     loop = asyncio.get_running_loop()
     stop = stop if stop is not None else asyncio.Event()
     abort = abort if abort is not None else asyncio.Event()
@@ -1008,25 +1148,18 @@ async def run(url: str, *, config: SimulationConfig, app_secret: str, progress: 
 
         reporter_task = asyncio.create_task(report())
         try:
+            origin = t0
             for seq in itertools.count():
-                # Pace to the schedule (catching up if behind), waking promptly on stop.
-                while not stop.is_set() and (wait := t0 + seq / config.rate - loop.time()) > 0:
+                # Pace to the schedule, waking promptly on stop. Behind schedule, a finite run catches up
+                # (its timestamps follow the schedule); a live-clock run lets at most 1 s of debt build up.
+                while (wait := origin + seq / config.rate - loop.time()) > 0 and not stop.is_set():
                     await asyncio.sleep(min(wait, 0.1))
                 if stop.is_set():
                     break
-                if slots.locked():
-                    acquired = asyncio.ensure_future(slots.acquire())
-                    stopped = asyncio.ensure_future(stop.wait())
-                    await asyncio.wait({acquired, stopped}, return_when=asyncio.FIRST_COMPLETED)
-                    stopped.cancel()
-                    if not acquired.done() or acquired.cancelled():
-                        acquired.cancel()
-                        break
-                    if stop.is_set():
-                        slots.release()
-                        break
-                else:
-                    await slots.acquire()
+                if clock is not None and wait < -1.0:
+                    origin -= wait + 1.0
+                if not await _acquire_unless_stopped(slots, stop):
+                    break
                 webhook = generator.next_webhook()
                 if webhook is None:
                     slots.release()
@@ -1051,14 +1184,24 @@ async def run(url: str, *, config: SimulationConfig, app_secret: str, progress: 
     truth = None
     if tally is not None:
         truth = tally.truth(
-            seed=config.seed, start_time=float(generator.start_time),
+            seed=config.seed,
+            start_time=float(generator.start_time),
             complete=finished and sender.failures == 0 and sender.abandoned == 0,
-            retries=sender.retries, undelivered=sender.failures + sender.abandoned, stats=generator.stats,
+            retries=sender.retries,
+            undelivered=sender.failures + sender.abandoned,
+            stats=generator.stats,
         )
     return SimulationResult(
-        acked=sender.acked, retries=sender.retries, failures=sender.failures, abandoned=sender.abandoned,
-        status_updates_acked=sender.status_updates, latencies=sender.latencies, elapsed_s=elapsed,
-        stopped=not finished, answers=dict(sorted(sender.answers.items())), truth=truth,
+        acked=sender.acked,
+        retries=sender.retries,
+        failures=sender.failures,
+        abandoned=sender.abandoned,
+        status_updates_acked=sender.status_updates,
+        latencies=sender.latencies,
+        elapsed_s=elapsed,
+        stopped=not finished,
+        answers=dict(sorted(sender.answers.items())),
+        truth=truth,
     )
 
 
@@ -1074,38 +1217,72 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = SimulationConfig()
     parser.add_argument("--url", default=DEFAULT_URL, help="receiver URL (default: %(default)s)")
     parser.add_argument("--rate", type=float, default=defaults.rate, help="POSTs per second (default: %(default)s)")
-    parser.add_argument("--messages", type=int, default=defaults.messages,
-                        help="outbound messages to simulate; 0 = until stopped (default: %(default)s)")
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=defaults.messages,
+        help="outbound messages to simulate; 0 = until stopped (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: %(default)s)")
-    parser.add_argument("--duplicates", type=float, default=defaults.duplicate_ratio,
-                        help="share of POSTs re-sent later (default: %(default)s)")
-    parser.add_argument("--status-duplicates", type=float, default=defaults.status_duplicate_ratio,
-                        help="share of status updates repeated in a later POST (default: %(default)s)")
-    parser.add_argument("--reorder", type=float, default=defaults.reorder_ratio,
-                        help="share of messages with two statuses posted out of order (default: %(default)s)")
-    parser.add_argument("--flow-ratio", type=float, default=defaults.flow_ratio,
-                        help="share of Flow messages (default: %(default)s)")
-    parser.add_argument("--completion-ratio", type=float, default=defaults.completion_ratio,
-                        help="share of delivered Flow messages completed (default: %(default)s)")
-    parser.add_argument("--failure-ratio", type=float, default=defaults.failure_ratio,
-                        help="share of messages that fail (default: %(default)s)")
-    parser.add_argument("--concurrency", type=int, default=defaults.concurrency,
-                        help="POSTs in flight at most (default: %(default)s)")
-    parser.add_argument("--deadline", type=float, default=defaults.deadline_s,
-                        help="seconds one POST is retried before it counts as undelivered (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=defaults.timeout_s,
-                        help="seconds one attempt may take (default: %(default)s)")
-    parser.add_argument("--start-time", type=float, default=None,
-                        help="Unix seconds of the first timestamp (default: now)")
-    parser.add_argument("--live-clock", action="store_true",
-                        help="timestamps from the real clock even in a finite run (bytes not reproducible)")
+    parser.add_argument(
+        "--duplicates",
+        type=float,
+        default=defaults.duplicate_ratio,
+        help="share of POSTs re-sent later (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--status-duplicates",
+        type=float,
+        default=defaults.status_duplicate_ratio,
+        help="share of status updates repeated in a later POST (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--reorder",
+        type=float,
+        default=defaults.reorder_ratio,
+        help="share of messages with two statuses posted out of order (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--flow-ratio", type=float, default=defaults.flow_ratio, help="share of Flow messages (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--completion-ratio",
+        type=float,
+        default=defaults.completion_ratio,
+        help="share of delivered Flow messages completed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--failure-ratio",
+        type=float,
+        default=defaults.failure_ratio,
+        help="share of messages that fail (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=defaults.concurrency, help="POSTs in flight at most (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=defaults.deadline_s,
+        help="seconds one POST is retried before it counts as undelivered (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=defaults.timeout_s, help="seconds one attempt may take (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--start-time", type=float, default=None, help="Unix seconds of the first timestamp (default: now)"
+    )
+    parser.add_argument(
+        "--live-clock",
+        action="store_true",
+        help="timestamps from the real clock even in a finite run (bytes not reproducible)",
+    )
     parser.add_argument("--truth", type=Path, default=None, help="write the ground truth JSON here")
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
     return parser
 
 
-async def _run_until_signalled(url: str, config: SimulationConfig, app_secret: str,
-                               progress: bool) -> SimulationResult:
+async def _run_until_signalled(url: str, config: SimulationConfig, app_secret: str, progress: bool) -> SimulationResult:
     """``run`` with SIGINT/SIGTERM handled: the first stops cleanly, a second abandons what is in flight."""
     loop = asyncio.get_running_loop()
     stop, abort = asyncio.Event(), asyncio.Event()
@@ -1133,12 +1310,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         app_secret = Settings.from_env().app_secret
+        check_url(args.url)
         config = SimulationConfig(
-            messages=args.messages, rate=args.rate, seed=args.seed, duplicate_ratio=args.duplicates,
-            status_duplicate_ratio=args.status_duplicates, reorder_ratio=args.reorder,
-            flow_ratio=args.flow_ratio, completion_ratio=args.completion_ratio,
-            failure_ratio=args.failure_ratio, concurrency=args.concurrency, deadline_s=args.deadline,
-            timeout_s=args.timeout, start_time=args.start_time, live_clock=args.live_clock,
+            messages=args.messages,
+            rate=args.rate,
+            seed=args.seed,
+            duplicate_ratio=args.duplicates,
+            status_duplicate_ratio=args.status_duplicates,
+            reorder_ratio=args.reorder,
+            flow_ratio=args.flow_ratio,
+            completion_ratio=args.completion_ratio,
+            failure_ratio=args.failure_ratio,
+            concurrency=args.concurrency,
+            deadline_s=args.deadline,
+            timeout_s=args.timeout,
+            start_time=args.start_time,
+            live_clock=args.live_clock,
         )
     except (SettingsError, ValueError) as exc:
         sys.stderr.write(f"flowscope simulate: error: {exc}\n")
