@@ -4,6 +4,9 @@ Events are msgspec structs encoded as JSON on Kafka, tagged by ``kind``. Every e
 deterministic ``event_id`` derived from its source identity (for a status: wamid + status), so any
 stage can drop a duplicate, however many times Meta or the broker delivers it.
 
+On Kafka, one record carries a JSON array of events that share a partition (see
+:func:`partition_for`): producers batch many events per record, consumers decode a record at once.
+
 Versioning: ``SCHEMA_VERSION`` rises when a field is added (new fields always get defaults, so older
 events still decode); a field is never renamed or given a new meaning.
 """
@@ -11,6 +14,8 @@ events still decode); a field is never renamed or given a new meaning.
 from __future__ import annotations
 
 import hashlib
+import zlib
+from collections.abc import Sequence
 from typing import Literal
 
 import msgspec
@@ -106,6 +111,7 @@ AnyEvent = MessageStatus | FlowCompletion | RejectedEvent
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)
+_batch_decoder = msgspec.json.Decoder(list[AnyEvent])
 
 
 def encode(event: AnyEvent) -> bytes:
@@ -117,3 +123,20 @@ def decode(raw: bytes) -> AnyEvent:
         return _decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise ContractError(f"undecodable event: {exc}") from exc
+
+
+def encode_batch(events: Sequence[AnyEvent]) -> bytes:
+    """One Kafka record's value: a JSON array of events."""
+    return _encoder.encode(events)
+
+
+def decode_batch(raw: bytes) -> list[AnyEvent]:
+    try:
+        return _batch_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ContractError(f"undecodable event batch: {exc}") from exc
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition of an event key: every producer of the pipeline places events with this."""
+    return zlib.crc32(key) % partitions

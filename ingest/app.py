@@ -54,6 +54,7 @@ def serve(settings: Settings) -> None:
         port=settings.ingest_port,
         log_level=settings.log_level.lower(),
         access_log=False,
+        proxy_headers=False,
         loop="auto",
         http="auto",
     )

@@ -6,11 +6,12 @@ import hmac
 import logging
 import time
 
+import orjson
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from flowscope.contract import RejectedEvent
+from flowscope.contract import FlowCompletion, MessageStatus, RejectedEvent
 from ingest import metrics, signatures
 from ingest.exceptions import BrokerUnavailableError, MalformedPayloadError
 from ingest.parsing import WebhookParser
@@ -38,9 +39,16 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+_JSON = "application/json"
+_ACCEPTED = metrics.WEBHOOKS.labels("accepted")
+_EVENTS_BY_KIND = {
+    kind: metrics.EVENTS.labels(kind.__name__) for kind in (MessageStatus, FlowCompletion, RejectedEvent)
+}
+
+
 def _error(status: int, outcome: str, reason: str) -> Response:
     metrics.WEBHOOKS.labels(outcome).inc()
-    return JSONResponse({"error": reason}, status_code=status)
+    return Response(orjson.dumps({"error": reason}), status_code=status, media_type=_JSON)
 
 
 async def verify_subscription(request: Request) -> Response:
@@ -87,16 +95,20 @@ async def _receive_webhook(request: Request) -> Response:
         logger.warning("answering 503: %s", exc)
         return _error(503, "broker_unavailable", "event store unavailable, retry later")
     metrics.BROKER_WRITE_LATENCY.observe(time.perf_counter() - started)
-    metrics.WEBHOOKS.labels("accepted").inc()
-    for event in result.events:
-        metrics.EVENTS.labels(type(event).__name__).inc()
+    _ACCEPTED.inc()
+    statuses = sum(1 for event in result.events if type(event) is MessageStatus)
+    if statuses:
+        _EVENTS_BY_KIND[MessageStatus].inc(statuses)
+    if statuses < len(result.events):
+        _EVENTS_BY_KIND[FlowCompletion].inc(len(result.events) - statuses)
     if result.rejected:
-        metrics.EVENTS.labels(RejectedEvent.__name__).inc(len(result.rejected))
+        _EVENTS_BY_KIND[RejectedEvent].inc(len(result.rejected))
     for kind, count in result.ignored.items():
         metrics.IGNORED.labels(kind).inc(count)
-    return JSONResponse(
-        {"accepted": len(result.events), "rejected": len(result.rejected), "ignored": sum(result.ignored.values())}
+    body = b'{"accepted":%d,"rejected":%d,"ignored":%d}' % (
+        len(result.events), len(result.rejected), sum(result.ignored.values())
     )
+    return Response(body, media_type=_JSON)
 
 
 async def healthz(request: Request) -> Response:

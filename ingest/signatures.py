@@ -17,5 +17,5 @@ def verify(body: bytes, header: str | None, secret: str) -> bool:
     """True when ``header`` is a valid signature of ``body``; compared in constant time."""
     if not header or not header.startswith(PREFIX):
         return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    expected = hmac.digest(secret.encode(), body, "sha256").hex()
     return hmac.compare_digest(expected, header[len(PREFIX):].strip().lower())

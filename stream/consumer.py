@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import Counter
 
 import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from flowscope.contract import MessageStatus, RejectedEvent, decode, event_id
+from flowscope.contract import AnyEvent, RejectedEvent, decode_batch, event_id
 from flowscope.exceptions import ContractError
 from flowscope.settings import Settings
 from flowscope.topics import ensure_topics
@@ -28,6 +29,8 @@ from stream.sink import Batch, Sink
 logger = logging.getLogger(__name__)
 
 SOURCE_STREAM = "stream"
+# Records per getmany call; each record holds a whole array of events.
+RECORDS_PER_FETCH = 500
 
 
 class BatchConsumer(mode.Service):
@@ -94,9 +97,7 @@ class BatchConsumer(mode.Service):
             if timeout <= 0:
                 break
             try:
-                records = await consumer.getmany(
-                    timeout_ms=int(timeout * 1000), max_records=s.batch_max_records - fetched
-                )
+                records = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=RECORDS_PER_FETCH)
             except KafkaError as exc:
                 logger.warning("fetch failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
@@ -109,29 +110,38 @@ class BatchConsumer(mode.Service):
                 deadline = time.monotonic() + s.batch_max_wait_ms / 1000
             for tp, messages in records.items():
                 for message in messages:
-                    self._add(batch, message.value, tp, message.offset)
-                fetched += len(messages)
+                    fetched += self._add(batch, message.value, tp, message.offset)
                 offsets[tp] = messages[-1].offset + 1
         return batch, offsets
 
-    def _add(self, batch: Batch, value: bytes | None, tp: TopicPartition, offset: int) -> None:
+    def _add(self, batch: Batch, value: bytes | None, tp: TopicPartition, offset: int) -> int:
+        """Add one record's events to ``batch``; returns how many the record held."""
+        events: list[AnyEvent]
         try:
-            event = decode(value or b"")
+            events = decode_batch(value or b"")
         except ContractError as exc:
             raw = (value or b"").decode("utf-8", errors="replace")
-            event = RejectedEvent(
-                event_id=event_id("undecodable", tp.topic, str(tp.partition), str(offset)),
-                source=SOURCE_STREAM,
-                reason=f"undecodable canonical event at {tp.topic}[{tp.partition}]@{offset}: {exc}",
-                raw=raw,
-                received_at_ms=int(time.time() * 1000),
-            )
+            events = [
+                RejectedEvent(
+                    event_id=event_id("undecodable", tp.topic, str(tp.partition), str(offset)),
+                    source=SOURCE_STREAM,
+                    reason=f"undecodable canonical event at {tp.topic}[{tp.partition}]@{offset}: {exc}",
+                    raw=raw,
+                    received_at_ms=int(time.time() * 1000),
+                )
+            ]
             metrics.EVENTS.labels("undecodable").inc()
-        if event.event_id in self.recent:
-            metrics.EVENTS.labels("duplicate").inc()
-            return
-        self.recent.add(event.event_id)
-        batch.add(event)
+        recent = self.recent
+        duplicates = 0
+        for event in events:
+            if event.event_id in recent:
+                duplicates += 1
+                continue
+            recent.add(event.event_id)
+            batch.add(event)
+        if duplicates:
+            metrics.EVENTS.labels("duplicate").inc(duplicates)
+        return len(events)
 
     async def _commit(self, consumer: AIOKafkaConsumer, offsets: dict[TopicPartition, int]) -> None:
         try:
@@ -148,13 +158,10 @@ class BatchConsumer(mode.Service):
         metrics.BATCH_SIZE.observe(len(batch))
         metrics.EVENTS.labels("inserted").inc(len(batch.statuses) + len(batch.completions))
         metrics.EVENTS.labels("dead_lettered").inc(len(batch.rejected))
-        newest = 0
-        for status in batch.statuses:
-            _count_status(status)
-            newest = max(newest, status.received_at_ms)
-        if newest:
-            metrics.LAST_EVENT_AGE.set(newest / 1000)
-
-
-def _count_status(status: MessageStatus) -> None:
-    metrics.MESSAGE_STATUSES.labels(status.status, status.phone_number_id, str(status.error_code)).inc()
+        counts: Counter[tuple[str, str, int]] = Counter(
+            (s.status, s.phone_number_id, s.error_code) for s in batch.statuses
+        )
+        for (status, phone_number_id, error_code), count in counts.items():
+            metrics.MESSAGE_STATUSES.labels(status, phone_number_id, str(error_code)).inc(count)
+        if batch.statuses:
+            metrics.LAST_EVENT_AGE.set(max(s.received_at_ms for s in batch.statuses) / 1000)
