@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from flowscope.simulate import SimulationConfig, run
-from tests.e2e.conftest import Stack
+from tests.stack import Stack
 from warehouse import queries
 from warehouse.client import connect
 
