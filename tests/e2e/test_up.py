@@ -1,0 +1,91 @@
+"""``flowscope up``: the whole embedded pipeline with simulated traffic, stopped by Ctrl-C with no orphans."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.stack import stack_settings
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    settings = stack_settings(tmp_path / "up", simulate_rate=50.0)
+    env = {**os.environ, **settings.as_env()}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "flowscope.cli", "up"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    output: list[str] = []
+    started = time.monotonic()
+    try:
+        assert process.stdout is not None
+        deadline = started + 120
+        for line in process.stdout:
+            output.append(line)
+            if line.startswith("first statuses in the warehouse") or time.monotonic() > deadline:
+                break
+        first_data = time.monotonic() - started
+        assert any(line.startswith("first statuses in the warehouse") for line in output), "".join(output)
+        assert first_data < 60, f"first data after {first_data:.1f} s"
+        text = "".join(output)
+        for url in (f"http://{settings.ingest_host}:{settings.ingest_port}/webhooks/whatsapp",
+                    f"http://localhost:{settings.dashboard_port}", f"127.0.0.1:{settings.warehouse_port}",
+                    f"http://127.0.0.1:{settings.stream_metrics_port}/metrics"):
+            assert url in text
+        health = httpx.get(f"http://127.0.0.1:{settings.dashboard_port}/_stcore/health", timeout=5)
+        assert (health.status_code, health.text) == (200, "ok")
+        ours = _descendants(process.pid)
+        assert len(ours) >= 6  # broker, warehouse, receiver, stream, dashboards, simulator
+        stored = re.findall(r"message statuses stored: ([\d,]+)", text)
+        assert stored and int(stored[-1].replace(",", "")) > 0
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+        output.append(rest)
+    assert process.returncode == 0, "".join(output)
+    assert "stopped; no flowscope process is left running" in "".join(output)
+    assert [pid for pid in ours if _alive(pid)] == []
+    ports = (settings.broker_port, settings.warehouse_port, settings.ingest_port, settings.stream_metrics_port,
+             settings.dashboard_port)
+    assert [port for port in ports if _listening(port)] == []
