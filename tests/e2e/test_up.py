@@ -63,7 +63,8 @@ def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> No
         deadline = started + 120
         for line in process.stdout:
             output.append(line)
-            if line.startswith("first statuses in the warehouse") or time.monotonic() > deadline:
+            live = re.search(r"message statuses stored: ([1-9][\d,]*)", line)
+            if live or time.monotonic() > deadline:
                 break
         first_data = time.monotonic() - started
         assert any(line.startswith("first statuses in the warehouse") for line in output), "".join(output)
@@ -77,8 +78,6 @@ def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> No
         assert (health.status_code, health.text) == (200, "ok")
         ours = _descendants(process.pid)
         assert len(ours) >= 6  # broker, warehouse, receiver, stream, dashboards, simulator
-        stored = re.findall(r"message statuses stored: ([\d,]+)", text)
-        assert stored and int(stored[-1].replace(",", "")) > 0
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
