@@ -2,7 +2,8 @@
 # Installs the Debian packages the test suite needs, when they are missing.
 set -euo pipefail
 packages=()
-command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
+command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)   # validates docker-compose.yml
+[ -x /usr/bin/chromium ] || packages+=(chromium)                          # dashboard tests (Playwright)
 if [ ${#packages[@]} -eq 0 ]; then
   exit 0
 fi

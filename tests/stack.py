@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from flowscope.settings import Settings
-from flowscope.stack import broker_spec, receiver_spec, stream_spec, warehouse_spec
+from flowscope.stack import broker_spec, dashboards_spec, receiver_spec, stream_spec, warehouse_spec
 from flowscope.supervisor import Supervisor, free_port
 from warehouse.migrate import migrate
 
@@ -34,6 +34,7 @@ class Stack:
             "warehouse": warehouse_spec,
             "receiver": receiver_spec,
             "stream": stream_spec,
+            "dashboards": dashboards_spec,
         }
         self.supervisor.start(specs[name](self.settings))
         if name == "warehouse":

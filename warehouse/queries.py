@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
+from warehouse.error_codes import meaning
 from warehouse.tables import MESSAGE_STATUS_MINUTE, MESSAGE_STATUSES
 
 DELIVERY_STATUSES = ("sent", "delivered", "read", "failed")
@@ -81,7 +82,7 @@ def delivery_timeseries(client: Client, where: DeliveryFilter, *, bucket_minutes
 
 
 def failures_by_error_code(client: Client, where: DeliveryFilter) -> pd.DataFrame:
-    """Failed messages per Meta error code: columns error_code, messages."""
+    """Failed messages per Meta error code: columns error_code, meaning, messages."""
     sql = f"""
         SELECT error_code, uniqExactMerge(messages) AS messages
         FROM {MESSAGE_STATUS_MINUTE}
@@ -89,7 +90,9 @@ def failures_by_error_code(client: Client, where: DeliveryFilter) -> pd.DataFram
         GROUP BY error_code
         ORDER BY messages DESC, error_code
     """
-    return client.query_df(sql, parameters=where.parameters)
+    frame = client.query_df(sql, parameters=where.parameters)
+    frame.insert(1, "meaning", [meaning(int(code)) for code in frame["error_code"]])
+    return frame
 
 
 def delivery_by_phone_number(client: Client, where: DeliveryFilter) -> dict[str, dict[str, int]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pandas as pd
 import plotly.express as px
 import streamlit as st
 
@@ -52,8 +53,9 @@ def live() -> None:
     if series.empty:
         st.info("No message statuses in this range yet.")
     else:
-        figure = px.line(
-            series, x="bucket", y="messages", color="status", color_discrete_map=STATUS_COLOURS,
+        figure = px.bar(
+            series, x="bucket", y="messages", color="status", barmode="group",
+            color_discrete_map=STATUS_COLOURS, category_orders={"status": list(STATUS_COLOURS)},
             labels={"bucket": "", "messages": "messages"},
         )
         figure.update_layout(height=360, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend_title_text="")
@@ -70,11 +72,14 @@ def live() -> None:
     with right:
         st.subheader("By business number")
         by_number = queries.delivery_by_phone_number(client, where)
-        rows = [
-            {"phone_number_id": pnid, **{s: counts.get(s, 0) for s in queries.DELIVERY_STATUSES}}
-            for pnid, counts in sorted(by_number.items())
-        ]
-        st.dataframe(rows, hide_index=True, width="stretch")
+        table = pd.DataFrame(
+            [
+                {"phone_number_id": pnid, **{s: counts.get(s, 0) for s in queries.DELIVERY_STATUSES}}
+                for pnid, counts in sorted(by_number.items())
+            ],
+            columns=["phone_number_id", *queries.DELIVERY_STATUSES],
+        )
+        st.dataframe(table, hide_index=True, width="stretch")
     st.caption(f"Updated {end:%H:%M:%S} UTC · distinct messages per status · refreshes every {refresh_s} s")
 
 
