@@ -120,9 +120,10 @@ def encode(event: AnyEvent) -> bytes:
 
 def decode(raw: bytes) -> AnyEvent:
     try:
-        return _decoder.decode(raw)
+        event: AnyEvent = _decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise ContractError(f"undecodable event: {exc}") from exc
+    return event
 
 
 def encode_batch(events: Sequence[AnyEvent]) -> bytes:
@@ -132,9 +133,10 @@ def encode_batch(events: Sequence[AnyEvent]) -> bytes:
 
 def decode_batch(raw: bytes) -> list[AnyEvent]:
     try:
-        return _batch_decoder.decode(raw)
+        events: list[AnyEvent] = _batch_decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise ContractError(f"undecodable event batch: {exc}") from exc
+    return events
 
 
 def partition_for(key: bytes, partitions: int) -> int:

@@ -137,9 +137,9 @@ class WebhookParser:
             error_title = str(first.get("title") or first.get("message") or "")
             data = first.get("error_data")
             error_details = str(data.get("details") or "") if isinstance(data, dict) else ""
-        pricing = raw.get("pricing") if isinstance(raw.get("pricing"), dict) else {}
-        conversation = raw.get("conversation") if isinstance(raw.get("conversation"), dict) else {}
-        origin = conversation.get("origin") if isinstance(conversation.get("origin"), dict) else {}
+        pricing = _object(raw.get("pricing"))
+        conversation = _object(raw.get("conversation"))
+        origin = _object(conversation.get("origin"))
         billable = pricing.get("billable")
         result.events.append(
             MessageStatus(
@@ -278,6 +278,10 @@ def _timestamp(raw: Any, received_ms: int) -> tuple[int, str]:
     if seconds > received_ms // 1000 + MAX_FUTURE_SKEW_S:
         return 0, f"timestamp {seconds} is in the future"
     return seconds, ""
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _known(name: Any, known: frozenset[str]) -> str:

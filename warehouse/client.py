@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
@@ -14,7 +15,7 @@ def database_of(url: str) -> str:
     return path.split("/")[0] if path else "default"
 
 
-def connect(url: str, *, database: str | None = None, **options: object) -> Client:
+def connect(url: str, *, database: str | None = None, **options: Any) -> Client:
     """A clickhouse-connect client for ``url`` (``http://user:password@host:port/database``)."""
     parsed = urlparse(url)
     return clickhouse_connect.get_client(
