@@ -1,0 +1,23 @@
+# One image for every flowscope process: receiver, stream worker, dashboards, migrations.
+FROM python:3.11-slim
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY flowscope ./flowscope
+COPY ingest ./ingest
+COPY stream ./stream
+COPY warehouse ./warehouse
+COPY dashboards ./dashboards
+# Production talks to Apache Kafka and ClickHouse server: no embedded extra (tansu, chDB).
+RUN pip install --no-cache-dir . \
+    && useradd --create-home --uid 10001 flowscope \
+    && mkdir -p /data && chown flowscope /data
+
+USER flowscope
+ENV FLOWSCOPE_DATA_DIR=/data
+ENTRYPOINT ["flowscope"]
+CMD ["--help"]
