@@ -19,5 +19,7 @@ RUN pip install --no-cache-dir . \
 
 USER flowscope
 ENV FLOWSCOPE_DATA_DIR=/data
+# receiver (webhooks, /healthz, /metrics), dashboards, stream worker /metrics
+EXPOSE 8000 8501 9102
 ENTRYPOINT ["flowscope"]
 CMD ["--help"]

@@ -1,4 +1,9 @@
-"""docker-compose.yml, validated by Debian's docker-compose (no Docker engine runs here)."""
+"""docker-compose.yml and the Dockerfile, validated by Debian's docker-compose (no Docker engine runs here).
+
+``docker-compose config`` parses, schema-checks and interpolates the file exactly as ``up`` would; the
+tests then assert facts about what it rendered. docker-compose is a test requirement: when it is
+missing the tests fail (``make test`` installs it through scripts/system-deps.sh), they never skip.
+"""
 
 from __future__ import annotations
 
@@ -6,71 +11,229 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import pytest
 import yaml
 
-from flowscope.settings import describe
+from flowscope.settings import Settings, describe
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRETS = {"FLOWSCOPE_APP_SECRET": "a", "FLOWSCOPE_VERIFY_TOKEN": "b", "FLOWSCOPE_HASH_KEY": "c",
-           "CLICKHOUSE_PASSWORD": "d"}
-OURS = ("migrate", "receiver", "stream", "dashboards")
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+SECRETS = {
+    "FLOWSCOPE_APP_SECRET": "app-secret-from-host",
+    "FLOWSCOPE_VERIFY_TOKEN": "verify-token-from-host",
+    "FLOWSCOPE_HASH_KEY": "hash-key-from-host",
+    "CLICKHOUSE_PASSWORD": "clickhouse-password-from-host",
+}
+OURS = {
+    "migrate": ["warehouse", "migrate"],
+    "receiver": ["ingest"],
+    "stream": ["stream"],
+    "dashboards": ["dashboards"],
+}
+ALL_INTERFACES = "0.0.0.0"  # noqa: S104 - what a container must bind to be reachable
+# Variables of the host that would change what the file renders to.
+HOST_KEYS = ("CLICKHOUSE_", "FLOWSCOPE_", "COMPOSE_", "DOCKER_")
 
 
-def compose_config(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+@pytest.fixture(scope="module")
+def empty_env_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    # A developer's .env next to docker-compose.yml must not leak into what is asserted here.
+    path = tmp_path_factory.mktemp("compose") / "empty.env"
+    path.write_text("")
+    yield path
+
+
+def compose(env_file: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("docker-compose")
-    assert binary, "docker-compose is missing: make test installs it (scripts/system-deps.sh)"
-    clean = {k: v for k, v in os.environ.items() if k not in SECRETS and not k.startswith("FLOWSCOPE_")}
-    return subprocess.run([binary, "-f", str(ROOT / "docker-compose.yml"), "config"],
-                          env={**clean, **env}, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    if binary is None:
+        pytest.fail(
+            "docker-compose is not installed: it validates docker-compose.yml. Install the Debian package "
+            "`docker-compose` (apt-get install -y docker-compose), or run `make system-deps`."
+        )
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(HOST_KEYS)}
+    return subprocess.run(
+        [binary, "--env-file", str(env_file), "-f", str(COMPOSE_FILE), "config", *args],
+        env={**clean, **env}, capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+    )
 
 
-def rendered() -> dict[str, Any]:
-    result = compose_config(SECRETS)
-    assert result.returncode == 0, result.stderr
+def load(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert result.returncode == 0, f"docker-compose config failed:\n{result.stderr}"
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     return config
 
 
-def test_services_are_the_production_shape() -> None:
-    services = rendered()["services"]
+@pytest.fixture(scope="module")
+def services(empty_env_file: Path) -> dict[str, dict[str, Any]]:
+    result: dict[str, dict[str, Any]] = load(compose(empty_env_file, SECRETS))["services"]
+    return result
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    env = service.get("environment", {})
+    if isinstance(env, list):  # KEY=VALUE form
+        env = dict(item.split("=", 1) for item in env)
+    return {key: "" if value is None else str(value) for key, value in env.items()}
+
+
+def published(service: dict[str, Any]) -> list[tuple[str, int]]:
+    """(host address or "", container port) of every published port, in either syntax."""
+    ports = []
+    for port in service.get("ports", []):
+        if isinstance(port, dict):
+            ports.append((str(port.get("host_ip", "")), int(port["target"])))
+        else:
+            parts = str(port).split("/")[0].split(":")
+            ports.append((parts[0] if len(parts) == 3 else "", int(parts[-1])))
+    return ports
+
+
+def test_services_are_the_production_shape(services: dict[str, dict[str, Any]]) -> None:
     assert set(services) == {"kafka", "clickhouse", *OURS}
-    assert services["kafka"]["image"].startswith("apache/kafka:")
-    assert "controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
-    assert services["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
+
+
+def test_kafka_is_a_single_kraft_node(services: dict[str, dict[str, Any]]) -> None:
+    kafka = services["kafka"]
+    assert re.fullmatch(r"apache/kafka:(3\.9|4\.\d+)\.\d+", kafka["image"]), kafka["image"]
+    env = environment(kafka)
+    assert set(env["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert env["CLUSTER_ID"]
+    node = env["KAFKA_NODE_ID"]
+    assert env["KAFKA_CONTROLLER_QUORUM_VOTERS"] == f"{node}@kafka:9093"
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    listeners = {item.split("://")[0] for item in env["KAFKA_LISTENERS"].split(",")}
+    advertised = dict(item.split("://") for item in env["KAFKA_ADVERTISED_LISTENERS"].split(","))
+    assert listeners == set(protocols)
+    assert env["KAFKA_CONTROLLER_LISTENER_NAMES"] in listeners - set(advertised)
+    assert advertised[env["KAFKA_INTER_BROKER_LISTENER_NAME"]] == "kafka:9092"
+    assert len(advertised) == 2, "one listener for the compose network, one for the host"
+    for key in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+                "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR"):
+        assert env[key] == "1", key
+    assert env["KAFKA_AUTO_CREATE_TOPICS_ENABLE"] == "false", "the application creates its topics"
+    assert any(volume.endswith(f":{env['KAFKA_LOG_DIRS']}:rw") or volume.endswith(f":{env['KAFKA_LOG_DIRS']}")
+               for volume in kafka["volumes"])
+    assert "kafka-broker-api-versions.sh" in " ".join(kafka["healthcheck"]["test"])
+
+
+def test_clickhouse_server(services: dict[str, dict[str, Any]]) -> None:
+    clickhouse = services["clickhouse"]
+    assert re.fullmatch(r"clickhouse/clickhouse-server:2[56]\.\d+(\.\d+)*", clickhouse["image"])
+    env = environment(clickhouse)
+    assert env["CLICKHOUSE_DB"] == "flowscope"
+    assert env["CLICKHOUSE_USER"] == "flowscope"
+    assert env["CLICKHOUSE_PASSWORD"] == SECRETS["CLICKHOUSE_PASSWORD"]
+    assert env["CLICKHOUSE_DEFAULT_ACCESS_MANAGEMENT"] == "1"
+    assert clickhouse["ulimits"]["nofile"] == {"soft": 262144, "hard": 262144}
+    assert any(":/var/lib/clickhouse" in volume for volume in clickhouse["volumes"])
+    assert [port for _, port in published(clickhouse)] == [8123]
+    assert "8123/ping" in " ".join(clickhouse["healthcheck"]["test"])
+
+
+def test_flowscope_services_are_one_image(services: dict[str, dict[str, Any]]) -> None:
     assert {services[name]["image"] for name in OURS} == {"flowscope:latest"}
-    assert {services[name]["command"][0] for name in OURS} == {"warehouse", "ingest", "stream", "dashboards"}
+    assert {Path(services[name]["build"]["context"]) for name in OURS} == {ROOT}
+    assert {name: services[name]["command"] for name in OURS} == OURS
 
 
-def test_every_flowscope_service_is_wired_by_the_same_settings() -> None:
-    services = rendered()["services"]
+def test_every_flowscope_service_is_wired_by_the_same_settings(services: dict[str, dict[str, Any]]) -> None:
+    clickhouse = environment(services["clickhouse"])
     for name in OURS:
-        env = services[name]["environment"]
-        assert env["FLOWSCOPE_KAFKA_BOOTSTRAP"] == "kafka:9092"
-        assert env["FLOWSCOPE_WAREHOUSE_URL"] == "http://flowscope:d@clickhouse:8123/flowscope"
-        secrets = (env["FLOWSCOPE_APP_SECRET"], env["FLOWSCOPE_VERIFY_TOKEN"], env["FLOWSCOPE_HASH_KEY"])
-        assert secrets == ("a", "b", "c")
+        env = environment(services[name])
+        assert env["FLOWSCOPE_KAFKA_BOOTSTRAP"] == "kafka:9092", name
+        url = urlsplit(env["FLOWSCOPE_WAREHOUSE_URL"])
+        assert (url.scheme, url.hostname, url.port) == ("http", "clickhouse", 8123), name
+        assert url.path.strip("/") == clickhouse["CLICKHOUSE_DB"], name
+        assert (url.username, url.password) == (clickhouse["CLICKHOUSE_USER"], clickhouse["CLICKHOUSE_PASSWORD"])
+        assert {key: env[key] for key in SECRETS if key.startswith("FLOWSCOPE_")} == {
+            key: value for key, value in SECRETS.items() if key.startswith("FLOWSCOPE_")
+        }, name
+        assert env["FLOWSCOPE_PARTITIONS"] == "12", name
+        Settings.from_env(env)  # every value parses, and validates
 
 
-def test_stream_workers_scale() -> None:
-    stream = rendered()["services"]["stream"]
+def test_clickhouse_user_comes_from_the_environment(empty_env_file: Path) -> None:
+    rendered = load(compose(empty_env_file, {**SECRETS, "CLICKHOUSE_USER": "analyst"}))["services"]
+    assert environment(rendered["clickhouse"])["CLICKHOUSE_USER"] == "analyst"
+    for name in OURS:
+        assert urlsplit(environment(rendered[name])["FLOWSCOPE_WAREHOUSE_URL"]).username == "analyst"
+
+
+def test_published_processes_listen_beyond_the_container(services: dict[str, dict[str, Any]]) -> None:
+    defaults = Settings()
+    receiver, dashboards = services["receiver"], services["dashboards"]
+    assert environment(receiver)["FLOWSCOPE_INGEST_HOST"] == ALL_INTERFACES
+    assert [port for _, port in published(receiver)] == [defaults.ingest_port]
+    assert "/healthz" in " ".join(receiver["healthcheck"]["test"])
+    assert environment(dashboards)["FLOWSCOPE_DASHBOARD_HOST"] == ALL_INTERFACES
+    assert [port for _, port in published(dashboards)] == [defaults.dashboard_port]
+    # Not published (so it scales), but a scraper on the compose network must reach /metrics.
+    assert environment(services["stream"])["FLOWSCOPE_STREAM_METRICS_HOST"] == ALL_INTERFACES
+
+
+def test_start_order(services: dict[str, dict[str, Any]]) -> None:
+    def conditions(name: str) -> dict[str, str]:
+        return {dep: spec["condition"] for dep, spec in services[name]["depends_on"].items()}
+
+    assert conditions("migrate") == {"clickhouse": "service_healthy"}
+    assert services["migrate"]["restart"] == "no"
+    assert conditions("receiver") == {"kafka": "service_healthy"}
+    assert conditions("stream") == {"kafka": "service_healthy", "migrate": "service_completed_successfully"}
+    assert conditions("dashboards") == {"migrate": "service_completed_successfully"}
+
+
+def test_stream_workers_scale(services: dict[str, dict[str, Any]]) -> None:
+    stream = services["stream"]
     assert "ports" not in stream
     assert "container_name" not in stream
-    assert stream["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    assert "hostname" not in stream
 
 
-def test_secrets_are_required_from_the_environment() -> None:
-    for missing in SECRETS:
-        result = compose_config({k: v for k, v in SECRETS.items() if k != missing})
-        assert result.returncode != 0
-        assert f"set {missing}" in result.stderr
+def test_secrets_are_not_in_the_file(empty_env_file: Path) -> None:
+    raw = load(compose(empty_env_file, {}, "--no-interpolate"))["services"]
+    for name in [*OURS, "clickhouse"]:
+        for key, value in environment(raw[name]).items():
+            if key in SECRETS:
+                assert value == f"${{{key}:?set {key}}}", (name, key, value)
+    text = COMPOSE_FILE.read_text()
+    for value in (Settings().app_secret, Settings().verify_token, Settings().hash_key):
+        assert value not in text
 
 
-def test_compose_uses_only_real_settings() -> None:
-    text = (ROOT / "docker-compose.yml").read_text()
-    used = set(re.findall(r"\b(FLOWSCOPE_[A-Z_]+)\s*:", text))
+@pytest.mark.parametrize("missing", sorted(SECRETS))
+def test_secrets_are_required_from_the_environment(empty_env_file: Path, missing: str) -> None:
+    result = compose(empty_env_file, {k: v for k, v in SECRETS.items() if k != missing})
+    assert result.returncode != 0
+    assert f"set {missing}" in result.stderr, result.stderr
+
+
+def test_compose_uses_only_real_settings(services: dict[str, dict[str, Any]]) -> None:
     known = {key for key, _, _ in describe()}
+    used = set(re.findall(r"\bFLOWSCOPE_[A-Z0-9_]+", COMPOSE_FILE.read_text()))
+    for service in services.values():
+        used |= {key for key in environment(service) if key.startswith("FLOWSCOPE_")}
     assert used - known == set()
-    assert {"FLOWSCOPE_KAFKA_BOOTSTRAP", "FLOWSCOPE_WAREHOUSE_URL"} <= used
+    assert {"FLOWSCOPE_KAFKA_BOOTSTRAP", "FLOWSCOPE_WAREHOUSE_URL", "FLOWSCOPE_STREAM_METRICS_HOST"} <= used
+
+
+def test_dockerfile_is_one_slim_non_root_image_without_the_embedded_stack() -> None:
+    lines = [
+        line.strip() for line in (ROOT / "Dockerfile").read_text().replace("\\\n", " ").splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+    assert lines[0] == "FROM python:3.11-slim"
+    assert [line for line in lines if line.startswith("FROM ")] == [lines[0]]
+    users = [line.split()[1] for line in lines if line.startswith("USER ")]
+    assert users and users[-1] not in {"root", "0"}
+    installs = [line for line in lines if "pip install" in line]
+    assert any(re.search(r"pip install --no-cache-dir \.(\s|$)", line) for line in installs), installs
+    assert not any("embedded" in line for line in installs)
+    assert any(re.search(r"\bPYTHONUNBUFFERED=1\b", line) for line in lines if line.startswith("ENV "))
+    assert lines[[line.split()[0] for line in lines].index("ENTRYPOINT")] == 'ENTRYPOINT ["flowscope"]'
+    ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".venv", ".git", "data", ".env"} <= ignored
