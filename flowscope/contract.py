@@ -28,6 +28,12 @@ MessageStatusValue = Literal["sent", "delivered", "read", "failed", "played"]
 MESSAGE_STATUSES: tuple[str, ...] = ("sent", "delivered", "read", "failed", "played")
 
 SOURCE_WHATSAPP = "whatsapp_webhook"
+SOURCE_FIRST_PARTY = "first_party"
+
+NODE_ACTIONS: tuple[str, ...] = ("view", "submit", "back", "error")
+NODE_TYPES: tuple[str, ...] = ("buttons", "list", "form", "media", "logic", "other")
+# Data-endpoint actions (decrypted requests) and what they mean for a session.
+ENDPOINT_ACTIONS = {"INIT": "view", "data_exchange": "submit", "BACK": "back"}
 
 
 def event_id(*parts: str) -> str:
@@ -106,8 +112,67 @@ class RejectedEvent(msgspec.Struct, tag="rejected", kw_only=True, frozen=True):
         return self.event_id.encode()
 
 
-CanonicalEvent = MessageStatus | FlowCompletion
-AnyEvent = MessageStatus | FlowCompletion | RejectedEvent
+class FlowSent(msgspec.Struct, tag="flow_sent", kw_only=True, frozen=True):
+    """First party: the business sent a Flow message. Ties a wamid and a flow_token to a flow version."""
+
+    event_id: str
+    schema_version: int = SCHEMA_VERSION
+    wamid: str
+    flow_id: str
+    flow_version: str
+    flow_token: str
+    campaign: str = ""
+    phone_number_id: str = ""
+    recipient_hash: str = ""
+    occurred_at_ms: int
+    received_at_ms: int
+
+    @property
+    def key(self) -> bytes:
+        # Same partition as the message's statuses and completion.
+        return self.wamid.encode()
+
+
+class NodeEvent(msgspec.Struct, tag="node", kw_only=True, frozen=True):
+    """First party: something happened on one screen (node) of a Flow session."""
+
+    event_id: str
+    schema_version: int = SCHEMA_VERSION
+    flow_token: str
+    flow_id: str
+    flow_version: str
+    screen: str  # empty for an endpoint INIT: the stream resolves the entry screen
+    node_type: str = "other"
+    action: str  # view, submit, back, error
+    occurred_at_ms: int
+    received_at_ms: int
+    source: str = "node"  # node (runtime events) or endpoint (data-endpoint requests)
+    field_keys: list[str] = msgspec.field(default_factory=list)
+    fields: dict[str, str] = msgspec.field(default_factory=dict)  # allow-listed answers only
+    error: str = ""
+
+    @property
+    def key(self) -> bytes:
+        return self.flow_token.encode()
+
+
+class FlowDefinitionRegistered(msgspec.Struct, tag="flow_definition", kw_only=True, frozen=True):
+    """A Flow JSON registered for a flow version (through the receiver's HTTP endpoint)."""
+
+    event_id: str
+    schema_version: int = SCHEMA_VERSION
+    flow_id: str
+    flow_version: str
+    flow_json: str
+    received_at_ms: int
+
+    @property
+    def key(self) -> bytes:
+        return self.flow_id.encode()
+
+
+CanonicalEvent = MessageStatus | FlowCompletion | FlowSent | NodeEvent | FlowDefinitionRegistered
+AnyEvent = MessageStatus | FlowCompletion | FlowSent | NodeEvent | FlowDefinitionRegistered | RejectedEvent
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)

@@ -17,3 +17,7 @@ class ContractError(FlowscopeError):
 
 class SupervisorError(FlowscopeError):
     """A process of the embedded stack failed to start or stopped unexpectedly."""
+
+
+class FlowDefinitionError(FlowscopeError):
+    """A Flow JSON document cannot be registered; the message says why."""

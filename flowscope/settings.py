@@ -22,6 +22,7 @@ PREFIX = "FLOWSCOPE_"
 DEV_APP_SECRET = "dev-app-secret"  # noqa: S105
 DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
 DEV_HASH_KEY = "dev-pseudonymisation-key"
+DEV_EVENTS_TOKEN = "dev-events-token"  # noqa: S105
 
 
 def _parse_bool(raw: str) -> bool:
@@ -59,6 +60,9 @@ class Settings:
     app_secret: str = _setting(DEV_APP_SECRET, "Meta app secret: HMAC key of X-Hub-Signature-256.")
     verify_token: str = _setting(DEV_VERIFY_TOKEN, "Token Meta echoes in the GET verification handshake.")
     hash_key: str = _setting(DEV_HASH_KEY, "Key of the keyed hash that pseudonymises phone numbers.")
+    events_token: str = _setting(
+        DEV_EVENTS_TOKEN, "Bearer token (and HMAC key) authenticating first-party events and flow registration."
+    )
     # --- where things are ----------------------------------------------------------------------
     kafka_bootstrap: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers, comma separated.")
     warehouse_url: str = _setting(
@@ -81,6 +85,8 @@ class Settings:
     broker_session_timeout_s: float = _setting(6.0, "Consumer group session timeout (tansu holds joins half of it).")
     stream_metrics_host: str = _setting("127.0.0.1", "Bind address of the stream worker's /metrics endpoint.")
     stream_metrics_port: int = _setting(9102, "Port of the stream worker's /metrics endpoint (0 = off).")
+    session_timeout_s: int = _setting(1800, "A session with no activity for this long, not completed, is abandoned.")
+    catalog_refresh_s: float = _setting(10.0, "Least time between two reloads of registered flow definitions.")
     dedup_window: int = _setting(1_000_000, "Event ids each worker remembers to drop duplicates before insert.")
     # --- warehouse server (embedded mode) ------------------------------------------------------
     warehouse_host: str = _setting("127.0.0.1", "Embedded warehouse server bind address.")
@@ -128,7 +134,8 @@ class Settings:
 
     @property
     def dev_secrets_in_use(self) -> list[str]:
-        dev = {"app_secret": DEV_APP_SECRET, "verify_token": DEV_VERIFY_TOKEN, "hash_key": DEV_HASH_KEY}
+        dev = {"app_secret": DEV_APP_SECRET, "verify_token": DEV_VERIFY_TOKEN, "hash_key": DEV_HASH_KEY,
+               "events_token": DEV_EVENTS_TOKEN}
         return [PREFIX + name.upper() for name, value in dev.items() if getattr(self, name) == value]
 
     def topic(self, name: str) -> str:

@@ -13,6 +13,7 @@ from starlette.routing import Route
 from flowscope.privacy import Pseudonymiser
 from flowscope.settings import Settings
 from ingest import routes
+from ingest.first_party import FirstPartyParser
 from ingest.parsing import WebhookParser
 from ingest.producer import EventProducer
 
@@ -34,6 +35,8 @@ def create_app(settings: Settings) -> Starlette:
         routes=[
             Route("/webhooks/whatsapp", routes.verify_subscription, methods=["GET"]),
             Route("/webhooks/whatsapp", routes.receive_webhook, methods=["POST"]),
+            Route("/events", routes.receive_events, methods=["POST"]),
+            Route("/flows/{flow_id}/versions/{version}", routes.register_flow, methods=["PUT"]),
             Route("/healthz", routes.healthz, methods=["GET"]),
             Route("/metrics", routes.prometheus_metrics, methods=["GET"]),
         ],
@@ -41,6 +44,9 @@ def create_app(settings: Settings) -> Starlette:
     )
     app.state.settings = settings
     app.state.parser = WebhookParser(
+        pseudonymise=Pseudonymiser(settings.hash_key), form_fields_allowlist=settings.form_fields_allowlist
+    )
+    app.state.first_party = FirstPartyParser(
         pseudonymise=Pseudonymiser(settings.hash_key), form_fields_allowlist=settings.form_fields_allowlist
     )
     return app

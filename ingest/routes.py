@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import time
@@ -11,7 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from flowscope.contract import FlowCompletion, MessageStatus, RejectedEvent
+from flowscope.contract import FlowCompletion, FlowDefinitionRegistered, MessageStatus, RejectedEvent, event_id
+from flowscope.exceptions import FlowDefinitionError
+from flowscope.flowjson import parse_flow_json
 from ingest import metrics, signatures
 from ingest.exceptions import BrokerUnavailableError, MalformedPayloadError
 from ingest.parsing import WebhookParser
@@ -109,6 +112,82 @@ async def _receive_webhook(request: Request) -> Response:
         len(result.events), len(result.rejected), sum(result.ignored.values())
     )
     return Response(body, media_type=_JSON)
+
+
+def _authorised(request: Request, body: bytes) -> bool:
+    """Bearer token, or an HMAC-SHA256 of the body keyed with the same token."""
+    token: str = request.app.state.settings.events_token
+    header = request.headers.get("authorization", "")
+    if header.lower().startswith("bearer "):
+        return hmac.compare_digest(header[7:].strip().encode(), token.encode())
+    return signatures.verify(body, request.headers.get("x-flowscope-signature-256"), token)
+
+
+async def receive_events(request: Request) -> Response:
+    """First-party events: sends and screen events of Flow sessions (schema in ingest/first_party.py)."""
+    started = time.perf_counter()
+    try:
+        return await _receive_events(request)
+    finally:
+        metrics.REQUEST_LATENCY.observe(time.perf_counter() - started)
+
+
+async def _receive_events(request: Request) -> Response:
+    state = request.app.state
+    try:
+        body = await read_body(request, state.settings.max_body_bytes)
+    except BodyTooLargeError:
+        return _error(413, "too_large", f"body exceeds {state.settings.max_body_bytes} bytes")
+    if not _authorised(request, body):
+        return _error(401, "bad_signature", "missing or invalid bearer token or X-Flowscope-Signature-256")
+    try:
+        result = state.first_party.parse(body)
+    except MalformedPayloadError as exc:
+        return _error(400, "malformed", exc.reason)
+    producer: EventProducer = state.producer
+    try:
+        await producer.send([*result.events, *result.rejected])
+    except BrokerUnavailableError as exc:
+        logger.warning("answering 503: %s", exc)
+        return _error(503, "broker_unavailable", "event store unavailable, retry later")
+    for event in result.events:
+        metrics.EVENTS.labels(type(event).__name__).inc()
+    if result.rejected:
+        _EVENTS_BY_KIND[RejectedEvent].inc(len(result.rejected))
+    status = 200 if not result.problems else 207 if result.events else 400
+    metrics.WEBHOOKS.labels("accepted" if status == 200 else "partial" if status == 207 else "malformed").inc()
+    content = {"accepted": len(result.events), "rejected": result.problems, "ignored": result.ignored}
+    return Response(orjson.dumps(content), status_code=status, media_type=_JSON)
+
+
+async def register_flow(request: Request) -> Response:
+    """``PUT /flows/{flow_id}/versions/{version}`` with the version's Flow JSON as the body."""
+    state = request.app.state
+    try:
+        body = await read_body(request, state.settings.max_body_bytes)
+    except BodyTooLargeError:
+        return _error(413, "too_large", f"body exceeds {state.settings.max_body_bytes} bytes")
+    if not _authorised(request, body):
+        return _error(401, "bad_signature", "missing or invalid bearer token or X-Flowscope-Signature-256")
+    flow_id, version = request.path_params["flow_id"], request.path_params["version"]
+    try:
+        definition = parse_flow_json(body, flow_id=flow_id, version=version)
+    except FlowDefinitionError as exc:
+        return _error(400, "malformed", str(exc))
+    received = int(time.time() * 1000)
+    event = FlowDefinitionRegistered(
+        event_id=event_id("flow_definition", flow_id, version, hashlib.sha256(body).hexdigest()),
+        flow_id=flow_id,
+        flow_version=version,
+        flow_json=body.decode("utf-8", errors="replace"),
+        received_at_ms=received,
+    )
+    try:
+        await state.producer.send([event])
+    except BrokerUnavailableError:
+        return _error(503, "broker_unavailable", "event store unavailable, retry later")
+    content = {"flow_id": flow_id, "version": version, "screens": [s.id for s in definition.screens]}
+    return Response(orjson.dumps(content), media_type=_JSON)
 
 
 async def healthz(request: Request) -> Response:

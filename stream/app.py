@@ -9,8 +9,11 @@ import faust
 from prometheus_client import start_http_server
 
 from flowscope.settings import Settings
+from stream.catalog import CatalogEntry, FlowCatalog
 from stream.consumer import BatchConsumer
 from stream.sink import Sink, WarehouseSink
+from warehouse.client import connect
+from warehouse.flows import load_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +33,16 @@ def create_app(settings: Settings, *, sink: Sink | None = None) -> faust.App:
         datadir=str(settings.data_dir / "stream"),
     )
     writer = sink if sink is not None else WarehouseSink(settings.warehouse_url)
+    def load() -> dict[tuple[str, str], CatalogEntry]:
+        loaded = load_catalog(connect(settings.warehouse_url))
+        return {key: CatalogEntry(entry, screens) for key, (entry, screens) in loaded.items()}
+
+    catalog = FlowCatalog(load, refresh_s=settings.catalog_refresh_s)
 
     @app.service
     class WarehouseWriter(BatchConsumer):
         def __init__(self, **kwargs: Any) -> None:
-            super().__init__(settings=settings, sink=writer, **kwargs)
+            super().__init__(settings=settings, sink=writer, catalog=catalog, **kwargs)
 
     return app
 

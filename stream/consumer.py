@@ -23,6 +23,7 @@ from flowscope.exceptions import ContractError
 from flowscope.settings import Settings
 from flowscope.topics import ensure_topics
 from stream import metrics
+from stream.catalog import FlowCatalog
 from stream.dedup import RecentIds
 from stream.sink import Batch, Sink
 
@@ -36,10 +37,12 @@ RECORDS_PER_FETCH = 500
 class BatchConsumer(mode.Service):
     """Consumes the events and dead-letter topics in batches and writes them through ``sink``."""
 
-    def __init__(self, *, settings: Settings, sink: Sink, **kwargs: object) -> None:
+    def __init__(self, *, settings: Settings, sink: Sink, catalog: FlowCatalog | None = None,
+                 **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.settings = settings
         self.sink = sink
+        self.catalog = catalog
         self.recent = RecentIds(settings.dedup_window)
         self.consumer: AIOKafkaConsumer | None = None
         self.stopping = asyncio.Event()
@@ -80,6 +83,7 @@ class BatchConsumer(mode.Service):
             batch, offsets = await self._fetch_batch(consumer)
             if not offsets:
                 continue
+            await self._check_against_definitions(batch)
             if len(batch) and not await self.sink.flush(batch, stopping=self.stopping):
                 return  # stopping mid-retry: offsets stay uncommitted, the batch is replayed later
             await self._commit(consumer, offsets)
@@ -113,6 +117,23 @@ class BatchConsumer(mode.Service):
                     fetched += self._add(batch, message.value, tp, message.offset)
                 offsets[tp] = messages[-1].offset + 1
         return batch, offsets
+
+    async def _check_against_definitions(self, batch: Batch) -> None:
+        """Resolve endpoint INITs to entry screens; reject events naming screens their version lacks."""
+        catalog = self.catalog
+        if catalog is None or not batch.node_events:
+            return
+        for registered in batch.definitions:
+            catalog.learn(registered)
+        await catalog.refresh_for({(e.flow_id, e.flow_version) for e in batch.node_events})
+        kept = []
+        for event in batch.node_events:
+            resolved = catalog.resolve(event)
+            if isinstance(resolved, RejectedEvent):
+                batch.rejected.append(resolved)
+            else:
+                kept.append(resolved)
+        batch.node_events = kept
 
     def _add(self, batch: Batch, value: bytes | None, tp: TopicPartition, offset: int) -> int:
         """Add one record's events to ``batch``; returns how many the record held."""
@@ -156,7 +177,7 @@ class BatchConsumer(mode.Service):
     def _account(self, batch: Batch) -> None:
         self.batches_written += 1
         metrics.BATCH_SIZE.observe(len(batch))
-        metrics.EVENTS.labels("inserted").inc(len(batch.statuses) + len(batch.completions))
+        metrics.EVENTS.labels("inserted").inc(len(batch) - len(batch.rejected))
         metrics.EVENTS.labels("dead_lettered").inc(len(batch.rejected))
         counts: Counter[tuple[str, str, int]] = Counter(
             (s.status, s.phone_number_id, s.error_code) for s in batch.statuses

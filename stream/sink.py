@@ -15,7 +15,17 @@ from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 
-from flowscope.contract import AnyEvent, FlowCompletion, MessageStatus, RejectedEvent
+from flowscope.contract import (
+    AnyEvent,
+    FlowCompletion,
+    FlowDefinitionRegistered,
+    FlowSent,
+    MessageStatus,
+    NodeEvent,
+    RejectedEvent,
+)
+from flowscope.exceptions import FlowDefinitionError
+from flowscope.flowjson import parse_flow_json
 from stream import metrics
 from stream.exceptions import SinkWriteError
 from warehouse import tables
@@ -30,18 +40,29 @@ class Batch:
 
     statuses: list[MessageStatus] = field(default_factory=list)
     completions: list[FlowCompletion] = field(default_factory=list)
+    flow_sends: list[FlowSent] = field(default_factory=list)
+    node_events: list[NodeEvent] = field(default_factory=list)
+    definitions: list[FlowDefinitionRegistered] = field(default_factory=list)
     rejected: list[RejectedEvent] = field(default_factory=list)
 
     def add(self, event: AnyEvent) -> None:
-        if isinstance(event, MessageStatus):
-            self.statuses.append(event)
-        elif isinstance(event, FlowCompletion):
-            self.completions.append(event)
+        kind = type(event)
+        if kind is MessageStatus:
+            self.statuses.append(event)  # type: ignore[arg-type]
+        elif kind is NodeEvent:
+            self.node_events.append(event)  # type: ignore[arg-type]
+        elif kind is FlowCompletion:
+            self.completions.append(event)  # type: ignore[arg-type]
+        elif kind is FlowSent:
+            self.flow_sends.append(event)  # type: ignore[arg-type]
+        elif kind is FlowDefinitionRegistered:
+            self.definitions.append(event)  # type: ignore[arg-type]
         else:
-            self.rejected.append(event)
+            self.rejected.append(event)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
-        return len(self.statuses) + len(self.completions) + len(self.rejected)
+        return (len(self.statuses) + len(self.completions) + len(self.flow_sends) + len(self.node_events)
+                + len(self.definitions) + len(self.rejected))
 
 
 class Sink(ABC):
@@ -95,7 +116,25 @@ class WarehouseSink(Sink):
         return self._client
 
     def write(self, batch: Batch, *, done: set[str]) -> None:
+        definition_rows: list[list[object]] = []
+        screen_rows: list[list[object]] = []
+        for registered in batch.definitions:
+            try:
+                definition = parse_flow_json(registered.flow_json, flow_id=registered.flow_id,
+                                             version=registered.flow_version)
+            except FlowDefinitionError:
+                continue  # validated by the receiver already
+            rows, screens = tables.flow_definition_rows(definition, registered.flow_json, registered.received_at_ms)
+            definition_rows += rows
+            screen_rows += screens
         parts: Sequence[tuple[str, Sequence[str], list[list[object]], int]] = (
+            (tables.FLOW_DEFINITIONS, tables.FLOW_DEFINITION_COLUMNS, _transpose(definition_rows, 4),
+             len(definition_rows)),
+            (tables.FLOW_SCREENS, tables.FLOW_SCREEN_COLUMNS, _transpose(screen_rows, 11), len(screen_rows)),
+            (tables.FLOW_SENDS, tables.FLOW_SEND_COLUMNS, tables.flow_send_columns(batch.flow_sends),
+             len(batch.flow_sends)),
+            (tables.FLOW_NODE_EVENTS, tables.NODE_EVENT_COLUMNS, tables.node_event_columns(batch.node_events),
+             len(batch.node_events)),
             (tables.MESSAGE_STATUSES, tables.STATUS_COLUMNS, tables.status_columns(batch.statuses),
              len(batch.statuses)),
             (tables.FLOW_COMPLETIONS, tables.COMPLETION_COLUMNS, tables.completion_columns(batch.completions),
@@ -103,18 +142,22 @@ class WarehouseSink(Sink):
             (tables.REJECTED_EVENTS, tables.REJECTED_COLUMNS, tables.rejected_columns(batch.rejected),
              len(batch.rejected)),
         )
-        for table, columns, data, rows in parts:
-            if rows == 0 or table in done:
+        for table, columns, data, count in parts:
+            if count == 0 or table in done:
                 continue
             try:
                 client = self._connect()
                 client.insert(table, data, column_names=list(columns), column_oriented=True)
             except Exception as exc:  # driver, network and server errors alike: keep the batch, retry
                 self._client = None
-                raise SinkWriteError(table, rows, repr(exc)) from exc
+                raise SinkWriteError(table, count, repr(exc)) from exc
             done.add(table)
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _transpose(rows: list[list[object]], width: int) -> list[list[object]]:
+    return [[row[i] for row in rows] for i in range(width)]

@@ -14,7 +14,7 @@ def test_defaults_are_the_embedded_mode() -> None:
     assert settings.warehouse_url == "http://default:@127.0.0.1:8123/flowscope"
     assert settings.app_secret == DEV_APP_SECRET
     assert settings.dev_secrets_in_use == [
-        "FLOWSCOPE_APP_SECRET", "FLOWSCOPE_VERIFY_TOKEN", "FLOWSCOPE_HASH_KEY",
+        "FLOWSCOPE_APP_SECRET", "FLOWSCOPE_VERIFY_TOKEN", "FLOWSCOPE_HASH_KEY", "FLOWSCOPE_EVENTS_TOKEN",
     ]
 
 

@@ -1,0 +1,184 @@
+"""Session assembly, in the real ClickHouse engine (chDB in-process): hand-made sessions covering the
+edge cases — duplicates, events before the send, BACK navigation, completion without screen events,
+abandonment, failure — and the exact funnel, per-screen and path figures the dashboards read."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import clickhouse_connect
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from flowscope.contract import FlowCompletion, FlowSent, MessageStatus, NodeEvent, event_id
+from flowscope.flowjson import parse_flow_json
+from warehouse import flows, tables
+from warehouse.migrate import _apply
+
+NOW_S = int(time.time())
+T0 = (NOW_S - 7200) * 1000  # sessions two hours ago: older than the 30 min abandonment timeout
+
+
+def _screen(screen_id: str, title: str, action: dict[str, object], *extra: dict[str, object],
+            terminal: bool = False) -> dict[str, object]:
+    footer = {"type": "Footer", "label": "Next", "on-click-action": action}
+    return {"id": screen_id, "title": title, "terminal": terminal,
+            "layout": {"type": "SingleColumnLayout", "children": [*extra, footer]}}
+
+
+def _to(screen: str) -> dict[str, object]:
+    return {"name": "navigate", "next": {"type": "screen", "name": screen}}
+
+
+FLOW_JSON = {
+    "version": "6.0",
+    "screens": [
+        _screen("A", "Start", _to("B")),
+        _screen("B", "Plan", _to("C"),
+                {"type": "RadioButtonsGroup", "name": "plan", "data-source": [{"id": "pro", "title": "Pro"}]}),
+        _screen("C", "Done", {"name": "complete", "payload": {}}, terminal=True),
+    ],
+}
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[Client]:
+    admin = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}")
+    admin.command("CREATE DATABASE IF NOT EXISTS flowscope")
+    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}", database="flowscope")
+    _apply(client)
+    yield client
+    client.close()
+
+
+def sent(n: int, at_ms: int = T0) -> FlowSent:
+    return FlowSent(event_id=event_id("flow_sent", f"w{n}"), wamid=f"w{n}", flow_id="F1", flow_version="1",
+                    flow_token=f"tok{n}", campaign="spring", occurred_at_ms=at_ms, received_at_ms=at_ms)
+
+
+def node(n: int, screen: str, action: str, offset_s: float, *, base: int = T0, **fields: str) -> NodeEvent:
+    at = base + int(offset_s * 1000)
+    return NodeEvent(event_id=event_id("node", f"tok{n}", screen, action, str(at)), flow_token=f"tok{n}",
+                     flow_id="F1", flow_version="1", screen=screen, action=action, occurred_at_ms=at,
+                     received_at_ms=at, fields=dict(fields), field_keys=sorted(fields))
+
+
+def status(n: int, value: str, offset_s: int) -> MessageStatus:
+    return MessageStatus(event_id=event_id("status", f"w{n}", value), waba_id="waba", phone_number_id="p",
+                         wamid=f"w{n}", status=value, occurred_at=T0 // 1000 + offset_s, received_at_ms=T0,
+                         recipient_hash="h", error_code=131049 if value == "failed" else 0)
+
+
+def completion(n: int, offset_s: int) -> FlowCompletion:
+    return FlowCompletion(event_id=event_id("nfm_reply", f"r{n}"), waba_id="waba", phone_number_id="p",
+                          wamid=f"r{n}", flow_wamid=f"w{n}", flow_token=f"tok{n}",
+                          occurred_at=T0 // 1000 + offset_s, received_at_ms=T0, user_hash="u")
+
+
+def insert(client: Client, events: Sequence[object]) -> None:
+    """Each kind into its table, in the order given, one insert per event (worst case for merges)."""
+    for event in events:
+        if isinstance(event, FlowSent):
+            client.insert(tables.FLOW_SENDS, tables.flow_send_columns([event]),
+                          column_names=list(tables.FLOW_SEND_COLUMNS), column_oriented=True)
+        elif isinstance(event, NodeEvent):
+            client.insert(tables.FLOW_NODE_EVENTS, tables.node_event_columns([event]),
+                          column_names=list(tables.NODE_EVENT_COLUMNS), column_oriented=True)
+        elif isinstance(event, MessageStatus):
+            client.insert(tables.MESSAGE_STATUSES, tables.status_columns([event]),
+                          column_names=list(tables.STATUS_COLUMNS), column_oriented=True)
+        elif isinstance(event, FlowCompletion):
+            client.insert(tables.FLOW_COMPLETIONS, tables.completion_columns([event]),
+                          column_names=list(tables.COMPLETION_COLUMNS), column_oriented=True)
+
+
+def scenario() -> list[object]:
+    s1 = [sent(1), status(1, "sent", 1), status(1, "delivered", 2), status(1, "read", 5),
+          node(1, "A", "view", 10), node(1, "A", "submit", 20), node(1, "B", "view", 21),
+          node(1, "B", "submit", 40, plan="pro"), node(1, "C", "view", 41), node(1, "C", "submit", 50),
+          completion(1, 55)]
+    s2 = [sent(2), status(2, "sent", 1), status(2, "read", 3),  # read with no delivered: chat was open
+          node(2, "A", "view", 10), node(2, "A", "submit", 15), node(2, "B", "view", 16), node(2, "B", "back", 20),
+          node(2, "A", "view", 21), node(2, "A", "submit", 30), node(2, "B", "view", 31)]
+    s3 = [sent(3), status(3, "sent", 1), status(3, "delivered", 2), completion(3, 100)]  # static flow
+    s4 = [sent(4), status(4, "sent", 1), status(4, "failed", 2)]
+    s5_nodes = [node(5, "A", "view", 10), node(5, "A", "submit", 20), node(5, "B", "view", 21)]
+    s5 = [*s5_nodes, sent(5), status(5, "delivered", 2)]  # screen events before the send
+    recent = (NOW_S - 60) * 1000
+    s6 = [sent(6, recent), node(6, "A", "view", 30, base=recent)]  # still going
+    duplicates = [s1[4], s1[7], s2[6], s3[-1], s4[-1], s5_nodes[0]]
+    return [*s5_nodes[:2], *s1, *s2, *duplicates, *s3, *s4, *s5[2:], *s6]
+
+
+def window() -> flows.FlowFilter:
+    return flows.FlowFilter(start=datetime(2014, 1, 1), end=datetime(2100, 1, 1), timeout_s=1800,
+                            now=datetime.fromtimestamp(NOW_S, UTC).replace(tzinfo=None))
+
+
+def test_funnel_counts_each_session_once_in_each_stage(client: Client) -> None:
+    insert(client, scenario())
+    funnel = flows.funnel(client, window())
+    assert funnel.to_dict("records") == [{
+        "flow_id": "F1", "flow_version": "1", "sent": 6, "delivered": 4, "read": 2, "opened": 5, "completed": 2,
+        "abandoned": 2, "ongoing": 1, "failed": 1,
+    }]
+    by_campaign = flows.funnel(client, window(), by=("campaign",))
+    assert by_campaign[["campaign", "sent", "completed"]].to_dict("records") == [
+        {"campaign": "spring", "sent": 6, "completed": 2}
+    ]
+
+
+def test_per_screen_reach_drop_off_and_time(client: Client) -> None:
+    insert(client, scenario())
+    stats = flows.node_stats(client, window())
+    assert stats.drop(columns=["flow_id", "flow_version"]).to_dict("records") == [
+        {"screen": "A", "reached": 4, "dropped": 0, "completed_after": 1, "visits": 4, "median_ms": 11000,
+         "p90_ms": 11000},
+        {"screen": "B", "reached": 3, "dropped": 2, "completed_after": 1, "visits": 2, "median_ms": 20000,
+         "p90_ms": 20000},
+        {"screen": "C", "reached": 1, "dropped": 0, "completed_after": 1, "visits": 1, "median_ms": 14000,
+         "p90_ms": 14000},
+    ]
+
+
+def test_paths_follow_back_navigation(client: Client) -> None:
+    insert(client, scenario())
+    found = flows.paths(client, window())
+    assert sorted(found[["path", "completed", "abandoned", "ongoing"]].itertuples(index=False, name=None)) == [
+        ("A", 0, 0, 1), ("A>B", 0, 1, 0), ("A>B>A>B", 0, 1, 0), ("A>B>C", 1, 0, 0),
+    ]
+    moves = flows.transitions(client, window())
+    assert sorted(moves.itertuples(index=False, name=None)) == [
+        (1, "A", "B", 3), (1, "A", "ongoing", 1), (2, "B", "A", 1), (2, "B", "C", 1), (2, "B", "dropped", 1),
+        (3, "A", "B", 1), (3, "C", "completed", 1), (4, "B", "dropped", 1),
+    ]
+
+
+def test_selections_count_sessions_not_events(client: Client) -> None:
+    insert(client, scenario())
+    assert flows.selections(client, flow_id="F1").to_dict("records") == [
+        {"flow_version": "1", "screen": "B", "field": "plan", "value": "pro", "sessions": 1}
+    ]
+
+
+def test_abandonment_depends_on_the_timeout(client: Client) -> None:
+    insert(client, scenario())
+    patient = flows.FlowFilter(start=datetime(2014, 1, 1), end=datetime(2100, 1, 1), timeout_s=3 * 3600,
+                               now=datetime.fromtimestamp(NOW_S, UTC).replace(tzinfo=None))
+    funnel = flows.funnel(client, patient).iloc[0]
+    assert (funnel["abandoned"], funnel["ongoing"]) == (0, 3)
+
+
+def test_registered_screens_come_in_routing_order(client: Client) -> None:
+    definition = parse_flow_json(FLOW_JSON, flow_id="F1", version="1")
+    flows.register_flow(client, definition, "{}", registered_at_ms=T0)
+    screens = flows.flow_screens(client, "F1", "1")
+    assert screens[["screen", "position", "title", "terminal"]].to_dict("records") == [
+        {"screen": "A", "position": 0, "title": "Start", "terminal": 0},
+        {"screen": "B", "position": 1, "title": "Plan", "terminal": 0},
+        {"screen": "C", "position": 2, "title": "Done", "terminal": 1},
+    ]
+    assert flows.load_catalog(client) == {("F1", "1"): ("A", frozenset({"A", "B", "C"}))}

@@ -1,0 +1,280 @@
+"""Flows in the warehouse: registered definitions, and the typed funnel / node queries the dashboards run.
+
+A session is a flow_token. ``flow_sessions`` holds one mergeable row per session fed by every source
+(sends, screen events, completions); ``message_state`` one per Flow message (statuses). Stages and
+states, exactly:
+
+- sent: the session has a ``flow_sent``; the funnel counts sessions whose send is in the time range.
+- delivered: its Flow message has a delivered or a read status (read implies delivered).
+- read / failed: a read / failed status.
+- opened: at least one screen event, or a completion.
+- completed: an ``nfm_reply`` completion carrying the flow_token.
+- abandoned: not completed, not failed, and no activity for ``timeout_s`` before ``now``; ongoing: the rest.
+
+Per screen: reached = sessions with any event on it; dropped = abandoned sessions whose last event
+is on it; completed_after = completed sessions that reached it. A visit is a run of consecutive
+events on one screen; its time is until the next visit starts (or the completion, after the last
+visit of a completed session); median and p90 are ClickHouse's ``quantileExact``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from clickhouse_connect.driver.client import Client
+
+from flowscope.flowjson import FlowDefinition
+from warehouse.tables import (
+    FLOW_DEFINITION_COLUMNS,
+    FLOW_DEFINITIONS,
+    FLOW_SCREEN_COLUMNS,
+    FLOW_SCREENS,
+    FLOW_SELECTIONS,
+    FLOW_SESSIONS,
+    MESSAGE_STATE,
+    flow_definition_rows,
+)
+
+STAGES = ("sent", "delivered", "read", "opened", "completed")
+STATES = ("completed", "abandoned", "ongoing", "failed")
+
+_NEVER = "toDateTime64('2200-01-01 00:00:00', 3, 'UTC')"
+_NEVER_DT = "toDateTime('2106-01-01 00:00:00', 'UTC')"
+
+_SESSIONS = f"""
+sessions AS (
+    SELECT flow_token,
+           max(flow_id) AS flow_id, max(flow_version) AS flow_version, max(campaign) AS campaign,
+           max(wamid) AS wamid, min(sent_at) AS sent_at, min(completed_at) AS completed_at,
+           max(last_activity_at) AS last_activity_at,
+           arraySort(arrayFilter(e -> e.2 != '', groupUniqArrayMerge(node_events))) AS events
+    FROM {FLOW_SESSIONS}
+    GROUP BY flow_token
+    HAVING sent_at < {_NEVER}
+       AND sent_at >= {{start:DateTime64(3, 'UTC')}} AND sent_at <= {{end:DateTime64(3, 'UTC')}}
+       AND ({{flow_id:String}} = '' OR flow_id = {{flow_id:String}})
+       AND ({{flow_version:String}} = '' OR flow_version = {{flow_version:String}})
+       AND ({{campaign:String}} = '' OR campaign = {{campaign:String}})
+),
+states AS (
+    SELECT wamid, min(delivered_at) AS delivered_at, min(read_at) AS read_at, min(failed_at) AS failed_at
+    FROM {MESSAGE_STATE}
+    WHERE wamid IN (SELECT wamid FROM sessions)
+    GROUP BY wamid
+),
+resolved AS (
+    SELECT s.flow_token AS flow_token, s.flow_id AS flow_id, s.flow_version AS flow_version,
+           s.campaign AS campaign, s.sent_at AS sent_at, s.completed_at AS completed_at, s.events AS events,
+           st.wamid != '' AND (st.delivered_at < {_NEVER_DT} OR st.read_at < {_NEVER_DT}) AS delivered,
+           st.wamid != '' AND st.read_at < {_NEVER_DT} AS read,
+           st.wamid != '' AND st.failed_at < {_NEVER_DT} AS failed,
+           s.completed_at < {_NEVER} AS completed,
+           length(s.events) > 0 OR completed AS opened,
+           greatest(s.last_activity_at,
+                    if(st.wamid != '' AND st.read_at < {_NEVER_DT}, toDateTime64(st.read_at, 3, 'UTC'), s.sent_at),
+                    if(st.wamid != '' AND st.delivered_at < {_NEVER_DT},
+                       toDateTime64(st.delivered_at, 3, 'UTC'), s.sent_at)) AS last_activity,
+           NOT completed AND NOT failed
+               AND last_activity < {{now:DateTime64(3, 'UTC')}} - toIntervalSecond({{timeout_s:UInt32}}) AS abandoned,
+           NOT completed AND NOT failed AND NOT abandoned AS ongoing,
+           arrayMap(e -> e.2, s.events) AS screens,
+           arrayMap(e -> toUnixTimestamp64Milli(e.1), s.events) AS times,
+           arrayFilter(i -> i = 1 OR screens[i] != screens[i - 1], arrayEnumerate(screens)) AS starts,
+           arrayMap(i -> screens[i], starts) AS visit_screens
+    FROM sessions AS s
+    LEFT JOIN states AS st ON s.wamid = st.wamid
+)
+"""
+
+
+@dataclass(frozen=True)
+class FlowFilter:
+    """Which sessions: sent within [start, end] (UTC), optionally one flow, version and campaign."""
+
+    start: datetime
+    end: datetime
+    flow_id: str = ""
+    flow_version: str = ""
+    campaign: str = ""
+    timeout_s: int = 1800
+    now: datetime | None = None
+
+    @property
+    def parameters(self) -> dict[str, Any]:
+        now = self.now or datetime.now(UTC).replace(tzinfo=None)
+        return {
+            "start": self.start, "end": self.end, "flow_id": self.flow_id, "flow_version": self.flow_version,
+            "campaign": self.campaign, "timeout_s": self.timeout_s, "now": now,
+        }
+
+
+def register_flow(client: Client, definition: FlowDefinition, flow_json: str, *, registered_at_ms: int) -> None:
+    definitions, screens = flow_definition_rows(definition, flow_json, registered_at_ms)
+    client.insert(FLOW_DEFINITIONS, definitions, column_names=list(FLOW_DEFINITION_COLUMNS))
+    client.insert(FLOW_SCREENS, screens, column_names=list(FLOW_SCREEN_COLUMNS))
+
+
+_LATEST_SCREENS = f"""
+    SELECT flow_id, flow_version, screen, position, title, terminal, success, component_types, next_screens,
+           selection_fields
+    FROM {FLOW_SCREENS} FINAL
+    WHERE (flow_id, flow_version, registered_at) IN (
+        SELECT flow_id, flow_version, max(registered_at) FROM {FLOW_SCREENS} GROUP BY flow_id, flow_version)
+"""
+
+
+def load_catalog(client: Client) -> dict[tuple[str, str], tuple[str, frozenset[str]]]:
+    """(flow_id, version) → (entry screen, screen ids) of every registered version."""
+    catalog: dict[tuple[str, str], tuple[str, set[str]]] = {}
+    for flow_id, version, screen, _position, *_ in client.query(
+        _LATEST_SCREENS + " ORDER BY flow_id, flow_version, position"
+    ).result_rows:
+        entry, screens = catalog.setdefault((flow_id, version), (screen, set()))
+        screens.add(screen)
+    return {key: (entry, frozenset(screens)) for key, (entry, screens) in catalog.items()}
+
+
+def flow_screens(client: Client, flow_id: str, flow_version: str) -> pd.DataFrame:
+    """The registered screens of a version in routing order (empty when not registered)."""
+    sql = f"""
+        SELECT screen, position, title, terminal, success, component_types, next_screens, selection_fields
+        FROM ({_LATEST_SCREENS})
+        WHERE flow_id = {{flow_id:String}} AND flow_version = {{flow_version:String}}
+        ORDER BY position
+    """
+    return client.query_df(sql, parameters={"flow_id": flow_id, "flow_version": flow_version})
+
+
+def flow_versions(client: Client) -> pd.DataFrame:
+    """Every (flow_id, flow_version, campaign) seen in sends or registrations."""
+    sql = f"""
+        SELECT flow_id, flow_version, campaign FROM (
+            SELECT max(flow_id) AS flow_id, max(flow_version) AS flow_version, max(campaign) AS campaign
+            FROM {FLOW_SESSIONS} GROUP BY flow_token)
+        WHERE flow_id != ''
+        GROUP BY flow_id, flow_version, campaign
+        UNION DISTINCT
+        SELECT flow_id, flow_version, '' AS campaign FROM {FLOW_DEFINITIONS}
+        ORDER BY flow_id, flow_version, campaign
+    """
+    return client.query_df(sql)
+
+
+def funnel(client: Client, where: FlowFilter, *, by: tuple[str, ...] = ("flow_id", "flow_version")) -> pd.DataFrame:
+    """Sessions per stage and state, grouped by ``by`` (flow_id, flow_version, campaign)."""
+    group = _group(by)
+    sql = f"""
+        WITH {_SESSIONS}
+        SELECT {group}, count() AS sent, countIf(delivered) AS delivered, countIf(read) AS read,
+               countIf(opened) AS opened, countIf(completed) AS completed, countIf(abandoned) AS abandoned,
+               countIf(ongoing) AS ongoing, countIf(failed) AS failed
+        FROM resolved
+        GROUP BY {group}
+        ORDER BY {group}
+    """
+    return client.query_df(sql, parameters=where.parameters)
+
+
+def funnel_over_time(client: Client, where: FlowFilter, *, bucket_minutes: int = 60) -> pd.DataFrame:
+    """Sessions per stage by time bucket of the send."""
+    sql = f"""
+        WITH {_SESSIONS}
+        SELECT toStartOfInterval(sent_at, toIntervalMinute({{bucket:UInt32}})) AS bucket,
+               count() AS sent, countIf(delivered) AS delivered, countIf(read) AS read,
+               countIf(opened) AS opened, countIf(completed) AS completed
+        FROM resolved
+        GROUP BY bucket
+        ORDER BY bucket
+    """
+    return client.query_df(sql, parameters={**where.parameters, "bucket": bucket_minutes})
+
+
+def node_stats(client: Client, where: FlowFilter) -> pd.DataFrame:
+    """Per flow version and screen: reached, dropped, completed_after, visits, median_ms, p90_ms."""
+    sql = f"""
+        WITH {_SESSIONS},
+        reach AS (
+            SELECT flow_id, flow_version, screen, count() AS reached,
+                   countIf(abandoned AND screen = screens[-1]) AS dropped,
+                   countIf(completed) AS completed_after
+            FROM resolved
+            ARRAY JOIN arrayDistinct(screens) AS screen
+            GROUP BY flow_id, flow_version, screen
+        ),
+        visits AS (
+            SELECT flow_id, flow_version, visit.1 AS screen, count() AS visits,
+                   toInt64(quantileExact(0.5)(visit.2)) AS median_ms, toInt64(quantileExact(0.9)(visit.2)) AS p90_ms
+            FROM resolved
+            ARRAY JOIN arrayMap(k -> (screens[starts[k]],
+                                      if(k < length(starts), times[starts[k + 1]] - times[starts[k]],
+                                         if(completed, toUnixTimestamp64Milli(completed_at) - times[starts[k]], -1))),
+                                arrayEnumerate(starts)) AS visit
+            WHERE visit.2 >= 0
+            GROUP BY flow_id, flow_version, screen
+        )
+        SELECT r.flow_id AS flow_id, r.flow_version AS flow_version, r.screen AS screen, r.reached AS reached,
+               r.dropped AS dropped, r.completed_after AS completed_after, v.visits AS visits,
+               v.median_ms AS median_ms, v.p90_ms AS p90_ms
+        FROM reach AS r
+        LEFT JOIN visits AS v ON r.flow_id = v.flow_id AND r.flow_version = v.flow_version AND r.screen = v.screen
+        ORDER BY flow_id, flow_version, screen
+    """
+    return client.query_df(sql, parameters=where.parameters)
+
+
+def paths(client: Client, where: FlowFilter, *, limit: int = 1000) -> pd.DataFrame:
+    """Paths (visits joined by '>') of opened sessions with screen events, with their outcomes."""
+    sql = f"""
+        WITH {_SESSIONS}
+        SELECT flow_id, flow_version, arrayStringConcat(visit_screens, '>') AS path,
+               countIf(completed) AS completed, countIf(abandoned) AS abandoned, countIf(ongoing) AS ongoing,
+               count() AS sessions
+        FROM resolved
+        WHERE length(events) > 0
+        GROUP BY flow_id, flow_version, path
+        ORDER BY sessions DESC, path
+        LIMIT {{limit:UInt32}}
+    """
+    return client.query_df(sql, parameters={**where.parameters, "limit": limit})
+
+
+def transitions(client: Client, where: FlowFilter) -> pd.DataFrame:
+    """Moves between consecutive visits, numbered by step, plus each session's exit: for path diagrams."""
+    sql = f"""
+        WITH {_SESSIONS}
+        SELECT step, source, target, count() AS sessions
+        FROM (
+            SELECT arrayJoin(arrayMap(k -> (k, visit_screens[k],
+                       if(k < length(visit_screens), visit_screens[k + 1],
+                          if(completed, 'completed', if(abandoned, 'dropped', 'ongoing')))),
+                   arrayEnumerate(visit_screens))) AS move,
+                   move.1 AS step, move.2 AS source, move.3 AS target
+            FROM resolved
+            WHERE length(events) > 0
+        )
+        GROUP BY step, source, target
+        ORDER BY step, sessions DESC
+    """
+    return client.query_df(sql, parameters=where.parameters)
+
+
+def selections(client: Client, *, flow_id: str, flow_version: str = "") -> pd.DataFrame:
+    """Sessions per submitted option of allow-listed fields: screen, field, value, sessions."""
+    sql = f"""
+        SELECT flow_version, screen, field, value, uniqExactMerge(sessions) AS sessions
+        FROM {FLOW_SELECTIONS}
+        WHERE flow_id = {{flow_id:String}} AND ({{flow_version:String}} = '' OR flow_version = {{flow_version:String}})
+        GROUP BY flow_version, screen, field, value
+        ORDER BY flow_version, screen, field, sessions DESC, value
+    """
+    return client.query_df(sql, parameters={"flow_id": flow_id, "flow_version": flow_version})
+
+
+def _group(by: tuple[str, ...]) -> str:
+    allowed = ("flow_id", "flow_version", "campaign")
+    if not by or any(column not in allowed for column in by):
+        raise ValueError(f"group by a non-empty subset of {allowed}, got {by}")
+    return ", ".join(by)
