@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from flowscope.exceptions import FlowscopeError
 from flowscope.settings import Settings, describe
@@ -74,6 +75,25 @@ def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
     return main_broker(settings)
 
 
+def cmd_flows(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    from flowscope.flowjson import parse_flow_json
+    from warehouse.client import connect
+    from warehouse.flows import register_flow
+
+    raw = args.file.read_bytes()
+    definition = parse_flow_json(raw, flow_id=args.flow_id, version=args.version)
+    client = connect(settings.warehouse_url)
+    try:
+        register_flow(client, definition, raw.decode(), registered_at_ms=int(time.time() * 1000))
+    finally:
+        client.close()
+    order = " → ".join(screen.id for screen in definition.screens)
+    print(f"registered flow {args.flow_id} version {args.version}: {order}")  # noqa: T201
+    return 0
+
+
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     for key, default, doc in describe():
         print(f"{key}={default}\n    {doc}")  # noqa: T201
@@ -92,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("dashboards", help="run the Streamlit dashboards").set_defaults(func=cmd_dashboards)
     sub.add_parser("broker", help="run the embedded broker (tansu) in the foreground").set_defaults(func=cmd_broker)
     sub.add_parser("settings", help="list every setting with its default").set_defaults(func=cmd_settings)
+    flows = sub.add_parser("flows", help="flow definitions (Flow JSON) per flow version")
+    flows_sub = flows.add_subparsers(dest="flows_command", required=True)
+    register = flows_sub.add_parser("register", help="register a version's Flow JSON (screens, routing)")
+    register.add_argument("file", type=Path, help="the Flow JSON file")
+    register.add_argument("--flow-id", required=True)
+    register.add_argument("--version", required=True)
+    register.set_defaults(func=cmd_flows)
     sub.add_parser("simulate", help="send simulated, signed webhooks (see: flowscope simulate --help)", add_help=False)
     return parser
 

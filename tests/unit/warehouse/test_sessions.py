@@ -15,33 +15,13 @@ from clickhouse_connect.driver.client import Client
 
 from flowscope.contract import FlowCompletion, FlowSent, MessageStatus, NodeEvent, event_id
 from flowscope.flowjson import parse_flow_json
+from tests.samples import FLOW_JSON
 from warehouse import flows, tables
 from warehouse.migrate import _apply
 
 NOW_S = int(time.time())
 T0 = (NOW_S - 7200) * 1000  # sessions two hours ago: older than the 30 min abandonment timeout
 
-
-def _screen(screen_id: str, title: str, action: dict[str, object], *extra: dict[str, object],
-            terminal: bool = False) -> dict[str, object]:
-    footer = {"type": "Footer", "label": "Next", "on-click-action": action}
-    return {"id": screen_id, "title": title, "terminal": terminal,
-            "layout": {"type": "SingleColumnLayout", "children": [*extra, footer]}}
-
-
-def _to(screen: str) -> dict[str, object]:
-    return {"name": "navigate", "next": {"type": "screen", "name": screen}}
-
-
-FLOW_JSON = {
-    "version": "6.0",
-    "screens": [
-        _screen("A", "Start", _to("B")),
-        _screen("B", "Plan", _to("C"),
-                {"type": "RadioButtonsGroup", "name": "plan", "data-source": [{"id": "pro", "title": "Pro"}]}),
-        _screen("C", "Done", {"name": "complete", "payload": {}}, terminal=True),
-    ],
-}
 
 
 @pytest.fixture
