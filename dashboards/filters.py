@@ -1,0 +1,52 @@
+"""Sidebar controls shared by the flow pages."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import streamlit as st
+from clickhouse_connect.driver.client import Client
+
+from dashboards.state import settings
+from warehouse import flows
+
+RANGES = {
+    "Last hour": timedelta(hours=1),
+    "Last 6 hours": timedelta(hours=6),
+    "Last 24 hours": timedelta(days=1),
+    "Last 7 days": timedelta(days=7),
+    "Last 30 days": timedelta(days=30),
+    "Last 90 days": timedelta(days=90),
+}
+ALL = "All"
+
+
+def flow_filter(client: Client, *, require_version: bool = False) -> flows.FlowFilter | None:
+    """Time range, flow, version and campaign from the sidebar; None when no flow is known yet."""
+    known = flows.flow_versions(client)
+    with st.sidebar:
+        range_name = st.selectbox("Sent in", list(RANGES), index=2)
+        if known.empty:
+            return None
+        flow_ids = sorted(known["flow_id"].unique())
+        flow_id = st.selectbox("Flow", flow_ids)
+        versions = sorted(known.loc[known["flow_id"] == flow_id, "flow_version"].unique(), key=_version_key)
+        options = versions if require_version else [ALL, *versions]
+        version = st.selectbox("Version", options, index=len(options) - 1 if require_version else 0)
+        campaigns = sorted(c for c in known.loc[known["flow_id"] == flow_id, "campaign"].unique() if c)
+        campaign = st.selectbox("Campaign", [ALL, *campaigns])
+    end = datetime.now(UTC).replace(tzinfo=None)
+    return flows.FlowFilter(
+        start=end - RANGES[range_name], end=end, flow_id=flow_id,
+        flow_version="" if version == ALL else version, campaign="" if campaign == ALL else campaign,
+        timeout_s=settings().session_timeout_s,
+    )
+
+
+def refresh_seconds() -> int:
+    with st.sidebar:
+        return int(st.select_slider("Refresh every (s)", options=[2, 5, 10, 30, 60], value=5))
+
+
+def _version_key(version: str) -> tuple[int, str]:
+    return (int(version), version) if version.isdigit() else (1 << 30, version)

@@ -1,0 +1,113 @@
+"""Node performance: per screen reached, dropped, time on screen; the worst screen; how sessions move."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from dashboards.filters import flow_filter, refresh_seconds
+from dashboards.state import warehouse
+from warehouse import flows
+
+st.title("Node performance")
+client = warehouse()
+where = flow_filter(client, require_version=True)
+refresh_s = refresh_seconds()
+EXITS = {"completed": "#2e7d32", "dropped": "#e53935", "ongoing": "#9e9e9e"}
+
+
+def screen_table(where: flows.FlowFilter) -> pd.DataFrame:
+    """Every screen of the version in routing order, reached or not, with its figures."""
+    stats = flows.node_stats(client, where)
+    stats = stats[stats["flow_version"] == where.flow_version].drop(columns=["flow_id", "flow_version"])
+    registered = flows.flow_screens(client, where.flow_id, where.flow_version)
+    if registered.empty:
+        table = stats.assign(title=stats["screen"], components="")
+    else:
+        table = registered[["screen", "title", "component_types"]].merge(stats, on="screen", how="left")
+        table["components"] = [", ".join(types) for types in table.pop("component_types")]
+    for column in ("reached", "dropped", "completed_after", "visits"):
+        table[column] = table[column].fillna(0).astype(int)
+    table["drop rate"] = [d / r if r else 0.0 for d, r in zip(table["dropped"], table["reached"], strict=True)]
+    table["median s"] = table["median_ms"] / 1000
+    table["p90 s"] = table["p90_ms"] / 1000
+    columns = ["screen", "title", "components", "reached", "dropped", "drop rate", "completed_after", "median s",
+               "p90 s"]
+    return table[columns]
+
+
+def sankey(moves: pd.DataFrame) -> go.Figure:
+    labels: list[str] = []
+    index: dict[tuple[int, str], int] = {}
+    colours: list[str] = []
+
+    def node(step: int, name: str) -> int:
+        key = (step, name) if name not in EXITS else (-1, name)
+        if key not in index:
+            index[key] = len(labels)
+            labels.append(name if name in EXITS else f"{step}. {name}")
+            colours.append(EXITS.get(name, "#5c6bc0"))
+        return index[key]
+
+    sources, targets, values = [], [], []
+    for step, source, target, sessions in moves.itertuples(index=False, name=None):
+        sources.append(node(step, source))
+        targets.append(node(step + 1, target))
+        values.append(sessions)
+    figure = go.Figure(go.Sankey(
+        node={"label": labels, "color": colours, "pad": 18, "thickness": 14},
+        link={"source": sources, "target": targets, "value": values,
+              "color": ["rgba(46,125,50,0.35)" if labels[t] == "completed" else "rgba(229,57,53,0.35)"
+                        if labels[t] == "dropped" else "rgba(92,107,192,0.25)" for t in targets]},
+    ))
+    figure.update_layout(height=420, margin={"l": 0, "r": 0, "t": 10, "b": 0})
+    return figure
+
+
+@st.fragment(run_every=timedelta(seconds=refresh_s))
+def live() -> None:
+    if where is None:
+        st.info("No Flow sessions yet: register a Flow JSON and send events (see the README).")
+        return
+    table = screen_table(where)
+    if table.empty:
+        st.info("No screen events for this version in this range.")
+        return
+    reached = table[table["reached"] > 0]
+    if not reached.empty:
+        worst = reached.sort_values(["drop rate", "dropped"], ascending=False).iloc[0]
+        st.error(
+            f"Worst screen: **{worst['title']}** (`{worst['screen']}`) loses {worst['drop rate']:.1%} of the "
+            f"sessions that reach it ({int(worst['dropped']):,} of {int(worst['reached']):,})."
+        )
+    styled = table.style.format({"drop rate": "{:.1%}", "median s": "{:.1f}", "p90 s": "{:.1f}"}).highlight_max(
+        subset=["drop rate"], color="#ffcdd2"
+    )
+    st.dataframe(styled, hide_index=True, width="stretch")
+
+    st.subheader("Paths between screens")
+    moves = flows.transitions(client, where)
+    if moves.empty:
+        st.caption("No moves yet.")
+    else:
+        st.plotly_chart(sankey(moves), width="stretch")
+
+    left, right = st.columns(2)
+    with left:
+        st.subheader("Top paths")
+        top = flows.paths(client, where, limit=15)
+        st.dataframe(top.drop(columns=["flow_id", "flow_version"]), hide_index=True, width="stretch")
+    with right:
+        st.subheader("Choices on selection screens")
+        chosen = flows.selections(client, flow_id=where.flow_id, flow_version=where.flow_version)
+        if chosen.empty:
+            st.caption("No allow-listed selections (FLOWSCOPE_FORM_FIELDS_ALLOWLIST) submitted yet.")
+        else:
+            st.dataframe(chosen.drop(columns=["flow_version"]), hide_index=True, width="stretch")
+    st.caption(f"Flow {where.flow_id}, version {where.flow_version} · refreshes every {refresh_s} s")
+
+
+live()
