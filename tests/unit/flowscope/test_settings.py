@@ -51,3 +51,12 @@ def test_every_setting_is_documented() -> None:
     rows = describe()
     assert all(doc for _, _, doc in rows)
     assert len({key for key, _, _ in rows}) == len(rows)
+
+
+def test_readme_documents_every_setting_with_its_default() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    for key, default, _ in describe():
+        shown = f"`{default}`" if default else "(empty)"
+        assert f"| `{key}` | {shown} |" in readme, key
