@@ -7,7 +7,7 @@ states, exactly:
 - sent: the session has a ``flow_sent``; the funnel counts sessions whose send is in the time range.
 - delivered: its Flow message has a delivered or a read status (read implies delivered).
 - read / failed: a read / failed status.
-- opened: at least one screen event, or a completion.
+- opened: at least one screen event (an endpoint INIT of an unregistered version included), or a completion.
 - completed: an ``nfm_reply`` completion carrying the flow_token.
 - abandoned: not completed, not failed, and no activity for ``timeout_s`` before ``now``; ongoing: the rest.
 
@@ -50,7 +50,7 @@ sessions AS (
            max(flow_id) AS flow_id, max(flow_version) AS flow_version, max(campaign) AS campaign,
            max(wamid) AS wamid, min(sent_at) AS sent_at, min(completed_at) AS completed_at,
            max(last_activity_at) AS last_activity_at,
-           arraySort(arrayFilter(e -> e.2 != '', groupUniqArrayMerge(node_events))) AS events
+           arraySort(groupUniqArrayMerge(node_events)) AS events
     FROM {FLOW_SESSIONS}
     GROUP BY flow_token
     HAVING sent_at < {_NEVER}
@@ -67,12 +67,14 @@ states AS (
 ),
 resolved AS (
     SELECT s.flow_token AS flow_token, s.flow_id AS flow_id, s.flow_version AS flow_version,
-           s.campaign AS campaign, s.sent_at AS sent_at, s.completed_at AS completed_at, s.events AS events,
+           s.campaign AS campaign, s.sent_at AS sent_at, s.completed_at AS completed_at,
+           length(s.events) > 0 AS has_events,
+           arrayFilter(e -> e.2 != '', s.events) AS events,
            st.wamid != '' AND (st.delivered_at < {_NEVER_DT} OR st.read_at < {_NEVER_DT}) AS delivered,
            st.wamid != '' AND st.read_at < {_NEVER_DT} AS read,
            st.wamid != '' AND st.failed_at < {_NEVER_DT} AS failed,
            s.completed_at < {_NEVER} AS completed,
-           length(s.events) > 0 OR completed AS opened,
+           has_events OR completed AS opened,
            greatest(s.last_activity_at,
                     if(st.wamid != '' AND st.read_at < {_NEVER_DT}, toDateTime64(st.read_at, 3, 'UTC'), s.sent_at),
                     if(st.wamid != '' AND st.delivered_at < {_NEVER_DT},
@@ -80,8 +82,8 @@ resolved AS (
            NOT completed AND NOT failed
                AND last_activity < {{now:DateTime64(3, 'UTC')}} - toIntervalSecond({{timeout_s:UInt32}}) AS abandoned,
            NOT completed AND NOT failed AND NOT abandoned AS ongoing,
-           arrayMap(e -> e.2, s.events) AS screens,
-           arrayMap(e -> toUnixTimestamp64Milli(e.1), s.events) AS times,
+           arrayMap(e -> e.2, events) AS screens,
+           arrayMap(e -> toUnixTimestamp64Milli(e.1), events) AS times,
            arrayFilter(i -> i = 1 OR screens[i] != screens[i - 1], arrayEnumerate(screens)) AS starts,
            arrayMap(i -> screens[i], starts) AS visit_screens
     FROM sessions AS s
