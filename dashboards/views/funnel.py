@@ -28,6 +28,8 @@ def _rate(part: float, whole: float) -> str:
 @st.fragment(run_every=timedelta(seconds=refresh_s))
 def live() -> None:
     if where is None:
+        if not flows.flow_versions(client).empty:
+            st.rerun()  # the first sessions arrived: rebuild the sidebar with them
         st.info("No Flow sessions yet: send `flow_sent` events to POST /events (see the README).")
         return
     totals = flows.funnel(client, where, by=("flow_id",))

@@ -70,6 +70,8 @@ def sankey(moves: pd.DataFrame) -> go.Figure:
 @st.fragment(run_every=timedelta(seconds=refresh_s))
 def live() -> None:
     if where is None:
+        if not flows.flow_versions(client).empty:
+            st.rerun()  # the first sessions arrived: rebuild the sidebar with them
         st.info("No Flow sessions yet: register a Flow JSON and send events (see the README).")
         return
     table = screen_table(where)
