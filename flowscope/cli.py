@@ -120,11 +120,17 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--version", required=True)
     register.set_defaults(func=cmd_flows)
     sub.add_parser("simulate", help="send simulated, signed webhooks (see: flowscope simulate --help)", add_help=False)
+    sub.add_parser("simulate-flows", help="simulated Flow sessions: screen events, statuses, completions",
+                   add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["simulate-flows"]:
+        from flowscope.flowsim import main as flows_main
+
+        return flows_main(argv[1:])
     if argv[:1] == ["simulate"]:
         from flowscope.simulate import main as simulate_main
 

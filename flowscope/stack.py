@@ -104,6 +104,17 @@ def simulator_spec(settings: Settings) -> ProcessSpec:
     )
 
 
+def flow_simulator_spec(settings: Settings) -> ProcessSpec:
+    url = f"http://{settings.ingest_host}:{settings.ingest_port}"
+    return ProcessSpec(
+        name="flow-sessions",
+        argv=flowscope_command("simulate-flows", "--url", url, "--sessions", "0"),
+        ready=lambda: True,
+        env=settings.as_env(),
+        url=f"live Flow sessions (3 flows × 2 versions) to {url}/events",
+    )
+
+
 def _check_free(settings: Settings) -> None:
     wanted = {
         "FLOWSCOPE_BROKER_PORT": ("127.0.0.1", settings.broker_port),
@@ -148,9 +159,12 @@ def run_up(settings: Settings) -> int:
                 supervisor.start(spec)
             applied = migrate(settings.warehouse_url)
             _say(f"warehouse schema ready ({len(applied)} migrations applied)")
+            if settings.simulate_rate > 0:
+                names = _register_simulated_flows(settings)
+                _say(f"registered the simulated flows' Flow JSON: {', '.join(names)}")
             specs = [receiver_spec(settings), stream_spec(settings), dashboards_spec(settings)]
             if settings.simulate_rate > 0:
-                specs.append(simulator_spec(settings))
+                specs += [simulator_spec(settings), flow_simulator_spec(settings)]
             for spec in specs:
                 _say(f"starting {spec.name} ...")
                 supervisor.start(spec)
@@ -186,6 +200,26 @@ def run_up(settings: Settings) -> int:
     return 0
 
 
+def _register_simulated_flows(settings: Settings) -> list[str]:
+    """Register the Flow JSON of every flow version the simulator plays, as a business would."""
+    from flowscope.flowjson import parse_flow_json
+    from flowscope.flowsim import write_flow_jsons
+    from warehouse.client import connect
+    from warehouse.flows import register_flow
+
+    client = connect(settings.warehouse_url)
+    names = []
+    try:
+        for flow_id, version, path in write_flow_jsons(settings.data_dir / "flows"):
+            raw = path.read_text()
+            register_flow(client, parse_flow_json(raw, flow_id=flow_id, version=version), raw,
+                          registered_at_ms=int(time.time() * 1000))
+            names.append(f"{flow_id} v{version}")
+    finally:
+        client.close()
+    return names
+
+
 def _stored(client: object) -> int:
     from warehouse.queries import stored_status_count
 
@@ -202,8 +236,14 @@ def _embedded(settings: Settings) -> Settings:
 
     url = urlparse(settings.warehouse_url)
     credentials = f"{url.username or 'default'}:{url.password or ''}@"
+    allowlist = settings.form_fields_allowlist
+    if not allowlist and settings.simulate_rate > 0:
+        from flowscope.flowsim import ALLOWLIST
+
+        allowlist = ALLOWLIST  # the simulated flows' selection fields
     return dataclasses.replace(
         settings,
+        form_fields_allowlist=tuple(allowlist),
         data_dir=Path(settings.data_dir).resolve(),
         kafka_bootstrap=f"127.0.0.1:{settings.broker_port}",
         warehouse_url=f"http://{credentials}{settings.warehouse_host}:{settings.warehouse_port}{url.path}",
