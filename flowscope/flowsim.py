@@ -198,14 +198,14 @@ def _walk(rng: random.Random, s: Session) -> None:
         emit(current, "view", t)
 
 
-def generate_sessions(n: int, *, seed: int, start_ms: int, spacing_ms: int = 150) -> list[Session]:
+def generate_sessions(n: int, *, seed: int, start_ms: int, spacing_ms: int = 150, prefix: str = "") -> list[Session]:
     rng = random.Random(seed)
     sessions = []
     for i in range(n):
         flow = FLOWS[i % len(FLOWS)]
         version = rng.choice(list(flow.versions))
-        s = Session(flow, version, rng.choice(CAMPAIGNS), f"ft_{seed}_{i:07d}", f"wamid.FS{seed}x{i:07d}",
-                    start_ms + i * spacing_ms)
+        s = Session(flow, version, rng.choice(CAMPAIGNS), f"ft_{prefix}{seed}_{i:07d}",
+                    f"wamid.FS{prefix}{seed}x{i:07d}", start_ms + i * spacing_ms)
         sent_s = s.sent_ms // 1000
         s.statuses["sent"] = sent_s + 1
         if rng.random() < 0.05:
@@ -380,9 +380,8 @@ def live_batches(seed: int, batch: int = 20) -> Iterator[list[tuple[str, bytes]]
     n = 0
     while True:
         start = int(time.time() * 1000) - 300_000
-        sessions = generate_sessions(batch, seed=seed + n, start_ms=start, spacing_ms=300_000 // batch)
-        for s in sessions:
-            s.token, s.wamid = f"ft_live_{seed}_{n}_{s.token}", f"wamid.L{seed}x{n}{s.wamid}"
+        sessions = generate_sessions(batch, seed=seed + n, start_ms=start, spacing_ms=300_000 // batch,
+                                     prefix=f"live{int(time.time())}_")
         n += 1
         yield requests(sessions, seed=seed + n)
 

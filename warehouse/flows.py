@@ -147,7 +147,9 @@ def flow_screens(client: Client, flow_id: str, flow_version: str) -> pd.DataFram
         WHERE flow_id = {{flow_id:String}} AND flow_version = {{flow_version:String}}
         ORDER BY position
     """
-    return client.query_df(sql, parameters={"flow_id": flow_id, "flow_version": flow_version})
+    return _frame(client, sql, {"flow_id": flow_id, "flow_version": flow_version},
+                  ("screen", "position", "title", "terminal", "success", "component_types", "next_screens",
+                   "selection_fields"))
 
 
 def flow_versions(client: Client) -> pd.DataFrame:
@@ -162,7 +164,7 @@ def flow_versions(client: Client) -> pd.DataFrame:
         SELECT flow_id, flow_version, '' AS campaign FROM {FLOW_DEFINITIONS}
         ORDER BY flow_id, flow_version, campaign
     """
-    return client.query_df(sql)
+    return _frame(client, sql, {}, ("flow_id", "flow_version", "campaign"))
 
 
 def funnel(client: Client, where: FlowFilter, *, by: tuple[str, ...] = ("flow_id", "flow_version")) -> pd.DataFrame:
@@ -177,7 +179,8 @@ def funnel(client: Client, where: FlowFilter, *, by: tuple[str, ...] = ("flow_id
         GROUP BY {group}
         ORDER BY {group}
     """
-    return client.query_df(sql, parameters=where.parameters)
+    return _frame(client, sql, where.parameters, (*by, "sent", "delivered", "read", "opened", "completed",
+                                                   "abandoned", "ongoing", "failed"))
 
 
 def funnel_over_time(client: Client, where: FlowFilter, *, bucket_minutes: int = 60) -> pd.DataFrame:
@@ -191,7 +194,8 @@ def funnel_over_time(client: Client, where: FlowFilter, *, bucket_minutes: int =
         GROUP BY bucket
         ORDER BY bucket
     """
-    return client.query_df(sql, parameters={**where.parameters, "bucket": bucket_minutes})
+    return _frame(client, sql, {**where.parameters, "bucket": bucket_minutes},
+                  ("bucket", "sent", "delivered", "read", "opened", "completed"))
 
 
 def node_stats(client: Client, where: FlowFilter) -> pd.DataFrame:
@@ -224,7 +228,8 @@ def node_stats(client: Client, where: FlowFilter) -> pd.DataFrame:
         LEFT JOIN visits AS v ON r.flow_id = v.flow_id AND r.flow_version = v.flow_version AND r.screen = v.screen
         ORDER BY flow_id, flow_version, screen
     """
-    return client.query_df(sql, parameters=where.parameters)
+    return _frame(client, sql, where.parameters, ("flow_id", "flow_version", "screen", "reached", "dropped",
+                                                  "completed_after", "visits", "median_ms", "p90_ms"))
 
 
 def paths(client: Client, where: FlowFilter, *, limit: int = 1000) -> pd.DataFrame:
@@ -240,7 +245,8 @@ def paths(client: Client, where: FlowFilter, *, limit: int = 1000) -> pd.DataFra
         ORDER BY sessions DESC, path
         LIMIT {{limit:UInt32}}
     """
-    return client.query_df(sql, parameters={**where.parameters, "limit": limit})
+    return _frame(client, sql, {**where.parameters, "limit": limit},
+                  ("flow_id", "flow_version", "path", "completed", "abandoned", "ongoing", "sessions"))
 
 
 def transitions(client: Client, where: FlowFilter) -> pd.DataFrame:
@@ -260,7 +266,7 @@ def transitions(client: Client, where: FlowFilter) -> pd.DataFrame:
         GROUP BY step, source, target
         ORDER BY step, sessions DESC
     """
-    return client.query_df(sql, parameters=where.parameters)
+    return _frame(client, sql, where.parameters, ("step", "source", "target", "sessions"))
 
 
 def selections(client: Client, *, flow_id: str, flow_version: str = "") -> pd.DataFrame:
@@ -272,7 +278,14 @@ def selections(client: Client, *, flow_id: str, flow_version: str = "") -> pd.Da
         GROUP BY flow_version, screen, field, value
         ORDER BY flow_version, screen, field, sessions DESC, value
     """
-    return client.query_df(sql, parameters={"flow_id": flow_id, "flow_version": flow_version})
+    return _frame(client, sql, {"flow_id": flow_id, "flow_version": flow_version},
+                  ("flow_version", "screen", "field", "value", "sessions"))
+
+
+def _frame(client: Client, sql: str, parameters: dict[str, Any], columns: tuple[str, ...]) -> pd.DataFrame:
+    """query_df, with the expected columns even when no row matches."""
+    frame = client.query_df(sql, parameters=parameters)
+    return frame if len(frame.columns) else pd.DataFrame(columns=list(columns))
 
 
 def _group(by: tuple[str, ...]) -> str:

@@ -78,8 +78,10 @@ def live() -> None:
     if table.empty:
         st.info("No screen events for this version in this range.")
         return
-    reached = table[table["reached"] > 0]
-    if not reached.empty:
+    reached = table[table["dropped"] > 0]
+    if reached.empty:
+        st.info(f"No drop-offs yet: a session counts as abandoned after {where.timeout_s // 60} min without activity.")
+    else:
         worst = reached.sort_values(["drop rate", "dropped"], ascending=False).iloc[0]
         st.error(
             f"Worst screen: **{worst['title']}** (`{worst['screen']}`) loses {worst['drop rate']:.1%} of the "
