@@ -12,7 +12,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from flowscope.contract import FlowCompletion, FlowDefinitionRegistered, MessageStatus, RejectedEvent, event_id
+from flowscope.contract import (
+    AnyEvent,
+    FlowCompletion,
+    FlowDefinitionRegistered,
+    MessageStatus,
+    RejectedEvent,
+    event_id,
+)
 from flowscope.exceptions import FlowDefinitionError
 from flowscope.flowjson import parse_flow_json
 from ingest import metrics, signatures
@@ -90,13 +97,10 @@ async def _receive_webhook(request: Request) -> Response:
         result = parser.parse(body)
     except MalformedPayloadError as exc:
         return _error(400, "malformed", exc.reason)
-    producer: EventProducer = state.producer
     started = time.perf_counter()
-    try:
-        await producer.send([*result.events, *result.rejected])
-    except BrokerUnavailableError as exc:
-        logger.warning("answering 503: %s", exc)
-        return _error(503, "broker_unavailable", "event store unavailable, retry later")
+    refused = await _publish(request, [*result.events, *result.rejected])
+    if refused is not None:
+        return refused
     metrics.BROKER_WRITE_LATENCY.observe(time.perf_counter() - started)
     _ACCEPTED.inc()
     statuses = sum(1 for event in result.events if type(event) is MessageStatus)
@@ -132,24 +136,40 @@ async def receive_events(request: Request) -> Response:
         metrics.REQUEST_LATENCY.observe(time.perf_counter() - started)
 
 
-async def _receive_events(request: Request) -> Response:
-    state = request.app.state
+async def _publish(request: Request, events: list[AnyEvent]) -> Response | None:
+    """Write ``events``; None once the broker acknowledged them all, else the 503 to answer."""
+    producer: EventProducer = request.app.state.producer
     try:
-        body = await read_body(request, state.settings.max_body_bytes)
-    except BodyTooLargeError:
-        return _error(413, "too_large", f"body exceeds {state.settings.max_body_bytes} bytes")
-    if not _authorised(request, body):
-        return _error(401, "bad_signature", "missing or invalid bearer token or X-Flowscope-Signature-256")
-    try:
-        result = state.first_party.parse(body)
-    except MalformedPayloadError as exc:
-        return _error(400, "malformed", exc.reason)
-    producer: EventProducer = state.producer
-    try:
-        await producer.send([*result.events, *result.rejected])
+        await producer.send(events)
     except BrokerUnavailableError as exc:
         logger.warning("answering 503: %s", exc)
         return _error(503, "broker_unavailable", "event store unavailable, retry later")
+    return None
+
+
+async def _first_party_body(request: Request) -> bytes | Response:
+    """The body of a first-party request, or the 413 / 401 to answer."""
+    limit = request.app.state.settings.max_body_bytes
+    try:
+        body = await read_body(request, limit)
+    except BodyTooLargeError:
+        return _error(413, "too_large", f"body exceeds {limit} bytes")
+    if not _authorised(request, body):
+        return _error(401, "bad_signature", "missing or invalid bearer token or X-Flowscope-Signature-256")
+    return body
+
+
+async def _receive_events(request: Request) -> Response:
+    body = await _first_party_body(request)
+    if isinstance(body, Response):
+        return body
+    try:
+        result = request.app.state.first_party.parse(body)
+    except MalformedPayloadError as exc:
+        return _error(400, "malformed", exc.reason)
+    refused = await _publish(request, [*result.events, *result.rejected])
+    if refused is not None:
+        return refused
     for event in result.events:
         metrics.EVENTS.labels(type(event).__name__).inc()
     if result.rejected:
@@ -162,13 +182,9 @@ async def _receive_events(request: Request) -> Response:
 
 async def register_flow(request: Request) -> Response:
     """``PUT /flows/{flow_id}/versions/{version}`` with the version's Flow JSON as the body."""
-    state = request.app.state
-    try:
-        body = await read_body(request, state.settings.max_body_bytes)
-    except BodyTooLargeError:
-        return _error(413, "too_large", f"body exceeds {state.settings.max_body_bytes} bytes")
-    if not _authorised(request, body):
-        return _error(401, "bad_signature", "missing or invalid bearer token or X-Flowscope-Signature-256")
+    body = await _first_party_body(request)
+    if isinstance(body, Response):
+        return body
     flow_id, version = request.path_params["flow_id"], request.path_params["version"]
     try:
         definition = parse_flow_json(body, flow_id=flow_id, version=version)
@@ -182,10 +198,9 @@ async def register_flow(request: Request) -> Response:
         flow_json=body.decode("utf-8", errors="replace"),
         received_at_ms=received,
     )
-    try:
-        await state.producer.send([event])
-    except BrokerUnavailableError:
-        return _error(503, "broker_unavailable", "event store unavailable, retry later")
+    refused = await _publish(request, [event])
+    if refused is not None:
+        return refused
     content = {"flow_id": flow_id, "version": version, "screens": [s.id for s in definition.screens]}
     return Response(orjson.dumps(content), media_type=_JSON)
 

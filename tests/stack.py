@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +41,16 @@ class Stack:
         self.supervisor.start(specs[name](self.settings))
         if name == "warehouse":
             migrate(self.settings.warehouse_url)
+
+
+def poll(check: Callable[[], Any], *, want: Any, deadline_s: float = 60, interval_s: float = 0.2) -> Any:
+    """Call ``check`` until it returns ``want`` or the deadline passes; returns the last value."""
+    deadline = time.monotonic() + deadline_s
+    value = check()
+    while value != want and time.monotonic() < deadline:
+        time.sleep(interval_s)
+        value = check()
+    return value
 
 
 def stack_settings(data_dir: Path, **overrides: object) -> Settings:

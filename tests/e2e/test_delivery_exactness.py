@@ -11,26 +11,16 @@ import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
 
 import httpx
 
 from flowscope.simulate import SimulationConfig, run
-from tests.stack import Stack
+from tests.stack import Stack, poll
 from warehouse import queries
 from warehouse.client import connect
 
 ALL_TIME = queries.DeliveryFilter(start=datetime(2014, 1, 1), end=datetime.now() + timedelta(days=1))
 
-
-def poll(check: Callable[[], Any], *, want: Any, deadline_s: float) -> Any:
-    """Call ``check`` until it returns ``want`` or the deadline passes; returns the last value."""
-    deadline = time.monotonic() + deadline_s
-    value = check()
-    while value != want and time.monotonic() < deadline:
-        time.sleep(0.25)
-        value = check()
-    return value
 
 
 def test_simulated_traffic_lands_exactly_once(stack_factory: Callable[..., Stack]) -> None:

@@ -21,20 +21,12 @@ from typing import Any
 import httpx
 
 from flowscope.flowsim import ALLOWLIST, generate_sessions, requests, send, truth, write_flow_jsons
-from tests.stack import Stack
+from tests.stack import Stack, poll
 from warehouse import flows
 from warehouse.client import connect
 
 SESSIONS = 20_000
 
-
-def poll(check: Callable[[], Any], *, want: Any, deadline_s: float) -> Any:
-    deadline = time.monotonic() + deadline_s
-    value = check()
-    while value != want and time.monotonic() < deadline:
-        time.sleep(0.5)
-        value = check()
-    return value
 
 
 def register(stack: Stack, directory: Path) -> list[tuple[str, str]]:

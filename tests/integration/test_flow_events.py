@@ -10,18 +10,9 @@ import httpx
 import orjson
 
 from tests.samples import FLOW_JSON
-from tests.stack import Stack
+from tests.stack import Stack, poll
 from warehouse import flows
 from warehouse.client import connect
-
-
-def poll(check: Callable[[], object], *, want: object, deadline_s: float = 60) -> object:
-    deadline = time.monotonic() + deadline_s
-    value = check()
-    while value != want and time.monotonic() < deadline:
-        time.sleep(0.2)
-        value = check()
-    return value
 
 
 def base(stack: Stack) -> str:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 from flowscope.contract import AnyEvent, MessageStatus, RejectedEvent, encode_batch, event_id, partition_for
-from tests.stack import Stack
+from tests.stack import Stack, poll
 from warehouse.client import connect
 
 NOW = int(time.time())
@@ -47,14 +46,6 @@ def as_records(stack: Stack, events: Sequence[AnyEvent], *, per_record: int = 50
             records.append((stack.settings.events_topic, encode_batch(group[i:i + per_record]), partition))
     return records
 
-
-def poll(check: Callable[[], Any], *, want: Any, deadline_s: float = 60) -> Any:
-    deadline = time.monotonic() + deadline_s
-    value = check()
-    while value != want and time.monotonic() < deadline:
-        time.sleep(0.2)
-        value = check()
-    return value
 
 
 def test_events_land_once_and_bad_records_are_kept_with_a_reason(stack_factory: Callable[..., Stack]) -> None:
