@@ -3,173 +3,293 @@ through clickhouse-connect over HTTP and through raw HTTP requests (what curl se
 
 from __future__ import annotations
 
+import gzip
+import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
+from decimal import Decimal
 
-import clickhouse_connect
 import httpx
 import pytest
+from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
+from clickhouse_connect.driver.external import ExternalData
 
-from tests.stack import Stack
-from warehouse.client import connect
+from tests.conftest import WarehouseServer
+from warehouse.migrate import load_migrations, migrate
 
-TABLE_DDL = """
-CREATE TABLE statuses (wamid String, status LowCardinality(String), at DateTime('UTC'), code UInt32)
+ServerFactory = Callable[..., WarehouseServer]
+
+STATUSES_DDL = """
+CREATE TABLE statuses
+(
+    wamid String,
+    status LowCardinality(String),
+    at DateTime('UTC'),
+    code UInt32,
+    details String
+)
 ENGINE = ReplacingMergeTree ORDER BY (wamid, status)
 """
-AGG_DDL = """
+PER_STATUS_DDL = """
 CREATE TABLE per_status (status LowCardinality(String), messages AggregateFunction(uniqExact, String))
 ENGINE = AggregatingMergeTree ORDER BY status
 """
-MV_DDL = """
+PER_STATUS_MV_DDL = """
 CREATE MATERIALIZED VIEW per_status_mv TO per_status AS
 SELECT status, uniqExactState(wamid) AS messages FROM statuses GROUP BY status
 """
+COLUMNS = ["wamid", "status", "at", "code", "details"]
+STATUS_NAMES = ("sent", "delivered", "read", "failed")
+DETAILS = "x" * 500  # wide rows: clickhouse-connect splits a few thousand of them into several compressed blocks
 
 
-def url(stack: Stack) -> str:
-    return f"http://127.0.0.1:{stack.settings.warehouse_port}/"
+def status_rows(n: int) -> list[list[object]]:
+    """n rows: n // 4 messages with four statuses each."""
+    return [[f"wamid.{i // 4:06d}", STATUS_NAMES[i % 4], datetime(2026, 1, 1, 0, i % 60, 0), i % 7, DETAILS]
+            for i in range(n)]
 
 
-def fresh_database(stack: Stack, name: str) -> clickhouse_connect.driver.client.Client:
-    admin = connect(stack.settings.warehouse_url, database="default")
-    admin.command(f"CREATE DATABASE IF NOT EXISTS {name}")
-    client = connect(stack.settings.warehouse_url, database=name)
-    for ddl in (TABLE_DDL, AGG_DDL, MV_DDL):
+def create_status_tables(server: WarehouseServer, database: str) -> Client:
+    server.client().command(f"CREATE DATABASE IF NOT EXISTS {database}")
+    client = server.client(database=database)
+    for ddl in (STATUSES_DDL, PER_STATUS_DDL, PER_STATUS_MV_DDL):
         client.command(ddl)
     return client
 
 
-def rows(n: int, offset: int = 0) -> list[list[object]]:
-    statuses = ("sent", "delivered", "read", "failed")
-    return [[f"wamid.{(i + offset) // 4}", statuses[(i + offset) % 4], datetime(2026, 1, 1, 0, 0, i % 60), i % 7]
-            for i in range(n)]
-
-
-def test_queries_with_parameters_formats_and_dataframes(stack_factory: Callable[..., Stack]) -> None:
-    stack = stack_factory("warehouse")
-    client = connect(stack.settings.warehouse_url, database="default")
+def test_queries_dataframes_and_arrow_through_clickhouse_connect(warehouse_server_factory: ServerFactory) -> None:
+    client = warehouse_server_factory().client()
+    assert (client.server_version, client.server_tz.tzname(None)) == ("26.9.2.1", "UTC")
     assert client.command("SELECT 1") == 1
+    assert client.command("SELECT 'a', 2") == ["a", "2"]
     assert client.query("SELECT number, toString(number) FROM numbers(3)").result_rows == [
         (0, "0"), (1, "1"), (2, "2")
     ]
-    result = client.query(
-        "SELECT {s:String}, {n:UInt32} + 1, {d:DateTime('UTC')}, {xs:Array(String)}, length({xs:Array(String)})",
-        parameters={"s": "it's", "n": 41, "d": datetime(2026, 1, 2, 3, 4, 5), "xs": ["a", "b'c"]},
+    typed = client.query(
+        "SELECT toLowCardinality('lc') AS lc, CAST(NULL, 'Nullable(UInt8)') AS nothing, "
+        "toDateTime64('2026-01-02 03:04:05.678', 3, 'UTC') AS at, map('k', 1) AS m, [1, 2] AS xs, "
+        "toDecimal64(1.25, 2) AS price"
     )
-    assert result.result_rows == [("it's", 42, datetime(2026, 1, 2, 3, 4, 5), ["a", "b'c"], 2)]
+    assert typed.result_rows == [("lc", None, datetime(2026, 1, 2, 3, 4, 5, 678000), {"k": 1}, [1, 2], Decimal("1.25"))]
     frame = client.query_df("SELECT number AS n, number * 2 AS twice FROM numbers(4)")
-    assert frame["twice"].tolist() == [0, 2, 4, 6]
-    arrow = client.query_arrow("SELECT number AS n FROM numbers(5)")
-    assert arrow.column("n").to_pylist() == [0, 1, 2, 3, 4]
+    assert (frame["n"].tolist(), frame["twice"].tolist()) == ([0, 1, 2, 3], [0, 2, 4, 6])
+    arrow = client.query_arrow("SELECT number AS n, toString(number) AS s FROM numbers(3)")
+    assert (arrow.column("n").to_pylist(), arrow.column("s").to_pylist()) == ([0, 1, 2], ["0", "1", "2"])
+
+
+def test_server_side_parameters(warehouse_server_factory: ServerFactory) -> None:
+    client = warehouse_server_factory().client()
+    result = client.query(
+        "SELECT {s:String}, {n:UInt32} + 1, {d:DateTime}, {xs:Array(String)}, length({xs:Array(String)})",
+        parameters={"s": "it's a\ttab \\ slash", "n": 41, "d": datetime(2026, 1, 2, 3, 4, 5), "xs": ["a", "b'c"]},
+    )
+    assert result.result_rows == [("it's a\ttab \\ slash", 42, datetime(2026, 1, 2, 3, 4, 5), ["a", "b'c"], 2)]
+    injection = "x'); DROP TABLE system.one; --"
+    assert client.query("SELECT {s:String}", parameters={"s": injection}).result_rows == [(injection,)]
+    # Parameters over 4 KB make clickhouse-connect send a multipart form instead of URL parameters.
+    many = [f"wamid.{i:06d}" for i in range(2000)]
+    counted = client.query("SELECT count() FROM numbers(10) WHERE toString(number) IN {xs:Array(String)}",
+                           parameters={"xs": many + ["3", "7"]})
+    assert counted.result_rows == [(2,)]
+    external = ExternalData(data=b"1\ta\n2\tb\n", file_name="ext", structure=["n UInt32", "s String"])
+    assert client.query("SELECT sum(n), groupArray(s) FROM ext", external_data=external).result_rows == [
+        (3, ["a", "b"])
+    ]
 
 
 @pytest.mark.parametrize("compress", ["lz4", "zstd", "gzip", False])
-def test_inserts_feed_materialized_views_exactly(stack_factory: Callable[..., Stack], compress: object) -> None:
-    stack = stack_factory("warehouse")
-    fresh_database(stack, "ins")
-    client = connect(stack.settings.warehouse_url, database="ins", compress=compress)
-    client.insert("statuses", rows(4000), column_names=["wamid", "status", "at", "code"])
-    client.insert("statuses", rows(400), column_names=["wamid", "status", "at", "code"])  # duplicates
-    assert client.query("SELECT count() FROM statuses FINAL").result_rows == [(4000,)]
+def test_inserts_feed_materialized_views_exactly(warehouse_server_factory: ServerFactory, compress: object) -> None:
+    server = warehouse_server_factory()
+    create_status_tables(server, "ins")
+    client = server.client(database="ins", compress=compress)
+    client.insert("statuses", status_rows(8000), column_names=COLUMNS)
+    client.insert("statuses", status_rows(400), column_names=COLUMNS)  # duplicates of the first 400 rows
+    assert client.query("SELECT count() FROM statuses").result_rows == [(8400,)]
+    assert client.query("SELECT count(), sum(code) FROM statuses FINAL").result_rows == [
+        (8000, sum(i % 7 for i in range(8000)))
+    ]
     per_status = client.query("SELECT status, uniqExactMerge(messages) FROM per_status GROUP BY status ORDER BY status")
-    assert per_status.result_rows == [("delivered", 1000), ("failed", 1000), ("read", 1000), ("sent", 1000)]
+    assert per_status.result_rows == [("delivered", 2000), ("failed", 2000), ("read", 2000), ("sent", 2000)]
 
 
-def test_errors_carry_clickhouse_codes(stack_factory: Callable[..., Stack]) -> None:
-    stack = stack_factory("warehouse")
-    client = connect(stack.settings.warehouse_url, database="default")
-    with pytest.raises(DatabaseError, match="code: 60") as unknown_table:
+def test_errors_carry_clickhouse_codes(warehouse_server_factory: ServerFactory) -> None:
+    server = warehouse_server_factory()
+    client = server.client()
+    with pytest.raises(DatabaseError, match=r"(?s)code: 60, .*\(UNKNOWN_TABLE\)") as unknown_table:
         client.query("SELECT * FROM no_such_table")
-    assert "UNKNOWN_TABLE" in str(unknown_table.value)
-    with pytest.raises(DatabaseError, match="code: 62"):
+    assert unknown_table.value.code == 60
+    with pytest.raises(DatabaseError, match=r"(?s)code: 62, .*\(SYNTAX_ERROR\)") as syntax:
         client.query("SELEC 1")
-    with pytest.raises(DatabaseError, match="code: 81"):
-        connect(stack.settings.warehouse_url, database="no_such_database").query("SELECT 1")
-    with pytest.raises(DatabaseError, match="code: 115"):
+    assert syntax.value.code == 62
+    with pytest.raises(DatabaseError, match="Multi-statements are not allowed"):
+        client.command("SELECT 1; SELECT 2")
+    with pytest.raises(DatabaseError, match=r"(?s)code: 115, .*\(UNKNOWN_SETTING\)"):
         client.query("SELECT 1", settings={"no_such_setting_at_all": 1})
+    with pytest.raises(DatabaseError, match=r"(?s)code: 81, .*Database no_such_database does not exist") as database:
+        server.client(database="no_such_database")
+    assert database.value.code == 81
+    assert client.command("SELECT 1") == 1  # the client is still usable
 
 
-def test_settings_apply_to_one_request_only(stack_factory: Callable[..., Stack]) -> None:
-    stack = stack_factory("warehouse")
-    client = connect(stack.settings.warehouse_url, database="default")
-    default = client.command("SELECT getSetting('max_threads')")
+def test_settings_apply_to_one_request_only(warehouse_server_factory: ServerFactory) -> None:
+    server = warehouse_server_factory()
+    client = server.client()
+    max_threads = client.command("SELECT getSetting('max_threads')")
     assert client.query("SELECT getSetting('max_threads')", settings={"max_threads": 1}).result_rows == [(1,)]
-    assert client.command("SELECT getSetting('max_threads')") == default
+    assert client.command("SELECT getSetting('max_threads')") == max_threads
+    assert client.query("SELECT getSetting('max_block_size')", settings={"max_block_size": 1000}).result_rows == [
+        (1000,)
+    ]
+    assert client.command("SELECT getSetting('max_block_size')") == 65409
+    # Without a session, requests share pooled engine connections: nothing may leak between them either.
+    with httpx.Client(base_url=server.url) as http:
+        setting = "SELECT getSetting('max_block_size')"
+        assert http.post("/", params={"max_block_size": "3"}, content=setting).text == "3\n"
+        assert [http.post("/", content=setting).text for _ in range(5)] == ["65409\n"] * 5
+        assert http.post("/", content="SET max_block_size = 5").status_code == 200  # no session: affects nothing
+        assert http.post("/", content=setting).text == "65409\n"
+        assert http.post("/", params={"database": "system"}, content="SELECT currentDatabase()").text == "system\n"
+        assert http.post("/", content="SELECT currentDatabase()").text == "default\n"
 
 
-def test_plain_http_behaves_like_a_clickhouse_server(stack_factory: Callable[..., Stack]) -> None:
-    stack = stack_factory("warehouse")
-    base = url(stack)
+def test_sessions_keep_settings_database_and_temporary_tables(warehouse_server_factory: ServerFactory) -> None:
+    server = warehouse_server_factory()
+    client, other = server.client(), server.client()  # clickhouse-connect gives every client its own session
+    client.command("SET max_block_size = 3000")
+    client.command("USE system")
+    client.command("CREATE TEMPORARY TABLE scratch (n UInt8)")
+    client.command("INSERT INTO scratch VALUES (1), (2)")
+    assert client.command("SELECT getSetting('max_block_size'), currentDatabase(), (SELECT sum(n) FROM scratch)") == [
+        "3000", "system", "3"
+    ]
+    assert client.query("SELECT getSetting('max_block_size')", settings={"max_block_size": 10}).result_rows == [(10,)]
+    assert client.command("SELECT getSetting('max_block_size')") == 3000  # back to the session's value
+    assert other.command("SELECT getSetting('max_block_size'), currentDatabase()") == ["65409", "default"]
+    with pytest.raises(DatabaseError, match="code: 60"):
+        other.command("SELECT * FROM scratch")
+    with httpx.Client(base_url=server.url) as http:
+        missing = http.post("/", params={"session_id": "nope", "session_check": "1"}, content="SELECT 1")
+        assert (missing.status_code, missing.headers["X-ClickHouse-Exception-Code"]) == (500, "372")
+        too_long = http.post("/", params={"session_id": "s", "session_timeout": "99999"}, content="SELECT 1")
+        assert too_long.headers["X-ClickHouse-Exception-Code"] == "374"
+
+
+def test_plain_http_behaves_like_a_clickhouse_server(warehouse_server_factory: ServerFactory) -> None:
+    server = warehouse_server_factory()
+    base = server.url
     assert httpx.get(base + "ping").text == "Ok.\n"
     assert httpx.get(base).text == "Ok.\n"
     one = httpx.get(base, params={"query": "SELECT 1"})
-    assert (one.status_code, one.text) == (200, "1\n")
-    assert one.headers["X-ClickHouse-Format"] == "TabSeparated"
-    assert one.headers["X-ClickHouse-Timezone"] == "UTC"
-    json_body = httpx.post(base, content=b"SELECT 1 AS x FORMAT JSON")
-    assert json_body.headers["content-type"].startswith("application/json")
-    assert json_body.json()["data"] == [{"x": 1}]
+    assert (one.status_code, one.content) == (200, b"1\n")
+    assert (one.headers["X-ClickHouse-Format"], one.headers["X-ClickHouse-Timezone"]) == ("TabSeparated", "UTC")
+    assert one.headers["Content-Type"] == "text/tab-separated-values; charset=UTF-8"
+    assert one.headers["X-ClickHouse-Query-Id"] and one.headers["X-ClickHouse-Server-Display-Name"]
+    as_json = httpx.post(base, content=b"SELECT 1 AS x FORMAT JSON")
+    assert (as_json.headers["Content-Type"], as_json.headers["X-ClickHouse-Format"]) == (
+        "application/json; charset=UTF-8", "JSON"
+    )
+    assert (as_json.json()["meta"], as_json.json()["data"], as_json.json()["rows"]) == (
+        [{"name": "x", "type": "UInt8"}], [{"x": 1}], 1
+    )
+    assert httpx.post(base, params={"query": "SELECT"}, content=b" 1 + 1").text == "2\n"  # URL query + body
+    assert httpx.get(base, params={"query": "SELECT 2", "default_format": "JSONEachRow"}).text == '{"2":2}\n'
+    named = httpx.get(base, params={"query": "SELECT {n:UInt8} * 2 AS twice", "param_n": "21"})
+    assert named.text == "42\n"
 
-    httpx.post(base, content=b"CREATE TABLE curl_rows (a UInt32, b String) ENGINE = MergeTree ORDER BY a")
-    inserted = httpx.post(base, params={"query": "INSERT INTO curl_rows FORMAT JSONEachRow"},
+    assert httpx.post(base, content=b"CREATE TABLE rows (a UInt32, b String) ENGINE = MergeTree ORDER BY a").text == ""
+    inserted = httpx.post(base, params={"query": "INSERT INTO rows FORMAT JSONEachRow"},
                           content=b'{"b":"x","a":2}\n{"a":1,"b":"y"}\n')
-    assert inserted.status_code == 200
-    inline = httpx.post(base, content=b"INSERT INTO curl_rows FORMAT CSV\n3,z\n")
-    assert inline.status_code == 200
-    listed = httpx.get(base, params={"query": "SELECT a, b FROM curl_rows ORDER BY a FORMAT CSV"})
-    assert listed.text == '1,"y"\n2,"x"\n3,"z"\n'
+    assert (inserted.status_code, inserted.text) == (200, "")
+    assert '"written_rows":"2"' in inserted.headers["X-ClickHouse-Summary"]
+    assert httpx.post(base, content=b"INSERT INTO rows FORMAT CSV\n3,z\n").status_code == 200
+    assert httpx.post(base, content=b"INSERT INTO rows VALUES (4, 'a;b'), (5, 'c')").status_code == 200
+    compressed = httpx.post(base, params={"query": "INSERT INTO rows FORMAT TabSeparated"},
+                            content=gzip.compress(b"6\tgz\n"), headers={"Content-Encoding": "gzip"})
+    assert compressed.status_code == 200
+    listed = httpx.get(base, params={"query": "SELECT a, b FROM rows ORDER BY a FORMAT CSV"})
+    assert listed.text == '1,"y"\n2,"x"\n3,"z"\n4,"a;b"\n5,"c"\n6,"gz"\n'
+    assert listed.headers["Content-Type"] == "text/csv; charset=UTF-8; header=absent"
+
+    zipped = httpx.get(base, params={"query": "SELECT number FROM numbers(1000)", "enable_http_compression": "1"},
+                       headers={"Accept-Encoding": "gzip"})
+    assert (zipped.headers["Content-Encoding"], zipped.text) == ("gzip", "".join(f"{i}\n" for i in range(1000)))
 
     bad = httpx.get(base, params={"query": "SELECT * FROM nope"})
-    assert bad.status_code == 404
-    assert bad.headers["X-ClickHouse-Exception-Code"] == "60"
-    assert bad.text.startswith("Code: 60. DB::Exception:") and "(UNKNOWN_TABLE)" in bad.text
+    assert (bad.status_code, bad.headers["X-ClickHouse-Exception-Code"]) == (404, "60")
+    assert bad.text.startswith("Code: 60. DB::Exception: Unknown table expression identifier 'nope'")
+    assert bad.text.endswith(". (UNKNOWN_TABLE) (version 26.9.2.1)\n")
+    syntax = httpx.post(base, content=b"SELEC 1")
+    assert (syntax.status_code, syntax.headers["X-ClickHouse-Exception-Code"]) == (400, "62")
+    readonly = httpx.get(base, params={"query": "DROP TABLE rows"})
+    assert (readonly.status_code, readonly.headers["X-ClickHouse-Exception-Code"]) == (500, "164")
+    assert httpx.get(base, params={"query": "SELECT count() FROM rows"}).text == "6\n"
 
 
-def test_ping_answers_during_a_long_query(stack_factory: Callable[..., Stack]) -> None:
-    stack = stack_factory("warehouse")
-    base = url(stack)
+def test_migrations_apply_through_the_server(warehouse_server_factory: ServerFactory) -> None:
+    server = warehouse_server_factory()
+    url = f"http://default:@127.0.0.1:{server.port}/flowscope"
+    applied = migrate(url)
+    assert [m.version for m in applied] == [m.version for m in load_migrations()]
+    assert migrate(url) == []
+    client = server.client(database="flowscope")
+    engines = dict(client.query("SELECT name, engine FROM system.tables WHERE database = 'flowscope'").result_rows)
+    assert engines["message_statuses"] == "ReplacingMergeTree"
+    assert engines["message_status_minute"] == "AggregatingMergeTree"
+    assert engines["message_status_minute_mv"] == "MaterializedView"
+
+
+def test_ping_answers_during_a_long_query(warehouse_server_factory: ServerFactory) -> None:
+    server = warehouse_server_factory()
     done = threading.Event()
     answers: list[int] = []
 
     def long_query() -> None:
-        with httpx.Client(timeout=120) as client:
-            query = "SELECT count() FROM numbers(100000000) WHERE sipHash64(number) = 1"
-            response = client.get(base, params={"query": query})
-            answers.append(response.status_code)
-        done.set()
+        try:
+            with httpx.Client(timeout=120) as client:
+                query = "SELECT count() FROM numbers(60000000) WHERE sipHash64(number) = 1 SETTINGS max_threads = 1"
+                answers.append(client.get(server.url, params={"query": query}).status_code)
+        finally:
+            done.set()
 
     worker = threading.Thread(target=long_query)
     worker.start()
     pings_while_busy = 0
+    slowest = 0.0
     with httpx.Client(timeout=5) as ping_client:
         while not done.is_set():
             started = time.monotonic()
-            assert ping_client.get(base + "ping").text == "Ok.\n"
-            assert time.monotonic() - started < 0.5
+            assert ping_client.get(server.url + "ping").text == "Ok.\n"
+            assert ping_client.post(server.url, content=b"SELECT 1").text == "1\n"  # other queries run meanwhile
+            slowest = max(slowest, time.monotonic() - started)
             if not done.is_set():
                 pings_while_busy += 1
     worker.join()
     assert answers == [200]
     assert pings_while_busy > 3
+    assert slowest < 0.5
 
 
-def test_data_persists_across_restarts_and_the_directory_is_locked(stack_factory: Callable[..., Stack]) -> None:
-    stack = stack_factory("warehouse")
-    client = fresh_database(stack, "keep")
-    client.insert("statuses", rows(100), column_names=["wamid", "status", "at", "code"])
+def test_data_persists_across_restarts_and_the_directory_is_locked(warehouse_server_factory: ServerFactory) -> None:
+    server = warehouse_server_factory()
+    create_status_tables(server, "keep").insert("statuses", status_rows(100), column_names=COLUMNS)
+
+    started = time.monotonic()
     second = subprocess.run(
-        [sys.executable, "-m", "warehouse.server", "--port", "0", "--data", str(stack.settings.data_dir / "warehouse")],
+        [sys.executable, "-m", "warehouse.server", "--port", "0", "--data", str(server.data_dir)],
         capture_output=True, text=True, timeout=60,
     )
-    assert second.returncode != 0
-    assert "cannot open the warehouse data directory" in second.stderr
-    stack.supervisor.stop("warehouse")
-    stack.start("warehouse")
-    again = connect(stack.settings.warehouse_url, database="keep")
+    assert second.returncode == 3
+    assert f"cannot open the warehouse data directory {server.data_dir}: it is in use by pid {server.process.pid}" \
+        in second.stderr
+    assert time.monotonic() - started < 30
+
+    assert server.stop(signal.SIGTERM) == -signal.SIGTERM  # uvicorn re-raises the signal after a clean shutdown
+    assert "warehouse engine closed" in server.log()
+    again = warehouse_server_factory(server.data_dir).client(database="keep")
     assert again.query("SELECT count() FROM statuses FINAL").result_rows == [(100,)]
+    assert again.query("SELECT uniqExactMerge(messages) FROM per_status").result_rows == [(25,)]

@@ -1,0 +1,104 @@
+"""Fixtures shared by every test directory. Each section is self-contained."""
+
+from __future__ import annotations
+
+# --- embedded warehouse server (warehouse/server.py) as a separate process -------------------------
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+import httpx
+import pytest
+from clickhouse_connect.driver.client import Client
+
+WAREHOUSE_READY_TIMEOUT_S = 60.0
+WAREHOUSE_STOP_TIMEOUT_S = 30.0
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class WarehouseServer:
+    """A ``python -m warehouse.server`` process on a free port."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    data_dir: Path
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def client(self, **options: Any) -> Client:
+        """A clickhouse-connect client, exactly as for a ClickHouse server."""
+        return clickhouse_connect.get_client(host="127.0.0.1", port=self.port, **options)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout_s: float = WAREHOUSE_READY_TIMEOUT_S) -> None:
+        """Poll /ping until it answers ``Ok.``; fail at once if the process exits."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"warehouse server exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "ping", timeout=1.0).text == "Ok.\n":
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"warehouse server not ready after {timeout_s:.0f} s:\n{self.log()}")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout_s: float = WAREHOUSE_STOP_TIMEOUT_S) -> int:
+        """Signal the server and wait for it to exit; returns its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout=timeout_s)
+
+
+@pytest.fixture
+def warehouse_server_factory(tmp_path: Path) -> Iterator[Callable[..., WarehouseServer]]:
+    """Starts warehouse servers (``data_dir`` defaults to a fresh one); after the test none may be left running."""
+    servers: list[WarehouseServer] = []
+
+    def start(data_dir: Path | None = None, *, wait: bool = True) -> WarehouseServer:
+        directory = data_dir if data_dir is not None else tmp_path / f"warehouse{len(servers)}"
+        port = _free_port()
+        log_path = tmp_path / f"warehouse{len(servers)}-{port}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "warehouse.server", "--host", "127.0.0.1", "--port", str(port),
+                 "--data", str(directory), "--log-level", "info"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        server = WarehouseServer(process, port, directory, log_path)
+        servers.append(server)
+        if wait:
+            server.wait_ready()
+        return server
+
+    yield start
+    for server in servers:
+        if server.process.poll() is None:
+            server.process.terminate()
+            try:
+                server.process.wait(timeout=WAREHOUSE_STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait(timeout=WAREHOUSE_STOP_TIMEOUT_S)
+    assert [s.process.pid for s in servers if s.process.poll() is None] == []
