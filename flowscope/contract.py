@@ -171,8 +171,59 @@ class FlowDefinitionRegistered(msgspec.Struct, tag="flow_definition", kw_only=Tr
         return self.flow_id.encode()
 
 
-CanonicalEvent = MessageStatus | FlowCompletion | FlowSent | NodeEvent | FlowDefinitionRegistered
-AnyEvent = MessageStatus | FlowCompletion | FlowSent | NodeEvent | FlowDefinitionRegistered | RejectedEvent
+# Meta's ``flows`` webhook events (``value.event``) we know, and what each one reports.
+FLOW_HEALTH_EVENTS: tuple[str, ...] = (
+    "FLOW_STATUS_CHANGE", "CLIENT_ERROR_RATE", "ENDPOINT_ERROR_RATE", "ENDPOINT_LATENCY", "ENDPOINT_AVAILABILITY",
+    "FLOW_VERSION_EXPIRY_WARNING",
+)
+FLOW_STATUSES: tuple[str, ...] = ("DRAFT", "PUBLISHED", "DEPRECATED", "THROTTLED", "BLOCKED")
+# Alerting events → the alert name flowscope exposes for them.
+FLOW_ALERTS = {
+    "CLIENT_ERROR_RATE": "client_error_rate",
+    "ENDPOINT_ERROR_RATE": "endpoint_error_rate",
+    "ENDPOINT_LATENCY": "endpoint_latency",
+    "ENDPOINT_AVAILABILITY": "endpoint_availability",
+}
+
+
+class FlowHealth(msgspec.Struct, tag="flow_health", kw_only=True, frozen=True):
+    """Meta's ``flows`` webhook: a Flow's status changed, or one of its health alerts (de)activated.
+
+    Rates and availability are percentages as Meta sends them; latencies are milliseconds. A field
+    the event does not carry is -1 (numbers) or empty (strings).
+    """
+
+    event_id: str
+    schema_version: int = SCHEMA_VERSION
+    waba_id: str
+    flow_id: str
+    event: str  # FLOW_STATUS_CHANGE, CLIENT_ERROR_RATE, ... (upper case, as Meta sends it)
+    occurred_at: int  # entry.time (Unix seconds), else the receive time
+    received_at_ms: int
+    message: str = ""
+    old_status: str = ""
+    new_status: str = ""
+    alert_state: str = ""  # ACTIVATED / DEACTIVATED
+    error_rate: float = -1.0
+    threshold: float = -1.0
+    p50_latency_ms: float = -1.0
+    p90_latency_ms: float = -1.0
+    requests_count: int = -1
+    availability: float = -1.0
+    error_types: list[str] = msgspec.field(default_factory=list)  # normalised: lower case, underscores
+    error_rates: list[float] = msgspec.field(default_factory=list)
+    error_counts: list[int] = msgspec.field(default_factory=list)
+    raw: str = ""  # the webhook's value object as JSON
+
+    @property
+    def key(self) -> bytes:
+        return self.flow_id.encode()
+
+
+CanonicalEvent = MessageStatus | FlowCompletion | FlowSent | NodeEvent | FlowDefinitionRegistered | FlowHealth
+AnyEvent = (
+    MessageStatus | FlowCompletion | FlowSent | NodeEvent | FlowDefinitionRegistered | FlowHealth | RejectedEvent
+)
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(AnyEvent)

@@ -75,6 +75,7 @@ class Settings:
     # --- receiver ------------------------------------------------------------------------------
     ingest_host: str = _setting("127.0.0.1", "Receiver bind address.")
     ingest_port: int = _setting(8000, "Receiver port (webhooks, /healthz, /metrics).")
+    ingest_workers: int = _setting(1, "Receiver worker processes; metrics are summed across them (multiprocess).")
     max_body_bytes: int = _setting(3 * 1024 * 1024, "Largest webhook body accepted (Meta: up to 3 MB).")
     producer_linger_ms: int = _setting(5, "Producer linger: how long a batch waits for more records.")
     producer_timeout_s: float = _setting(10.0, "Longest wait for the broker to acknowledge a request's events.")
@@ -85,6 +86,7 @@ class Settings:
     broker_session_timeout_s: float = _setting(6.0, "Consumer group session timeout (tansu holds joins half of it).")
     stream_metrics_host: str = _setting("127.0.0.1", "Bind address of the stream worker's /metrics endpoint.")
     stream_metrics_port: int = _setting(9102, "Port of the stream worker's /metrics endpoint (0 = off).")
+    gauge_refresh_s: float = _setting(15.0, "How often a stream worker refreshes its warehouse-derived gauges.")
     session_timeout_s: int = _setting(1800, "A session with no activity for this long, not completed, is abandoned.")
     catalog_refresh_s: float = _setting(10.0, "Least time between two reloads of registered flow definitions.")
     dedup_window: int = _setting(1_000_000, "Event ids each worker remembers to drop duplicates before insert.")
@@ -97,6 +99,8 @@ class Settings:
     broker_storage: str = _setting("memory", "Embedded broker storage: memory (lost when it stops).")
     dashboard_host: str = _setting("127.0.0.1", "Streamlit dashboards bind address.")
     dashboard_port: int = _setting(8501, "Streamlit dashboards port.")
+    prometheus_port: int = _setting(9090, "Port of the Prometheus `flowscope up` runs when it is installed.")
+    alertmanager_port: int = _setting(9093, "Port of the Alertmanager `flowscope up` runs when it is installed.")
     simulate_rate: float = _setting(200.0, "Webhook POSTs per second that `flowscope up` simulates (0 = none).")
     # --- privacy -------------------------------------------------------------------------------
     form_fields_allowlist: tuple[str, ...] = _setting(

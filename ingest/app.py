@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import shutil
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -52,10 +54,29 @@ def create_app(settings: Settings) -> Starlette:
     return app
 
 
+def create_app_from_env() -> Starlette:
+    """App factory for uvicorn's worker processes: each reads the same environment."""
+    return create_app(Settings.from_env())
+
+
 def serve(settings: Settings) -> None:
-    """Run the receiver with uvicorn until SIGINT/SIGTERM."""
+    """Run the receiver with uvicorn until SIGINT/SIGTERM; several worker processes when configured."""
+    app: Starlette | str = create_app(settings)
+    workers = settings.ingest_workers
+    if workers > 1:
+        # Each worker writes its samples under this directory; /metrics sums them. Files of an
+        # earlier run would add stale totals, so the directory starts empty.
+        metrics_dir = settings.data_dir.resolve() / "metrics" / f"ingest-{settings.ingest_port}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        os.environ.update(settings.as_env())
+        app = "ingest.app:create_app_from_env"
+        logger.info("receiver with %d worker processes; metrics summed from %s", workers, metrics_dir)
     uvicorn.run(
-        create_app(settings),
+        app,
+        factory=workers > 1,
+        workers=workers if workers > 1 else None,
         host=settings.ingest_host,
         port=settings.ingest_port,
         log_level=settings.log_level.lower(),

@@ -1,17 +1,25 @@
-"""The receiver's Prometheus metrics, defined once."""
+"""The receiver's Prometheus metrics, defined once.
+
+With several uvicorn worker processes (``FLOWSCOPE_INGEST_WORKERS`` > 1) every process writes its
+samples to files under ``PROMETHEUS_MULTIPROC_DIR`` and ``/metrics`` sums them, so Prometheus sees
+the receiver's true totals whichever worker answers the scrape.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+
+from flowscope.contract import AnyEvent
 
 WEBHOOKS = Counter(
     "flowscope_ingest_webhooks_total",
-    "Webhook requests received, by outcome.",
-    ["outcome"],
+    "Requests received, by field (messages, flows, other, mixed, unknown for unreadable bodies, "
+    "first_party, flow_definition) and outcome.",
+    ["field", "outcome"],
 )
 EVENTS = Counter(
     "flowscope_ingest_events_total",
-    "Canonical events written to the broker, by kind.",
+    "Canonical events written to the broker, by kind (the contract's tag: message_status, flow_health, ...).",
     ["kind"],
 )
 IGNORED = Counter(
@@ -21,7 +29,7 @@ IGNORED = Counter(
 )
 REQUEST_LATENCY = Histogram(
     "flowscope_ingest_request_duration_seconds",
-    "Time from request start to response, for webhook POSTs.",
+    "Time from request start to response, for webhook and first-party event POSTs.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 BROKER_WRITE_LATENCY = Histogram(
@@ -29,3 +37,33 @@ BROKER_WRITE_LATENCY = Histogram(
     "Time until the broker acknowledged every event of one request.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
+
+# Series that exist from the start at 0, so rate() and alerts see the first increase too.
+_EXPECTED = {
+    **{field: ("accepted", "broker_unavailable") for field in ("messages", "flows", "other", "mixed")},
+    "unknown": ("bad_signature", "malformed", "too_large"),
+    "first_party": ("accepted", "partial", "bad_signature", "malformed", "too_large", "broker_unavailable"),
+    "flow_definition": ("accepted", "bad_signature", "malformed", "too_large", "broker_unavailable"),
+}
+for _field, _outcomes in _EXPECTED.items():
+    for _outcome in _outcomes:
+        WEBHOOKS.labels(_field, _outcome)
+
+_event_counters: dict[type, Counter] = {}
+
+
+def event_counter(kind: type[AnyEvent]) -> Counter:
+    """The events counter child of one event kind, labelled with the contract's tag."""
+    counter = _event_counters.get(kind)
+    if counter is None:
+        counter = _event_counters[kind] = EVENTS.labels(str(kind.__struct_config__.tag))
+    return counter
+
+
+def exposition(*, multiprocess_mode: bool) -> bytes:
+    """The text exposition: this process's registry, or every worker process's samples summed."""
+    if not multiprocess_mode:
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)

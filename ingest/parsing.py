@@ -8,6 +8,7 @@ and kinds we do not analyse (yet) are only counted, so nothing disappears withou
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +20,7 @@ from flowscope.contract import (
     SOURCE_WHATSAPP,
     CanonicalEvent,
     FlowCompletion,
+    FlowHealth,
     MessageStatus,
     RejectedEvent,
     event_id,
@@ -37,6 +39,10 @@ KNOWN_FIELDS = frozenset(
      "account_update", "phone_number_quality_update", "business_capability_update", "security",
      "template_category_update", "history", "smb_message_echoes", "account_alerts"}
 )
+# The ``field`` label of a webhook request: the one field its changes carry, else "mixed".
+FIELD_LABELS = frozenset({"messages", "flows"})
+# Meta's event names are upper-case identifiers; anything else in ``value.event`` is not a flows event.
+_EVENT_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 KNOWN_MESSAGE_TYPES = frozenset(
     {"text", "image", "audio", "video", "document", "sticker", "location", "contacts", "button",
      "interactive", "reaction", "order", "system", "unsupported", "request_welcome"}
@@ -48,6 +54,14 @@ class ParseResult:
     events: list[CanonicalEvent] = field(default_factory=list)
     rejected: list[RejectedEvent] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)  # what we skip on purpose, by kind
+    fields: set[str] = field(default_factory=set)  # the changes' ``field`` values, bounded (see FIELD_LABELS)
+
+    @property
+    def field_label(self) -> str:
+        """The request's ``field`` metric label: messages, flows, other, or mixed."""
+        if len(self.fields) == 1:
+            return next(iter(self.fields))
+        return "mixed" if self.fields else "other"
 
     def ignore(self, kind: str) -> None:
         self.ignored[kind] = self.ignored.get(kind, 0) + 1
@@ -86,8 +100,11 @@ class WebhookParser:
                 if not isinstance(value, dict):
                     raise MalformedPayloadError(f"{cwhere}.value must be an object")
                 field_name = change.get("field")
+                result.fields.add(field_name if field_name in FIELD_LABELS else "other")
                 if field_name == "messages":
                     self._messages_change(value, waba_id, received, cwhere, result)
+                elif field_name == "flows":
+                    self._flows_change(value, waba_id, entry.get("time"), received, result)
                 else:
                     result.ignore(f"field:{_known(field_name, KNOWN_FIELDS)}")
         return result
@@ -113,6 +130,56 @@ class WebhookParser:
             self._message(message, waba_id, phone_number_id, received, result)
         for _ in errors:
             result.ignore("value.errors")
+
+    # --- field "flows" -------------------------------------------------------------------------
+
+    def _flows_change(self, value: dict[str, Any], waba_id: str, entry_time: Any, received: int,
+                      result: ParseResult) -> None:
+        """A Flow's status change or health alert (section 4 of the webhook reference)."""
+        flow_id = value.get("flow_id")
+        event = value.get("event")
+        problem = ""
+        if entry_time is None:
+            occurred_at = received // 1000
+        else:
+            occurred_at, problem = _timestamp(entry_time, received)
+            problem = problem and f"entry.time: {problem}"
+        if not isinstance(event, str) or not _EVENT_NAME.fullmatch(event):
+            problem = f"flows webhook with unknown event {event!r}"
+        if not isinstance(flow_id, str) or not flow_id.strip():
+            problem = "flows webhook without flow_id"
+        if problem or not isinstance(flow_id, str) or not isinstance(event, str):
+            result.rejected.append(self._reject(problem, value, received, waba_id, ""))
+            return
+        errors = [e for e in value.get("errors") or () if isinstance(e, dict)] if isinstance(
+            value.get("errors"), list) else []
+        raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+        result.events.append(
+            FlowHealth(
+                event_id=event_id("flow_health", waba_id, flow_id, event, str(occurred_at), raw),
+                waba_id=waba_id,
+                flow_id=flow_id,
+                event=event,
+                occurred_at=occurred_at,
+                received_at_ms=received,
+                message=str(value.get("message") or value.get("warning") or ""),
+                old_status=_upper(value.get("old_status")),
+                new_status=_upper(value.get("new_status")),
+                alert_state=_upper(value.get("alert_state")),
+                error_rate=_number(value.get("error_rate")),
+                threshold=_number(value.get("threshold")),
+                p50_latency_ms=_number(value.get("p50_latency")),
+                p90_latency_ms=_number(value.get("p90_latency")),
+                requests_count=int(_number(value.get("requests_count"))),
+                availability=_number(value.get("availability")),
+                error_types=[_error_type(e.get("error_type")) for e in errors],
+                error_rates=[_number(e.get("error_rate")) for e in errors],
+                error_counts=[int(_number(e.get("error_count"))) for e in errors],
+                raw=raw,
+            )
+        )
+
+    # --- field "messages", continued -----------------------------------------------------------
 
     def _status(self, raw: Any, waba_id: str, pnid: str, received: int, result: ParseResult) -> None:
         if not isinstance(raw, dict):
@@ -278,6 +345,33 @@ def _timestamp(raw: Any, received_ms: int) -> tuple[int, str]:
     if seconds > received_ms // 1000 + MAX_FUTURE_SKEW_S:
         return 0, f"timestamp {seconds} is in the future"
     return seconds, ""
+
+
+def _number(value: Any) -> float:
+    """A non-negative number Meta sent (possibly as a string), else -1."""
+    if isinstance(value, bool):
+        return -1.0
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return -1.0
+    else:
+        return -1.0
+    return number if 0 <= number < 1e15 else -1.0
+
+
+def _upper(value: Any) -> str:
+    return value.strip().upper() if isinstance(value, str) else ""
+
+
+def _error_type(value: Any) -> str:
+    """Meta spells error types both ``INVALID_SCREEN_TRANSITION`` and ``invalid-screen-transition``."""
+    if not isinstance(value, str):
+        return "unknown"
+    return re.sub(r"[^a-z0-9]+", "_", value.strip().lower()).strip("_") or "unknown"
 
 
 def _object(value: Any) -> dict[str, Any]:

@@ -8,18 +8,11 @@ import logging
 import time
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from flowscope.contract import (
-    AnyEvent,
-    FlowCompletion,
-    FlowDefinitionRegistered,
-    MessageStatus,
-    RejectedEvent,
-    event_id,
-)
+from flowscope.contract import AnyEvent, FlowDefinitionRegistered, event_id
 from flowscope.exceptions import FlowDefinitionError
 from flowscope.flowjson import parse_flow_json
 from ingest import metrics, signatures
@@ -50,15 +43,25 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 _JSON = "application/json"
-_ACCEPTED = metrics.WEBHOOKS.labels("accepted")
-_EVENTS_BY_KIND = {
-    kind: metrics.EVENTS.labels(kind.__name__) for kind in (MessageStatus, FlowCompletion, RejectedEvent)
-}
+# Body not readable (too large, unsigned, not JSON): which field it carried is unknown.
+UNKNOWN = "unknown"
+# Request kinds other than Meta webhooks, as the ``field`` label of the webhooks counter.
+FIRST_PARTY = "first_party"
+FLOW_DEFINITION = "flow_definition"
 
 
-def _error(status: int, outcome: str, reason: str) -> Response:
-    metrics.WEBHOOKS.labels(outcome).inc()
+def _error(status: int, field: str, outcome: str, reason: str) -> Response:
+    metrics.WEBHOOKS.labels(field, outcome).inc()
     return Response(orjson.dumps({"error": reason}), status_code=status, media_type=_JSON)
+
+
+def _count(events: list[AnyEvent]) -> None:
+    """Count written events by kind (the contract's tag); one counter update per kind."""
+    kinds: dict[type, int] = {}
+    for event in events:
+        kinds[type(event)] = kinds.get(type(event), 0) + 1
+    for kind, count in kinds.items():
+        metrics.event_counter(kind).inc(count)
 
 
 async def verify_subscription(request: Request) -> Response:
@@ -86,30 +89,27 @@ async def _receive_webhook(request: Request) -> Response:
     try:
         body = await read_body(request, state.settings.max_body_bytes)
     except BodyTooLargeError:
-        return _error(413, "too_large", f"body exceeds {state.settings.max_body_bytes} bytes")
+        return _error(413, UNKNOWN, "too_large", f"body exceeds {state.settings.max_body_bytes} bytes")
     if not signatures.verify(body, request.headers.get("x-hub-signature-256"), state.settings.app_secret):
-        return _error(401, "bad_signature", "missing or invalid X-Hub-Signature-256")
+        return _error(401, UNKNOWN, "bad_signature", "missing or invalid X-Hub-Signature-256")
     content_type = request.headers.get("content-type", "")
     if content_type and not content_type.lower().startswith("application/json"):
-        return _error(415, "malformed", f"unsupported content type {content_type!r}, expected application/json")
+        return _error(415, UNKNOWN, "malformed",
+                      f"unsupported content type {content_type!r}, expected application/json")
     parser: WebhookParser = state.parser
     try:
         result = parser.parse(body)
     except MalformedPayloadError as exc:
-        return _error(400, "malformed", exc.reason)
+        return _error(400, UNKNOWN, "malformed", exc.reason)
+    field = result.field_label
     started = time.perf_counter()
-    refused = await _publish(request, [*result.events, *result.rejected])
+    events = [*result.events, *result.rejected]
+    refused = await _publish(request, events, field)
     if refused is not None:
         return refused
     metrics.BROKER_WRITE_LATENCY.observe(time.perf_counter() - started)
-    _ACCEPTED.inc()
-    statuses = sum(1 for event in result.events if type(event) is MessageStatus)
-    if statuses:
-        _EVENTS_BY_KIND[MessageStatus].inc(statuses)
-    if statuses < len(result.events):
-        _EVENTS_BY_KIND[FlowCompletion].inc(len(result.events) - statuses)
-    if result.rejected:
-        _EVENTS_BY_KIND[RejectedEvent].inc(len(result.rejected))
+    metrics.WEBHOOKS.labels(field, "accepted").inc()
+    _count(events)
     for kind, count in result.ignored.items():
         metrics.IGNORED.labels(kind).inc(count)
     body = b'{"accepted":%d,"rejected":%d,"ignored":%d}' % (
@@ -136,60 +136,59 @@ async def receive_events(request: Request) -> Response:
         metrics.REQUEST_LATENCY.observe(time.perf_counter() - started)
 
 
-async def _publish(request: Request, events: list[AnyEvent]) -> Response | None:
+async def _publish(request: Request, events: list[AnyEvent], field: str) -> Response | None:
     """Write ``events``; None once the broker acknowledged them all, else the 503 to answer."""
     producer: EventProducer = request.app.state.producer
     try:
         await producer.send(events)
     except BrokerUnavailableError as exc:
         logger.warning("answering 503: %s", exc)
-        return _error(503, "broker_unavailable", "event store unavailable, retry later")
+        return _error(503, field, "broker_unavailable", "event store unavailable, retry later")
     return None
 
 
-async def _first_party_body(request: Request) -> bytes | Response:
+async def _first_party_body(request: Request, field: str) -> bytes | Response:
     """The body of a first-party request, or the 413 / 401 to answer."""
     limit = request.app.state.settings.max_body_bytes
     try:
         body = await read_body(request, limit)
     except BodyTooLargeError:
-        return _error(413, "too_large", f"body exceeds {limit} bytes")
+        return _error(413, field, "too_large", f"body exceeds {limit} bytes")
     if not _authorised(request, body):
-        return _error(401, "bad_signature", "missing or invalid bearer token or X-Flowscope-Signature-256")
+        return _error(401, field, "bad_signature", "missing or invalid bearer token or X-Flowscope-Signature-256")
     return body
 
 
 async def _receive_events(request: Request) -> Response:
-    body = await _first_party_body(request)
+    body = await _first_party_body(request, FIRST_PARTY)
     if isinstance(body, Response):
         return body
     try:
         result = request.app.state.first_party.parse(body)
     except MalformedPayloadError as exc:
-        return _error(400, "malformed", exc.reason)
-    refused = await _publish(request, [*result.events, *result.rejected])
+        return _error(400, FIRST_PARTY, "malformed", exc.reason)
+    events = [*result.events, *result.rejected]
+    refused = await _publish(request, events, FIRST_PARTY)
     if refused is not None:
         return refused
-    for event in result.events:
-        metrics.EVENTS.labels(type(event).__name__).inc()
-    if result.rejected:
-        _EVENTS_BY_KIND[RejectedEvent].inc(len(result.rejected))
+    _count(events)
     status = 200 if not result.problems else 207 if result.events else 400
-    metrics.WEBHOOKS.labels("accepted" if status == 200 else "partial" if status == 207 else "malformed").inc()
+    outcome = "accepted" if status == 200 else "partial" if status == 207 else "malformed"
+    metrics.WEBHOOKS.labels(FIRST_PARTY, outcome).inc()
     content = {"accepted": len(result.events), "rejected": result.problems, "ignored": result.ignored}
     return Response(orjson.dumps(content), status_code=status, media_type=_JSON)
 
 
 async def register_flow(request: Request) -> Response:
     """``PUT /flows/{flow_id}/versions/{version}`` with the version's Flow JSON as the body."""
-    body = await _first_party_body(request)
+    body = await _first_party_body(request, FLOW_DEFINITION)
     if isinstance(body, Response):
         return body
     flow_id, version = request.path_params["flow_id"], request.path_params["version"]
     try:
         definition = parse_flow_json(body, flow_id=flow_id, version=version)
     except FlowDefinitionError as exc:
-        return _error(400, "malformed", str(exc))
+        return _error(400, FLOW_DEFINITION, "malformed", str(exc))
     received = int(time.time() * 1000)
     event = FlowDefinitionRegistered(
         event_id=event_id("flow_definition", flow_id, version, hashlib.sha256(body).hexdigest()),
@@ -198,9 +197,11 @@ async def register_flow(request: Request) -> Response:
         flow_json=body.decode("utf-8", errors="replace"),
         received_at_ms=received,
     )
-    refused = await _publish(request, [event])
+    refused = await _publish(request, [event], FLOW_DEFINITION)
     if refused is not None:
         return refused
+    metrics.WEBHOOKS.labels(FLOW_DEFINITION, "accepted").inc()
+    _count([event])
     content = {"flow_id": flow_id, "version": version, "screens": [s.id for s in definition.screens]}
     return Response(orjson.dumps(content), media_type=_JSON)
 
@@ -213,4 +214,5 @@ async def healthz(request: Request) -> Response:
 
 
 async def prometheus_metrics(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    workers: int = request.app.state.settings.ingest_workers
+    return Response(metrics.exposition(multiprocess_mode=workers > 1), media_type=CONTENT_TYPE_LATEST)

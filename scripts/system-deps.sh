@@ -4,6 +4,8 @@ set -euo pipefail
 packages=()
 command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)   # validates docker-compose.yml
 [ -x /usr/bin/chromium ] || packages+=(chromium)                          # dashboard tests (Playwright)
+command -v promtool >/dev/null 2>&1 || packages+=(prometheus)             # promtool rule tests, alerting test
+command -v prometheus-alertmanager >/dev/null 2>&1 || packages+=(prometheus-alertmanager)  # alerting test
 if [ ${#packages[@]} -eq 0 ]; then
   exit 0
 fi

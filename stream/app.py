@@ -11,6 +11,7 @@ from prometheus_client import start_http_server
 from flowscope.settings import Settings
 from stream.catalog import CatalogEntry, FlowCatalog
 from stream.consumer import BatchConsumer
+from stream.gauges import WarehouseGauges
 from stream.sink import Sink, WarehouseSink
 from warehouse.client import connect
 from warehouse.flows import load_catalog
@@ -18,7 +19,7 @@ from warehouse.flows import load_catalog
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, sink: Sink | None = None) -> faust.App:
+def create_app(settings: Settings, *, sink: Sink | None = None, gauges: bool = True) -> faust.App:
     """The worker app. The batch consumer runs as one of its services; agents are added per issue."""
     app = faust.App(
         f"{settings.consumer_group}-app",
@@ -43,6 +44,12 @@ def create_app(settings: Settings, *, sink: Sink | None = None) -> faust.App:
     class WarehouseWriter(BatchConsumer):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(settings=settings, sink=writer, catalog=catalog, **kwargs)
+
+    if gauges:
+        @app.service
+        class Gauges(WarehouseGauges):
+            def __init__(self, **kwargs: Any) -> None:
+                super().__init__(settings=settings, **kwargs)
 
     return app
 

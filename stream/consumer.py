@@ -18,7 +18,7 @@ import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from flowscope.contract import AnyEvent, RejectedEvent, decode_batch, event_id
+from flowscope.contract import FLOW_HEALTH_EVENTS, AnyEvent, RejectedEvent, decode_batch, event_id
 from flowscope.exceptions import ContractError
 from flowscope.settings import Settings
 from flowscope.topics import ensure_topics
@@ -47,6 +47,8 @@ class BatchConsumer(mode.Service):
         self.consumer: AIOKafkaConsumer | None = None
         self.stopping = asyncio.Event()
         self.batches_written = 0
+        self.committed: dict[TopicPartition, int] = {}
+        self.lag_reported: set[TopicPartition] = set()
 
     async def on_start(self) -> None:
         await ensure_topics(self.settings, timeout_s=120)
@@ -81,6 +83,7 @@ class BatchConsumer(mode.Service):
             return
         while not self.should_stop:
             batch, offsets = await self._fetch_batch(consumer)
+            await self._report_lag(consumer)
             if not offsets:
                 continue
             await self._check_against_definitions(batch)
@@ -172,7 +175,31 @@ class BatchConsumer(mode.Service):
             logger.warning("commit of %s failed after a successful write (%s)", offsets, exc)
             return
         for tp, offset in offsets.items():
+            self.committed[tp] = offset
             metrics.COMMITTED_OFFSET.labels(tp.topic, str(tp.partition)).set(offset)
+        await self._report_lag(consumer)
+
+    async def _report_lag(self, consumer: AIOKafkaConsumer) -> None:
+        """Lag per owned partition; partitions moved to another worker stop being reported here."""
+        assigned = consumer.assignment()
+        for tp in self.lag_reported - assigned:
+            metrics.CONSUMER_LAG.remove(tp.topic, str(tp.partition))
+            metrics.COMMITTED_OFFSET.remove(tp.topic, str(tp.partition))
+            self.committed.pop(tp, None)
+        self.lag_reported &= assigned
+        for tp in assigned:
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue  # nothing fetched from it yet
+            done = self.committed.get(tp)
+            if done is None:
+                # Nothing committed by this worker yet: what it has read so far counts as done.
+                try:
+                    done = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+                except (KafkaError, TimeoutError, AssertionError):
+                    continue
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(max(0, highwater - done))
+            self.lag_reported.add(tp)
 
     def _account(self, batch: Batch) -> None:
         self.batches_written += 1
@@ -184,5 +211,7 @@ class BatchConsumer(mode.Service):
         )
         for (status, phone_number_id, error_code), count in counts.items():
             metrics.MESSAGE_STATUSES.labels(status, phone_number_id, str(error_code)).inc(count)
+        for health in batch.flow_health:
+            metrics.FLOW_HEALTH_EVENTS.labels(health.event if health.event in FLOW_HEALTH_EVENTS else "other").inc()
         if batch.statuses:
             metrics.LAST_EVENT_AGE.set(max(s.received_at_ms for s in batch.statuses) / 1000)

@@ -38,3 +38,56 @@ COMMITTED_OFFSET = Gauge(
     "Last committed offset per topic partition.",
     ["topic", "partition"],
 )
+CONSUMER_LAG = Gauge(
+    "flowscope_stream_consumer_lag_messages",
+    "Records not yet written to the warehouse per partition this worker owns (high watermark - committed).",
+    ["topic", "partition"],
+)
+FLOW_HEALTH_EVENTS = Counter(
+    "flowscope_stream_flow_health_events_total",
+    "Meta flows webhooks (status changes, health alerts) written to the warehouse, by event.",
+    ["event"],
+)
+
+# Gauges refreshed from the warehouse (stream/gauges.py). Every worker reports the same values:
+# aggregate them across workers with max(), never sum().
+FLOW_SESSIONS = Gauge(
+    "flowscope_stream_flow_sessions",
+    "Flow sessions in the warehouse by flow and state (ongoing, completed, abandoned, failed).",
+    ["flow_id", "state"],
+)
+FLOW_STATUS = Gauge(
+    "flowscope_stream_flow_status",
+    "1 for the flow's current status as Meta last reported it (DRAFT, PUBLISHED, DEPRECATED, THROTTLED, "
+    "BLOCKED), 0 for the others.",
+    ["flow_id", "status"],
+)
+FLOW_ALERT_ACTIVE = Gauge(
+    "flowscope_stream_flow_alert_active",
+    "1 while Meta's health alert of a flow is ACTIVATED, 0 once DEACTIVATED.",
+    ["flow_id", "alert"],
+)
+FLOW_CLIENT_ERROR_RATIO = Gauge(
+    "flowscope_stream_flow_client_error_ratio",
+    "Client error rate of the flow in Meta's latest CLIENT_ERROR_RATE webhook (0..1).",
+    ["flow_id"],
+)
+FLOW_ENDPOINT_ERROR_RATIO = Gauge(
+    "flowscope_stream_flow_endpoint_error_ratio",
+    "Endpoint error rate of the flow in Meta's latest ENDPOINT_ERROR_RATE webhook (0..1).",
+    ["flow_id"],
+)
+FLOW_ENDPOINT_LATENCY_P90 = Gauge(
+    "flowscope_stream_flow_endpoint_latency_p90_seconds",
+    "p90 endpoint latency of the flow in Meta's latest ENDPOINT_LATENCY webhook.",
+    ["flow_id"],
+)
+FLOW_ENDPOINT_AVAILABILITY = Gauge(
+    "flowscope_stream_flow_endpoint_availability_ratio",
+    "Endpoint availability of the flow in Meta's latest ENDPOINT_AVAILABILITY webhook (0..1).",
+    ["flow_id"],
+)
+GAUGES_REFRESHED = Gauge(
+    "flowscope_stream_gauges_refreshed_timestamp_seconds",
+    "When the warehouse-derived gauges were last refreshed successfully.",
+)

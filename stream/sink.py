@@ -19,6 +19,7 @@ from flowscope.contract import (
     AnyEvent,
     FlowCompletion,
     FlowDefinitionRegistered,
+    FlowHealth,
     FlowSent,
     MessageStatus,
     NodeEvent,
@@ -43,6 +44,7 @@ class Batch:
     flow_sends: list[FlowSent] = field(default_factory=list)
     node_events: list[NodeEvent] = field(default_factory=list)
     definitions: list[FlowDefinitionRegistered] = field(default_factory=list)
+    flow_health: list[FlowHealth] = field(default_factory=list)
     rejected: list[RejectedEvent] = field(default_factory=list)
 
     def add(self, event: AnyEvent) -> None:
@@ -57,12 +59,14 @@ class Batch:
             self.flow_sends.append(event)  # type: ignore[arg-type]
         elif kind is FlowDefinitionRegistered:
             self.definitions.append(event)  # type: ignore[arg-type]
+        elif kind is FlowHealth:
+            self.flow_health.append(event)  # type: ignore[arg-type]
         else:
             self.rejected.append(event)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return (len(self.statuses) + len(self.completions) + len(self.flow_sends) + len(self.node_events)
-                + len(self.definitions) + len(self.rejected))
+                + len(self.definitions) + len(self.flow_health) + len(self.rejected))
 
 
 class Sink(ABC):
@@ -139,6 +143,8 @@ class WarehouseSink(Sink):
              len(batch.statuses)),
             (tables.FLOW_COMPLETIONS, tables.COMPLETION_COLUMNS, tables.completion_columns(batch.completions),
              len(batch.completions)),
+            (tables.FLOW_HEALTH_EVENTS, tables.FLOW_HEALTH_COLUMNS, tables.flow_health_columns(batch.flow_health),
+             len(batch.flow_health)),
             (tables.REJECTED_EVENTS, tables.REJECTED_COLUMNS, tables.rejected_columns(batch.rejected),
              len(batch.rejected)),
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from flowscope.contract import FlowCompletion, FlowSent, MessageStatus, NodeEvent, RejectedEvent
+from flowscope.contract import FlowCompletion, FlowHealth, FlowSent, MessageStatus, NodeEvent, RejectedEvent
 from flowscope.flowjson import FlowDefinition
 
 MESSAGE_STATUSES = "message_statuses"
@@ -24,6 +24,8 @@ FLOW_NODE_EVENTS = "flow_node_events"
 FLOW_SESSIONS = "flow_sessions"
 FLOW_SELECTIONS = "flow_selections"
 MESSAGE_STATE = "message_state"
+FLOW_HEALTH_EVENTS = "flow_health_events"
+FLOW_HEALTH_CURRENT = "flow_health_current"
 
 STATUS_COLUMNS = (
     "event_id", "waba_id", "phone_number_id", "wamid", "status", "occurred_at", "received_at",
@@ -43,6 +45,11 @@ FLOW_SEND_COLUMNS = (
 NODE_EVENT_COLUMNS = (
     "event_id", "flow_token", "flow_id", "flow_version", "screen", "node_type", "action", "source", "occurred_at",
     "received_at", "field_keys", "fields", "error",
+)
+FLOW_HEALTH_COLUMNS = (
+    "event_id", "waba_id", "flow_id", "event", "occurred_at", "received_at", "message", "old_status", "new_status",
+    "alert_state", "error_rate", "threshold", "p50_latency_ms", "p90_latency_ms", "requests_count", "availability",
+    "error_types", "error_rates", "error_counts", "raw",
 )
 FLOW_DEFINITION_COLUMNS = ("flow_id", "flow_version", "flow_json", "registered_at")
 FLOW_SCREEN_COLUMNS = (
@@ -73,6 +80,10 @@ def flow_send_columns(events: Sequence[FlowSent]) -> list[list[Any]]:
 
 def node_event_columns(events: Sequence[NodeEvent]) -> list[list[Any]]:
     return _columns(events, NODE_EVENT_COLUMNS, {"occurred_at": "occurred_at_ms", "received_at": "received_at_ms"})
+
+
+def flow_health_columns(events: Sequence[FlowHealth]) -> list[list[Any]]:
+    return _columns(events, FLOW_HEALTH_COLUMNS, {"received_at": "received_at_ms"})
 
 
 def flow_definition_rows(definition: FlowDefinition, flow_json: str, registered_at_ms: int) -> tuple[

@@ -60,7 +60,7 @@ def test_simulated_traffic_lands_exactly_once(stack_factory: Callable[..., Stack
     # The receiver's own metrics agree on what it accepted.
     metrics = httpx.get(f"http://127.0.0.1:{stack.settings.ingest_port}/metrics").text
     accepted = float(truth["posts"]["sent_including_duplicates"])
-    assert f'flowscope_ingest_webhooks_total{{outcome="accepted"}} {accepted}' in metrics
+    assert f'flowscope_ingest_webhooks_total{{field="messages",outcome="accepted"}} {accepted}' in metrics
 
 
 def test_broker_down_means_503_never_200(stack_factory: Callable[..., Stack]) -> None:

@@ -136,8 +136,8 @@ def test_bad_requests_get_clear_errors_and_nothing_is_written(stack_factory: Cal
 
     metrics = httpx.get(f"http://127.0.0.1:{stack.settings.ingest_port}/metrics").text
     for outcome, count in (("bad_signature", 2), ("malformed", 3), ("too_large", 1)):
-        assert f'flowscope_ingest_webhooks_total{{outcome="{outcome}"}} {float(count)}' in metrics
-    assert 'flowscope_ingest_webhooks_total{outcome="accepted"} 0.0' in metrics
+        assert f'flowscope_ingest_webhooks_total{{field="unknown",outcome="{outcome}"}} {float(count)}' in metrics
+    assert 'flowscope_ingest_webhooks_total{field="messages",outcome="accepted"} 0.0' in metrics
     assert read_topic(stack, stack.settings.events_topic, want=1, deadline_s=3) == []
 
 

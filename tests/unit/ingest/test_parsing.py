@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from flowscope.contract import FlowCompletion, MessageStatus, encode, event_id
+from flowscope.contract import FlowCompletion, FlowHealth, MessageStatus, decode, encode, event_id
 from flowscope.privacy import Pseudonymiser
 from ingest.exceptions import MalformedPayloadError
 from ingest.parsing import WebhookParser
@@ -163,13 +163,77 @@ def test_envelope_example_with_empty_messages_gives_nothing() -> None:
     assert (result.events, result.rejected, result.ignored) == ([], [], {})
 
 
+def flows_payload(value: dict[str, Any], *, entry_time: Any = 1767001000) -> dict[str, Any]:
+    entry: dict[str, Any] = {"id": "880011223344556", "changes": [{"field": "flows", "value": value}]}
+    if entry_time is not None:
+        entry["time"] = entry_time
+    return {"object": "whatsapp_business_account", "entry": [entry]}
+
+
 @pytest.mark.parametrize("value", FLOWS_VALUES, ids=[v["event"] for v in FLOWS_VALUES])
-def test_flows_webhooks_are_counted_as_ignored_not_rejected(value: dict[str, Any]) -> None:
-    payload = {"object": "whatsapp_business_account",
-               "entry": [{"id": "880011223344556", "time": 1767001000,
-                          "changes": [{"field": "flows", "value": value}]}]}
-    result = parse(payload)
-    assert (result.events, result.rejected, result.ignored) == ([], [], {"field:flows": 1})
+def test_every_flows_webhook_example_becomes_one_flow_health_event(value: dict[str, Any]) -> None:
+    result = parse(flows_payload(value))
+    assert (result.rejected, result.ignored, result.field_label) == ([], {}, "flows")
+    (event,) = result.events
+    assert isinstance(event, FlowHealth)
+    assert (event.flow_id, event.event, event.waba_id, event.occurred_at) == (
+        value["flow_id"], value["event"], "880011223344556", 1767001000)
+    assert orjson.loads(event.raw) == value
+    assert decode(encode(event)) == event
+
+
+def test_flows_webhook_figures_and_error_types_are_normalised() -> None:
+    error_rate, status, latency, availability = (parse(flows_payload(FLOWS_VALUES[i])).events[0] for i in (0, 1, 3, 4))
+    assert (error_rate.error_rate, error_rate.threshold, error_rate.alert_state) == (12.5, 10.0, "ACTIVATED")
+    assert (error_rate.error_types, error_rate.error_rates, error_rate.error_counts) == (
+        ["timeout", "capability_error"], [60.0, 40.0], [3, 2])
+    assert (status.old_status, status.new_status, status.error_rate, status.availability) == (
+        "DRAFT", "PUBLISHED", -1.0, -1.0)
+    assert (latency.p90_latency_ms, latency.p50_latency_ms, latency.requests_count) == (6200.0, 900.0, 41)
+    assert (availability.availability, availability.alert_state) == (96.0, "DEACTIVATED")
+    spelled = dict(FLOWS_VALUES[2], errors=[{"error_type": "invalid-screen-transition", "error_rate": "100",
+                                               "error_count": 3}])
+    (client,) = parse(flows_payload(spelled)).events
+    assert (client.error_types, client.error_rates) == (["invalid_screen_transition"], [100.0])
+
+
+def test_redelivered_flows_webhook_keeps_its_event_id_and_a_changed_one_does_not() -> None:
+    first = parse(flows_payload(FLOWS_VALUES[1])).events[0]
+    again = parse(flows_payload(FLOWS_VALUES[1])).events[0]
+    later = parse(flows_payload(FLOWS_VALUES[1], entry_time=1767001001)).events[0]
+    assert first.event_id == again.event_id != later.event_id
+
+
+def test_flows_webhook_without_entry_time_takes_the_receive_time() -> None:
+    (event,) = parse(flows_payload(FLOWS_VALUES[1], entry_time=None)).events
+    assert event.occurred_at == RECEIVED_MS // 1000
+
+
+@pytest.mark.parametrize(
+    ("value", "entry_time", "reason"),
+    [
+        ({"event": "FLOW_STATUS_CHANGE", "new_status": "BLOCKED"}, 1767001000, "flows webhook without flow_id"),
+        ({"event": "FLOW_STATUS_CHANGE", "flow_id": " "}, 1767001000, "flows webhook without flow_id"),
+        ({"flow_id": "1"}, 1767001000, "flows webhook with unknown event None"),
+        ({"flow_id": "1", "event": "drop table"}, 1767001000, "flows webhook with unknown event 'drop table'"),
+        ({"flow_id": "1", "event": "FLOW_STATUS_CHANGE"}, 1867001000,
+         "entry.time: timestamp 1867001000 is in the future"),
+        ({"flow_id": "1", "event": "FLOW_STATUS_CHANGE"}, "soon", "entry.time: missing or non-numeric timestamp"),
+    ],
+)
+def test_unusable_flows_webhooks_are_rejected_with_a_reason(value: dict[str, Any], entry_time: Any,
+                                                            reason: str) -> None:
+    result = parse(flows_payload(value, entry_time=entry_time))
+    assert result.events == []
+    (rejected,) = result.rejected
+    assert (rejected.reason, orjson.loads(rejected.raw)) == (reason, value)
+
+
+def test_field_label_of_a_request_with_several_fields_is_mixed() -> None:
+    payload = flows_payload(FLOWS_VALUES[1])
+    payload["entry"].append(STATUSES_EXAMPLE["entry"][0])
+    assert parse(payload).field_label == "mixed"
+    assert parse(STATUSES_EXAMPLE).field_label == "messages"
 
 
 def test_unknown_field_is_counted_under_other() -> None:
