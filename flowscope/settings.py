@@ -101,6 +101,7 @@ class Settings:
     dashboard_port: int = _setting(8501, "Streamlit dashboards port.")
     prometheus_port: int = _setting(9090, "Port of the Prometheus `flowscope up` runs when it is installed.")
     alertmanager_port: int = _setting(9093, "Port of the Alertmanager `flowscope up` runs when it is installed.")
+    alert_webhook_url: str = _setting("", "Where `flowscope up`'s Alertmanager posts alerts (empty: only its UI).")
     simulate_rate: float = _setting(200.0, "Webhook POSTs per second that `flowscope up` simulates (0 = none).")
     # --- privacy -------------------------------------------------------------------------------
     form_fields_allowlist: tuple[str, ...] = _setting(

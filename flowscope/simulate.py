@@ -170,6 +170,7 @@ class SimulationConfig:
     messages: int = 10_000  # outbound messages to simulate; 0 = endless
     rate: float = 200.0  # webhook POSTs per second (duplicates included)
     seed: int = 0
+    traffic_seed: int | None = None  # seeds the messages apart from the businesses (None: from ``seed``)
     duplicate_ratio: float = 0.05  # share of POSTs re-sent later, byte for byte
     status_duplicate_ratio: float = 0.02  # share of status updates repeated in a later POST
     reorder_ratio: float = 0.05  # share of messages (2+ statuses) with one pair posted swapped
@@ -539,6 +540,9 @@ class TrafficGenerator:
         self._lanes: list[_Lane] = []
         self._build_businesses()
         self._recipients = self._build_recipients()
+        if config.traffic_seed is not None:
+            # Same phone numbers, flows and users as every run with this ``seed``; new messages.
+            self._rng = random.Random(f"traffic:{config.traffic_seed}")
         self._resend: list[tuple[int, int, Webhook]] = []  # (due seq, tiebreak, original)
         self._seq = 0
         self._post_ids = itertools.count()

@@ -10,6 +10,13 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from flowscope.alerting import (
+    INSTALL_HINT,
+    alertmanager_binary,
+    alertmanager_spec,
+    prometheus_binary,
+    prometheus_spec,
+)
 from flowscope.exceptions import SupervisorError
 from flowscope.settings import Settings
 from flowscope.supervisor import (
@@ -123,6 +130,9 @@ def _check_free(settings: Settings) -> None:
         "FLOWSCOPE_STREAM_METRICS_PORT": ("127.0.0.1", settings.stream_metrics_port),
         "FLOWSCOPE_DASHBOARD_PORT": ("127.0.0.1", settings.dashboard_port),
     }
+    if alerting_installed():
+        wanted["FLOWSCOPE_PROMETHEUS_PORT"] = ("127.0.0.1", settings.prometheus_port)
+        wanted["FLOWSCOPE_ALERTMANAGER_PORT"] = ("127.0.0.1", settings.alertmanager_port)
     for key, (host, port) in wanted.items():
         if not port:
             continue
@@ -131,6 +141,10 @@ def _check_free(settings: Settings) -> None:
                 sock.bind((host, port))
             except OSError as exc:
                 raise SupervisorError(f"port {port} is busy ({exc.strerror}); set {key} to another port") from exc
+
+
+def alerting_installed() -> bool:
+    return prometheus_binary() is not None and alertmanager_binary() is not None
 
 
 def _say(message: str) -> None:
@@ -163,6 +177,9 @@ def run_up(settings: Settings) -> int:
                 names = _register_simulated_flows(settings)
                 _say(f"registered the simulated flows' Flow JSON: {', '.join(names)}")
             specs = [receiver_spec(settings), stream_spec(settings), dashboards_spec(settings)]
+            if alerting_installed():
+                specs += [alertmanager_spec(settings, webhook_url=settings.alert_webhook_url),
+                          prometheus_spec(settings)]
             if settings.simulate_rate > 0:
                 specs += [simulator_spec(settings), flow_simulator_spec(settings)]
             for spec in specs:
@@ -173,6 +190,8 @@ def run_up(settings: Settings) -> int:
             for child in supervisor.children.values():
                 _say(f"  {child.spec.name:<11} {child.spec.url}")
             _say(f"  {'sql':<11} {settings.warehouse_url}")
+            if not alerting_installed():
+                _say(f"  {'alerting':<11} off: Prometheus / Alertmanager not installed ({INSTALL_HINT})")
             _say("Press Ctrl-C to stop everything.\n")
             client = connect(settings.warehouse_url)
             first_data: float | None = None

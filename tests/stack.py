@@ -67,6 +67,8 @@ def stack_settings(data_dir: Path, **overrides: object) -> Settings:
         "FLOWSCOPE_INGEST_PORT": str(free_port()),
         "FLOWSCOPE_STREAM_METRICS_PORT": str(free_port()),
         "FLOWSCOPE_DASHBOARD_PORT": str(free_port()),
+        "FLOWSCOPE_PROMETHEUS_PORT": str(free_port()),
+        "FLOWSCOPE_ALERTMANAGER_PORT": str(free_port()),
         "FLOWSCOPE_PARTITIONS": "4",
         "FLOWSCOPE_LOG_LEVEL": "INFO",
     }
