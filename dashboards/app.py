@@ -14,6 +14,7 @@ navigation = st.navigation(
         st.Page(str(VIEWS / "delivery.py"), title="Delivery status", icon=":material/mark_email_read:", default=True),
         st.Page(str(VIEWS / "funnel.py"), title="Engagement funnel", icon=":material/filter_alt:"),
         st.Page(str(VIEWS / "nodes.py"), title="Node performance", icon=":material/account_tree:"),
+        st.Page(str(VIEWS / "health.py"), title="Flow health", icon=":material/monitor_heart:"),
     ]
 )
 navigation.run()

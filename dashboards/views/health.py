@@ -1,0 +1,93 @@
+"""Flow health: each flow's status and Meta's health alerts now, and the history of Meta's flows webhooks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import streamlit as st
+
+from dashboards.filters import RANGES
+from dashboards.state import warehouse
+from warehouse import health
+
+ALERT_TITLES = {
+    "client_error_rate": "Client errors",
+    "endpoint_error_rate": "Endpoint errors",
+    "endpoint_latency": "Endpoint latency (p90)",
+    "endpoint_availability": "Endpoint availability",
+}
+
+st.title("Flow health")
+st.caption(
+    "From Meta's `flows` webhooks: status changes (DRAFT, PUBLISHED, THROTTLED, BLOCKED, DEPRECATED) and the "
+    "client error rate, endpoint error rate, latency and availability alerts. The same state is exported as "
+    "Prometheus gauges (`flowscope_stream_flow_status`, `flowscope_stream_flow_alert_active`), which page on-call."
+)
+client = warehouse()
+
+with st.sidebar:
+    range_name = st.selectbox("History of", list(RANGES), index=4)
+    refresh_s = int(st.select_slider("Refresh every (s)", options=[2, 5, 10, 30, 60], value=5))
+
+
+def _value(alert: str, value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f} s" if alert == "endpoint_latency" else f"{value:.1%}"
+
+
+@st.fragment(run_every=timedelta(seconds=refresh_s))
+def live() -> None:
+    states = health.flow_states(client)
+    if not states:
+        st.info("No flows webhook received yet. Subscribe the app to the `flows` webhook field in Meta's "
+                "App Dashboard; status changes and health alerts appear here within seconds.")
+        return
+    blocked = [s.flow_id for s in states if s.status == "BLOCKED"]
+    throttled = [s.flow_id for s in states if s.status == "THROTTLED"]
+    alerting = [s.flow_id for s in states if any(s.alerts.values())]
+    cols = st.columns(4)
+    cols[0].metric("Flows reported", len(states))
+    cols[1].metric("Blocked", len(blocked))
+    cols[2].metric("Throttled", len(throttled))
+    cols[3].metric("With an active alert", len(alerting))
+    if blocked:
+        st.error(f"Blocked (nothing can be sent or opened): {', '.join(blocked)}")
+    if throttled:
+        st.warning(f"Throttled (at most 10 new messages per hour): {', '.join(throttled)}")
+
+    st.subheader("Current state")
+    rows = []
+    for state in states:
+        row: dict[str, object] = {
+            "flow_id": state.flow_id,
+            "status": state.status or "unknown",
+            "status since": state.status_since,
+        }
+        for alert, title in ALERT_TITLES.items():
+            active = state.alerts.get(alert)
+            mark = "–" if active is None else "ACTIVE" if active else "ok"
+            row[title] = f"{mark} ({_value(alert, state.values.get(alert))})" if active is not None else mark
+        row["last webhook"] = state.updated_at
+        rows.append(row)
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+    st.subheader("History")
+    end = datetime.now(UTC).replace(tzinfo=None)
+    flow_ids = ["All", *(s.flow_id for s in states)]
+    chosen = st.selectbox("Flow", flow_ids, key="health_flow")
+    events = health.history(client, start=end - RANGES[range_name], end=end,
+                            flow_id="" if chosen == "All" else chosen)
+    if events.empty:
+        st.caption("No flows webhook in this range.")
+    else:
+        shown = events.assign(
+            error_types=[", ".join(types) for types in events["error_types"]],
+            error_counts=[", ".join(map(str, counts)) for counts in events["error_counts"]],
+        ).replace({-1: None})
+        st.dataframe(shown, hide_index=True, width="stretch")
+    st.caption(f"Updated {end:%H:%M:%S} UTC · refreshes every {refresh_s} s")
+
+
+live()
