@@ -29,6 +29,9 @@ SECRETS = {
     "FLOWSCOPE_HASH_KEY": "hash-key-from-host",
     "CLICKHOUSE_PASSWORD": "clickhouse-password-from-host",
 }
+# The alerting webhook (it may carry a token) is a secret of the Alertmanager service only.
+ALERT_SECRET = {"FLOWSCOPE_ALERT_WEBHOOK_URL": "https://pager.example/hook?token=from-host"}
+RENDER_ENV = {**SECRETS, **ALERT_SECRET}
 OURS = {
     "migrate": ["warehouse", "migrate"],
     "receiver": ["ingest"],
@@ -70,7 +73,7 @@ def load(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def services(empty_env_file: Path) -> dict[str, dict[str, Any]]:
-    result: dict[str, dict[str, Any]] = load(compose(empty_env_file, SECRETS))["services"]
+    result: dict[str, dict[str, Any]] = load(compose(empty_env_file, RENDER_ENV))["services"]
     return result
 
 
@@ -94,7 +97,7 @@ def published(service: dict[str, Any]) -> list[tuple[str, int]]:
 
 
 def test_services_are_the_production_shape(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) == {"kafka", "clickhouse", *OURS}
+    assert set(services) == {"kafka", "clickhouse", "prometheus", "alertmanager", *OURS}
 
 
 def test_kafka_is_a_single_kraft_node(services: dict[str, dict[str, Any]]) -> None:
@@ -158,7 +161,7 @@ def test_every_flowscope_service_is_wired_by_the_same_settings(services: dict[st
 
 
 def test_clickhouse_user_comes_from_the_environment(empty_env_file: Path) -> None:
-    rendered = load(compose(empty_env_file, {**SECRETS, "CLICKHOUSE_USER": "analyst"}))["services"]
+    rendered = load(compose(empty_env_file, {**RENDER_ENV, "CLICKHOUSE_USER": "analyst"}))["services"]
     assert environment(rendered["clickhouse"])["CLICKHOUSE_USER"] == "analyst"
     for name in OURS:
         assert urlsplit(environment(rendered[name])["FLOWSCOPE_WAREHOUSE_URL"]).username == "analyst"
@@ -200,14 +203,16 @@ def test_secrets_are_not_in_the_file(empty_env_file: Path) -> None:
         for key, value in environment(raw[name]).items():
             if key in SECRETS:
                 assert value == f"${{{key}:?set {key}}}", (name, key, value)
+    alertmanager = environment(raw["alertmanager"])["FLOWSCOPE_ALERT_WEBHOOK_URL"]
+    assert alertmanager == "${FLOWSCOPE_ALERT_WEBHOOK_URL:?set FLOWSCOPE_ALERT_WEBHOOK_URL}"
     text = COMPOSE_FILE.read_text()
     for value in (Settings().app_secret, Settings().verify_token, Settings().hash_key):
         assert value not in text
 
 
-@pytest.mark.parametrize("missing", sorted(SECRETS))
+@pytest.mark.parametrize("missing", sorted(RENDER_ENV))
 def test_secrets_are_required_from_the_environment(empty_env_file: Path, missing: str) -> None:
-    result = compose(empty_env_file, {k: v for k, v in SECRETS.items() if k != missing})
+    result = compose(empty_env_file, {k: v for k, v in RENDER_ENV.items() if k != missing})
     assert result.returncode != 0
     assert f"set {missing}" in result.stderr, result.stderr
 
@@ -237,3 +242,71 @@ def test_dockerfile_is_one_slim_non_root_image_without_the_embedded_stack() -> N
     assert lines[[line.split()[0] for line in lines].index("ENTRYPOINT")] == 'ENTRYPOINT ["flowscope"]'
     ignored = {line.strip().rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines()}
     assert {".venv", ".git", "data", ".env"} <= ignored
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path → host path of every bind mount."""
+    mounts = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict) and volume.get("type") == "bind":
+            mounts[volume["target"]] = Path(volume["source"])
+        elif isinstance(volume, str) and volume.split(":")[0].startswith(("/", ".")):
+            source, target = volume.split(":")[:2]
+            mounts[target] = (ROOT / source).resolve()
+    return mounts
+
+
+def _tool(name: str) -> str:
+    binary = shutil.which(name)
+    if binary is None:
+        pytest.fail(f"{name} is missing: `make test` installs Debian's prometheus and prometheus-alertmanager")
+    return binary
+
+
+def test_prometheus_loads_the_shipped_rules_and_scrapes_every_flowscope_process(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    prometheus = services["prometheus"]
+    mounts = _mounts(prometheus)
+    config_path = mounts["/etc/prometheus/prometheus.yml"]
+    assert config_path == ROOT / "deploy" / "prometheus" / "prometheus.yml"
+    assert mounts["/etc/prometheus/rules"] == ROOT / "deploy" / "prometheus" / "rules"
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    config = yaml.safe_load(config_path.read_text())
+    assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    # DNS discovery finds every container of a service, so scaled stream workers are all scraped.
+    jobs = {job["job_name"]: job["dns_sd_configs"][0] for job in config["scrape_configs"]}
+    receiver_port = Settings.from_env(environment(services["receiver"])).ingest_port
+    stream_port = Settings.from_env(environment(services["stream"])).stream_metrics_port
+    assert jobs == {
+        "flowscope-receiver": {"names": ["receiver"], "type": "A", "port": receiver_port},
+        "flowscope-stream": {"names": ["stream"], "type": "A", "port": stream_port},
+    }
+    checked = subprocess.run([_tool("promtool"), "check", "config", "--syntax-only", str(config_path)],
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_alertmanager_posts_to_the_webhook_from_the_environment(services: dict[str, dict[str, Any]],
+                                                                tmp_path: Path) -> None:
+    alertmanager = services["alertmanager"]
+    assert environment(alertmanager)["FLOWSCOPE_ALERT_WEBHOOK_URL"] == ALERT_SECRET["FLOWSCOPE_ALERT_WEBHOOK_URL"]
+    shipped = _mounts(alertmanager)["/etc/alertmanager/alertmanager.yml"]
+    assert shipped == ROOT / "deploy" / "alertmanager" / "alertmanager.yml"
+    # Run the entrypoint's substitution as the container would (compose's "$$" is a literal "$"),
+    # with a URL full of characters that sed would mangle.
+    url = ALERT_SECRET["FLOWSCOPE_ALERT_WEBHOOK_URL"] + "&route=a|b"
+    substitution, _, start = alertmanager["command"][0].replace("$$", "$").partition(" && exec ")
+    assert start == "/bin/alertmanager --config.file=/alertmanager/alertmanager.yml --storage.path=/alertmanager"
+    program, separator, output = substitution.rpartition(" /etc/alertmanager/alertmanager.yml > ")
+    assert (separator, output) == (" /etc/alertmanager/alertmanager.yml > ", "/alertmanager/alertmanager.yml")
+    rendered = tmp_path / "alertmanager.yml"
+    script = f"{program} {shipped} > {rendered}"
+    subprocess.run(["/bin/sh", "-c", script], env={"FLOWSCOPE_ALERT_WEBHOOK_URL": url}, check=True, timeout=30)  # noqa: S603
+    checked = subprocess.run([_tool("amtool"), "check-config", str(rendered)], capture_output=True, text=True,
+                             timeout=60, check=False)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    config = yaml.safe_load(rendered.read_text())
+    hooks = [hook for receiver in config["receivers"] for hook in receiver.get("webhook_configs", [])]
+    assert hooks == [{"url": url, "send_resolved": True}]
