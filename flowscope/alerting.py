@@ -31,6 +31,24 @@ def alertmanager_binary() -> str | None:
     return shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 
 
+def missing_binaries() -> list[str]:
+    """The alerting programs not installed, by package name (empty when `flowscope up` can run both)."""
+    missing = []
+    if prometheus_binary() is None:
+        missing.append("prometheus")
+    if alertmanager_binary() is None:
+        missing.append("prometheus-alertmanager")
+    return missing
+
+
+def alerting_note() -> str | None:
+    """What `flowscope up` says when it cannot run Prometheus and Alertmanager, else None."""
+    missing = missing_binaries()
+    if not missing:
+        return None
+    return f"off: {' and '.join(missing)} not installed (sudo apt-get install {' '.join(missing)})"
+
+
 def prometheus_config(*, receiver_targets: Sequence[str], stream_targets: Sequence[str], alertmanager: str,
                       interval_s: float, rules_dir: Path = RULES_DIR) -> dict[str, object]:
     interval = f"{interval_s:g}s"

@@ -10,13 +10,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from flowscope.alerting import (
-    INSTALL_HINT,
-    alertmanager_binary,
-    alertmanager_spec,
-    prometheus_binary,
-    prometheus_spec,
-)
+from flowscope.alerting import alerting_note, alertmanager_spec, missing_binaries, prometheus_spec
 from flowscope.exceptions import SupervisorError
 from flowscope.settings import Settings
 from flowscope.supervisor import (
@@ -144,7 +138,7 @@ def _check_free(settings: Settings) -> None:
 
 
 def alerting_installed() -> bool:
-    return prometheus_binary() is not None and alertmanager_binary() is not None
+    return not missing_binaries()
 
 
 def _say(message: str) -> None:
@@ -190,8 +184,9 @@ def run_up(settings: Settings) -> int:
             for child in supervisor.children.values():
                 _say(f"  {child.spec.name:<11} {child.spec.url}")
             _say(f"  {'sql':<11} {settings.warehouse_url}")
-            if not alerting_installed():
-                _say(f"  {'alerting':<11} off: Prometheus / Alertmanager not installed ({INSTALL_HINT})")
+            note = alerting_note()
+            if note:
+                _say(f"  {'alerting':<11} {note}")
             _say("Press Ctrl-C to stop everything.\n")
             client = connect(settings.warehouse_url)
             first_data: float | None = None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.stack import stack_settings
+from tests.stack import poll, stack_settings
 
 
 def _listening(port: int) -> bool:
@@ -76,8 +76,22 @@ def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> No
             assert url in text
         health = httpx.get(f"http://127.0.0.1:{settings.dashboard_port}/_stcore/health", timeout=5)
         assert (health.status_code, health.text) == (200, "ok")
+        # Prometheus runs (make test installs it), with the shipped rules, scraping both processes.
+        prometheus = f"http://127.0.0.1:{settings.prometheus_port}"
+        assert f"{prometheus}  (alerts: {prometheus}/alerts)" in text
+        assert f"http://127.0.0.1:{settings.alertmanager_port}" in text
+        rules = httpx.get(f"{prometheus}/api/v1/rules", timeout=5).json()["data"]["groups"]
+        alerts = {rule["name"] for group in rules for rule in group["rules"] if rule["type"] == "alerting"}
+        assert "FlowscopeDeliveryFailureRatioHigh" in alerts
+
+        def targets() -> dict[str, str]:
+            active = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+            return {target["labels"]["job"]: target["health"] for target in active}
+
+        assert poll(targets, want={"flowscope-receiver": "up", "flowscope-stream": "up"}, deadline_s=30) == {
+            "flowscope-receiver": "up", "flowscope-stream": "up"}
         ours = _descendants(process.pid)
-        assert len(ours) >= 6  # broker, warehouse, receiver, stream, dashboards, simulator
+        assert len(ours) >= 8  # broker, warehouse, receiver, stream, dashboards, 2 simulators, prometheus, ...
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)
@@ -86,5 +100,5 @@ def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> No
     assert "stopped; no flowscope process is left running" in "".join(output)
     assert [pid for pid in ours if _alive(pid)] == []
     ports = (settings.broker_port, settings.warehouse_port, settings.ingest_port, settings.stream_metrics_port,
-             settings.dashboard_port)
+             settings.dashboard_port, settings.prometheus_port, settings.alertmanager_port)
     assert [port for port in ports if _listening(port)] == []
