@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("simulate", help="send simulated, signed webhooks (see: flowscope simulate --help)", add_help=False)
     sub.add_parser("simulate-flows", help="simulated Flow sessions: screen events, statuses, completions",
                    add_help=False)
+    sub.add_parser("chaos", help="fault suite: kill components under load, judge against the truth (make chaos)",
+                   add_help=False)
     return parser
 
 
@@ -131,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         from flowscope.flowsim import main as flows_main
 
         return flows_main(argv[1:])
+    if argv[:1] == ["chaos"]:
+        from flowscope.chaos import main as chaos_main
+
+        return chaos_main(argv[1:])
     if argv[:1] == ["simulate"]:
         from flowscope.simulate import main as simulate_main
 

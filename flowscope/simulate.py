@@ -319,6 +319,9 @@ class SimulationResult:
     stopped: bool  # stopped before the end (signal, stop event)
     answers: dict[str, int]  # non-2xx answers and transport errors by kind, e.g. {"503": 4, "ConnectError": 1}
     truth: Truth | None  # None in endless mode
+    # Exactly what was acknowledged (finite runs): distinct (wamid, status) pairs and completion wamids.
+    acked_statuses: frozenset[tuple[str, str]] = frozenset()
+    acked_completions: frozenset[str] = frozenset()
 
     def latency_quantiles(self) -> dict[str, float]:
         if not self.latencies:
@@ -1206,6 +1209,10 @@ async def run(
         stopped=not finished,
         answers=dict(sorted(sender.answers.items())),
         truth=truth,
+        acked_statuses=frozenset(
+            (wamid, status) for wamid, record in tally.messages.items() for status in record.statuses
+        ) if tally is not None else frozenset(),
+        acked_completions=frozenset(tally.completions) if tally is not None else frozenset(),
     )
 
 

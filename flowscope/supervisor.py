@@ -198,7 +198,8 @@ class Supervisor:
             try:
                 process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                logger.warning("%s did not stop within %.0f s; killing it", name, timeout_s)
+                if timeout_s > 0:
+                    logger.warning("%s did not stop within %.0f s; killing it", name, timeout_s)
         # Whatever the leader did, nothing of its group may outlive it.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)

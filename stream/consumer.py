@@ -15,7 +15,7 @@ import time
 from collections import Counter
 
 import mode
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from flowscope.contract import FLOW_HEALTH_EVENTS, AnyEvent, RejectedEvent, decode_batch, event_id
@@ -25,6 +25,7 @@ from flowscope.topics import ensure_topics
 from stream import metrics
 from stream.catalog import FlowCatalog
 from stream.dedup import RecentIds
+from stream.offsets import OffsetGuard
 from stream.sink import Batch, Sink
 
 logger = logging.getLogger(__name__)
@@ -49,13 +50,12 @@ class BatchConsumer(mode.Service):
         self.batches_written = 0
         self.committed: dict[TopicPartition, int] = {}
         self.lag_reported: set[TopicPartition] = set()
+        self.guard = OffsetGuard()
 
     async def on_start(self) -> None:
         await ensure_topics(self.settings, timeout_s=120)
         s = self.settings
         self.consumer = AIOKafkaConsumer(
-            s.events_topic,
-            s.dead_letter_topic,
             bootstrap_servers=s.kafka_bootstrap,
             group_id=s.consumer_group,
             enable_auto_commit=False,
@@ -66,6 +66,7 @@ class BatchConsumer(mode.Service):
             fetch_max_bytes=32 * 1024 * 1024,
             max_partition_fetch_bytes=8 * 1024 * 1024,
         )
+        self.consumer.subscribe([s.events_topic, s.dead_letter_topic], listener=_ForgetOnRebalance(self.guard))
         await self.consumer.start()
         logger.info("consuming %s and %s as group %s", s.events_topic, s.dead_letter_topic, s.consumer_group)
 
@@ -115,11 +116,31 @@ class BatchConsumer(mode.Service):
                 continue
             if deadline is None:
                 deadline = time.monotonic() + s.batch_max_wait_ms / 1000
+            reread = False
             for tp, messages in records.items():
-                for message in messages:
+                if not self.guard.knows(tp):
+                    await self._start_guard(consumer, tp)
+                taken, seek_to = self.guard.accept(tp, messages)
+                for message in messages[:taken]:
                     fetched += self._add(batch, message.value, tp, message.offset)
-                offsets[tp] = messages[-1].offset + 1
+                if taken:
+                    offsets[tp] = messages[taken - 1].offset + 1
+                if seek_to is not None:
+                    consumer.seek(tp, seek_to)
+                    reread = True
+            if reread:
+                await asyncio.sleep(0.02)  # the missing record is being written: let it land
         return batch, offsets
+
+    async def _start_guard(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+        """The offset a newly assigned partition's records must start at: the committed one, if any."""
+        try:
+            committed = await asyncio.wait_for(consumer.committed(tp), timeout=5)
+        except (KafkaError, TimeoutError) as exc:
+            logger.warning("no committed offset for %s (%s); trusting the first record", tp, exc)
+            return
+        if committed is not None:
+            self.guard.start_at(tp, committed)
 
     async def _check_against_definitions(self, batch: Batch) -> None:
         """Resolve endpoint INITs to entry screens; reject events naming screens their version lacks."""
@@ -215,3 +236,16 @@ class BatchConsumer(mode.Service):
             metrics.FLOW_HEALTH_EVENTS.labels(health.event if health.event in FLOW_HEALTH_EVENTS else "other").inc()
         if batch.statuses:
             metrics.LAST_EVENT_AGE.set(max(s.received_at_ms for s in batch.statuses) / 1000)
+
+
+class _ForgetOnRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions that move restart from their committed offsets: the guard forgets what it expected."""
+
+    def __init__(self, guard: OffsetGuard) -> None:
+        self.guard = guard
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.guard.forget(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.guard.forget(assigned)

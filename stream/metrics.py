@@ -91,3 +91,10 @@ GAUGES_REFRESHED = Gauge(
     "flowscope_stream_gauges_refreshed_timestamp_seconds",
     "When the warehouse-derived gauges were last refreshed successfully.",
 )
+OFFSET_HOLES = Counter(
+    "flowscope_stream_offset_holes_total",
+    "Holes in a partition's offsets met while reading: re-read (the record appeared later) or skipped.",
+    ["outcome"],
+)
+for _outcome in ("reread", "skipped"):
+    OFFSET_HOLES.labels(_outcome)

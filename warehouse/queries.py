@@ -14,7 +14,7 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from warehouse.error_codes import meaning
-from warehouse.tables import MESSAGE_STATUS_MINUTE, MESSAGE_STATUSES
+from warehouse.tables import FLOW_COMPLETIONS, MESSAGE_STATUS_MINUTE, MESSAGE_STATUSES
 
 DELIVERY_STATUSES = ("sent", "delivered", "read", "failed")
 
@@ -90,9 +90,11 @@ def failures_by_error_code(client: Client, where: DeliveryFilter) -> pd.DataFram
         GROUP BY error_code
         ORDER BY messages DESC, error_code
     """
-    frame = client.query_df(sql, parameters=where.parameters)
-    frame.insert(1, "meaning", [meaning(int(code)) for code in frame["error_code"]])
-    return frame
+    rows = client.query(sql, parameters=where.parameters).result_rows
+    return pd.DataFrame(
+        [(int(code), meaning(int(code)), int(messages)) for code, messages in rows],
+        columns=["error_code", "meaning", "messages"],
+    )
 
 
 def delivery_by_phone_number(client: Client, where: DeliveryFilter) -> dict[str, dict[str, int]]:
@@ -107,3 +109,27 @@ def delivery_by_phone_number(client: Client, where: DeliveryFilter) -> dict[str,
     for pnid, status, count in client.query(sql, parameters=where.parameters).result_rows:
         result.setdefault(pnid, {})[status] = int(count)
     return result
+
+
+def stored_status_pairs(client: Client, *, except_phone_number_id: str = "") -> list[tuple[str, str]]:
+    """Every stored (wamid, status), read with FINAL as data teams read it (one row per event)."""
+    sql = f"SELECT wamid, status FROM {MESSAGE_STATUSES} FINAL WHERE phone_number_id != {{p:String}}"
+    return [(w, s) for w, s in client.query(sql, parameters={"p": except_phone_number_id}).result_rows]
+
+
+def stored_completion_wamids(client: Client) -> list[str]:
+    """The reply wamid of every stored Flow completion, read with FINAL."""
+    return [w for (w,) in client.query(f"SELECT wamid FROM {FLOW_COMPLETIONS} FINAL").result_rows]
+
+
+def statuses_stored_of(client: Client, *, phone_number_id: str, wamids: list[str]) -> int:
+    """How many of ``wamids`` have a stored status (physical rows, so it answers right after an insert)."""
+    sql = (f"SELECT count() FROM {MESSAGE_STATUSES} WHERE phone_number_id = {{p:String}}"
+           " AND wamid IN {w:Array(String)}")
+    return int(client.command(sql, parameters={"p": phone_number_id, "w": wamids}))  # type: ignore[arg-type]
+
+
+def completions_of(client: Client, phone_number_ids: tuple[str, ...]) -> int:
+    """Distinct Flow completions of these business numbers."""
+    sql = f"SELECT uniqExact(wamid) FROM {FLOW_COMPLETIONS} WHERE phone_number_id IN {{p:Array(String)}}"
+    return int(client.command(sql, parameters={"p": list(phone_number_ids)}))  # type: ignore[arg-type]
