@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up test test-unit lint system-deps clean
+.PHONY: install up test test-unit chaos lint system-deps clean
 
 $(BIN)/flowscope: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ system-deps:
 test: install system-deps
 	$(BIN)/python -m pytest
 
+## chaos: kill each component under load and judge against the simulator's truth; writes chaos-report.json
+chaos: install
+	$(BIN)/flowscope chaos --report chaos-report.json --data-dir data/chaos
+
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
 
@@ -34,4 +38,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf data chaos-report.json .pytest_cache .mypy_cache .ruff_cache

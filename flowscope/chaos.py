@@ -56,12 +56,13 @@ class Scale:
     broker_down_s: float
     seaweedfs_down_s: float
     settle_s: float  # longest wait for the warehouse to hold everything after the traffic ended
+    memory_wait_s: float  # the memory-mode broker comes back empty: how long to wait for it (not judged)
 
 
 FULL = Scale("full", messages=6000, rate=100, warehouse_down_s=60, broker_down_s=30, seaweedfs_down_s=15,
-             settle_s=180)
+             settle_s=180, memory_wait_s=60)
 SMALL = Scale("small", messages=1500, rate=80, warehouse_down_s=6, broker_down_s=5, seaweedfs_down_s=4,
-              settle_s=90)
+              settle_s=90, memory_wait_s=15)
 
 
 @dataclass
@@ -341,8 +342,7 @@ def _kill_and_restart(name: str, down: Callable[[Scale], float], *, probe: int |
 
 
 def recovery_deadline(pipeline: Pipeline, scale: Scale) -> float:
-    # A memory-mode broker comes back empty: give it a minute, it is reported, not judged.
-    return scale.settle_s if pipeline.settings.broker_storage == "durable" else 60.0
+    return scale.settle_s if pipeline.settings.broker_storage == "durable" else scale.memory_wait_s
 
 
 def _kill_one_of_two_workers(pipeline: Pipeline, scale: Scale, say: Say, notes: dict[str, Any]) -> list[float | None]:
@@ -386,7 +386,7 @@ def run_scenario(scenario: Scenario, scale: Scale, base_dir: Path, *, seed: int 
             messages=scale.messages, rate=scale.rate, seed=seed, duplicate_ratio=scenario.duplicate_ratio,
             reorder_ratio=scenario.reorder_ratio, concurrency=16, timeout_s=15, retry_max_s=5.0,
             # Meta retries for days; the simulator for as long as a judged scenario may need.
-            deadline_s=scale.settle_s + 120 if scenario.judged else scale.broker_down_s + 60,
+            deadline_s=scale.settle_s + 120 if scenario.judged else scale.broker_down_s + scale.memory_wait_s,
         )
         traffic = Traffic(pipeline.webhook_url, pipeline.settings.app_secret, config)
         expected_s = scale.messages * 0.4 / scale.rate  # about 0.37 POSTs per message at these ratios
@@ -396,7 +396,7 @@ def run_scenario(scenario: Scenario, scale: Scale, base_dir: Path, *, seed: int 
         result = traffic.wait(timeout_s=expected_s * 3 + scale.settle_s + 180)
         traffic = None
         say(f"[{label}] traffic done: {result.acked:,} POSTs acknowledged, {result.retries:,} retries; settling")
-        settle_s = scale.settle_s if scenario.judged else 30.0
+        settle_s = scale.settle_s if scenario.judged else scale.memory_wait_s
         sent, stored, lost, double, details = judge(pipeline, result, settle_s=settle_s, say=say)
     finally:
         if traffic is not None:
