@@ -9,7 +9,8 @@ to settle and compares it with what the simulator had acknowledged:
   data teams read them) against the acknowledged ones: ``lost`` are acknowledged events missing,
   ``double_counted`` rows beyond one per event;
 - every dashboard aggregate (distinct messages per status, per business number, per error code,
-  delivered-or-read, completions): an undercount adds to ``lost``, an overcount to ``double_counted``.
+  delivered-or-read, completions) must equal the truth: ``details.aggregates_exact``, with every
+  figure that differs in ``aggregates_under`` / ``aggregates_over``.
 
 Recovery time is measured from the moment the killed component is started again (or killed, when
 nothing restarts it) until a fresh sentinel event on every partition is visible in the warehouse.
@@ -295,7 +296,8 @@ def judge(pipeline: Pipeline, result: SimulationResult, *, settle_s: float,
     client.close()
     sent = len(acked_statuses) + len(acked_completions)
     kept = len(statuses & acked_statuses) + len(completions & acked_completions)
-    return sent, kept, lost_raw + sum(under.values()), double_raw + sum(over.values()), details
+    details["aggregates_exact"] = not under and not over
+    return sent, kept, lost_raw, double_raw, details
 
 
 # --- scenarios ----------------------------------------------------------------------------------------
@@ -406,25 +408,29 @@ def run_scenario(scenario: Scenario, scale: Scale, base_dir: Path, *, seed: int 
         notes.setdefault("problems", []).append("did not recover within the settle time")
     if result.failures:
         notes.setdefault("problems", []).append(f"{result.failures} webhooks never acknowledged")
+    if not details["aggregates_exact"]:
+        notes.setdefault("problems", []).append("an aggregate differs from the truth (aggregates_under / _over)")
     details.update(notes)
     times = [r for r in recoveries if r is not None]
+    exact = "exact" if details["aggregates_exact"] else "OFF"
     ok = lost == 0 and double == 0 and not notes.get("problems")
     verdict = ("pass" if ok else "FAIL") if scenario.judged else "reported"
     row = Row(scenario.name, scenario.broker_mode, sent, stored, lost, double, max(times) if times else None,
               verdict, details)
     say(f"[{label}] {verdict}: sent {sent:,}, stored {stored:,}, lost {lost:,}, double-counted {double:,}, "
-        f"recovery {row.max_recovery_s} s")
+        f"aggregates {exact}, recovery {row.max_recovery_s} s")
     return row
 
 
 def report(rows: list[Row], out: TextIO) -> None:
     header = (f"{'scenario':<22} {'broker':<8} {'sent':>8} {'stored':>8} {'lost':>6} {'double':>6} "
-              f"{'recovery s':>10}  verdict")
+              f"{'aggregates':>10} {'recovery s':>10}  verdict")
     out.write(header + "\n" + "-" * len(header) + "\n")
     for r in rows:
         recovery = "-" if r.max_recovery_s is None else f"{r.max_recovery_s:.1f}"
+        exact = "exact" if r.details.get("aggregates_exact") else "OFF"
         out.write(f"{r.scenario:<22} {r.broker_mode:<8} {r.sent:>8,} {r.stored:>8,} {r.lost:>6,} "
-                  f"{r.double_counted:>6,} {recovery:>10}  {r.verdict}\n")
+                  f"{r.double_counted:>6,} {exact:>10} {recovery:>10}  {r.verdict}\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,7 @@ def test_fault_scenario(scenario: object, tmp_path: Path) -> None:
     if scenario.judged:
         assert (row.lost, row.double_counted, row.verdict) == (0, 0, "pass"), row.details
         assert row.stored == row.sent
-        assert row.details["aggregates_checked"] >= 20
+        assert row.details["aggregates_checked"] >= 20 and row.details["aggregates_exact"] is True
     else:
         # Memory mode, broker killed: what it had acknowledged but not yet delivered is gone.
         assert row.verdict == "reported"
