@@ -132,6 +132,9 @@ class Pipeline:
             self.supervisor.start(spec)
             if name == "warehouse":
                 migrate(self.settings.warehouse_url)
+        # Ready means events flow end to end: every worker in its group, every partition read.
+        if self.recovered_after(time.monotonic(), deadline_s=120) is None:
+            raise RuntimeError(f"the pipeline did not deliver a first event; logs in {self.supervisor.log_dir}")
 
     def kill(self, name: str) -> float:
         self.supervisor.kill(name)
@@ -218,6 +221,8 @@ class Traffic:
         if self.thread.is_alive():
             self.loop.call_soon_threadsafe(self.stop.set)
             self.thread.join(timeout=60)
+        if not self.thread.is_alive():
+            self.loop.close()
         if self.error is not None:
             raise self.error
         if self.result is None:
@@ -228,6 +233,8 @@ class Traffic:
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self.stop.set)
         self.thread.join(timeout=60)
+        if not self.thread.is_alive() and not self.loop.is_closed():
+            self.loop.close()
 
 
 def _figures(client: Any, result: SimulationResult, pnids: tuple[str, ...]) -> dict[str, tuple[int, int]]:

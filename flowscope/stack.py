@@ -65,7 +65,7 @@ def seaweedfs_spec(settings: Settings) -> ProcessSpec:
         name="seaweedfs",
         argv=[str(weed_binary()), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", *ports,
               "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false", "-webdav=false",
-              f"-bucket={_S3_BUCKET}", "-master.telemetry=false", f"-filer.localSocket={data / 'filer.sock'}"],
+              f"-bucket={_S3_BUCKET}", "-master.telemetry=false"],
         ready=http_ready(f"http://127.0.0.1:{s3_port(settings)}/{_S3_BUCKET}"),
         ready_timeout_s=90,
         url=f"http://127.0.0.1:{s3_port(settings)} (S3 of the durable broker, data in {data})",

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import faust
+from aiokafka.errors import KafkaError
 from prometheus_client import start_http_server
 
 from flowscope.settings import Settings
+from flowscope.topics import ensure_topics
 from stream.catalog import CatalogEntry, FlowCatalog
 from stream.consumer import BatchConsumer
 from stream.gauges import WarehouseGauges
@@ -54,10 +57,21 @@ def create_app(settings: Settings, *, sink: Sink | None = None, gauges: bool = T
     return app
 
 
+def wait_for_broker(settings: Settings) -> None:
+    """Block until the broker answers (and the topics exist): Faust gives up at once when it cannot connect."""
+    while True:
+        try:
+            asyncio.run(ensure_topics(settings, timeout_s=10))
+            return
+        except (KafkaError, OSError) as exc:
+            logger.warning("broker %s not reachable yet (%r); waiting", settings.kafka_bootstrap, exc)
+
+
 def run_worker(settings: Settings) -> None:
     """Run one stream worker until SIGINT/SIGTERM."""
     if settings.stream_metrics_port:
         start_http_server(settings.stream_metrics_port, addr=settings.stream_metrics_host)
+    wait_for_broker(settings)
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower().replace("warning", "warn"))
     worker.execute_from_commandline()
