@@ -15,6 +15,7 @@ navigation = st.navigation(
         st.Page(str(VIEWS / "funnel.py"), title="Engagement funnel", icon=":material/filter_alt:"),
         st.Page(str(VIEWS / "nodes.py"), title="Node performance", icon=":material/account_tree:"),
         st.Page(str(VIEWS / "health.py"), title="Flow health", icon=":material/monitor_heart:"),
+        st.Page(str(VIEWS / "rejected.py"), title="Rejected events", icon=":material/report:"),
     ]
 )
 navigation.run()

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from flowscope.exceptions import FlowDefinitionError
+from flowscope.jsondepth import MAX_DEPTH, deeper_than
 
 SCREEN_ID = re.compile(r"^[A-Za-z_]+$")
 SELECTION_COMPONENTS = frozenset({"RadioButtonsGroup", "CheckboxGroup", "Dropdown", "ChipsSelector", "NavigationList"})
@@ -58,6 +59,8 @@ def parse_flow_json(raw: bytes | str | dict[str, Any], *, flow_id: str, version:
         raise FlowDefinitionError(f"Flow JSON is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
         raise FlowDefinitionError("Flow JSON must be an object")
+    if deeper_than(document):
+        raise FlowDefinitionError(f"Flow JSON is nested deeper than {MAX_DEPTH} levels")
     screens = document.get("screens")
     if not isinstance(screens, list) or not screens:
         raise FlowDefinitionError("Flow JSON needs a non-empty 'screens' list")

@@ -22,13 +22,16 @@ class Pseudonymiser:
             return ""
         return hashlib.blake2b(value.encode(), key=self._key, digest_size=16).hexdigest()
 
+    def hide(self, value: Any) -> Any:
+        """The hash of a phone-number field's value, whatever its JSON type (a number too); null stays null."""
+        if value is None or isinstance(value, bool):
+            return value
+        return self(value if isinstance(value, str) else str(value))
+
     def scrub(self, node: Any) -> Any:
         """A copy of a JSON value with every phone-number field replaced by its hash."""
         if isinstance(node, dict):
-            return {
-                k: (self(v) if k in PHONE_KEYS and isinstance(v, str) else self.scrub(v))
-                for k, v in node.items()
-            }
+            return {k: (self.hide(v) if k in PHONE_KEYS else self.scrub(v)) for k, v in node.items()}
         if isinstance(node, list):
             return [self.scrub(v) for v in node]
         return node

@@ -34,6 +34,7 @@ from flowscope.contract import (
     event_id,
 )
 from flowscope.flowjson import SCREEN_ID
+from flowscope.jsondepth import MAX_DEPTH, deeper_than
 from flowscope.privacy import Pseudonymiser
 from ingest.exceptions import MalformedPayloadError
 from ingest.parsing import EARLIEST_TIMESTAMP, MAX_FUTURE_SKEW_S
@@ -64,6 +65,8 @@ class FirstPartyParser:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise MalformedPayloadError(f"body is not valid JSON: {exc}") from None
+        if deeper_than(payload):
+            raise MalformedPayloadError(f"body is nested deeper than {MAX_DEPTH} levels")
         if isinstance(payload, dict) and "events" in payload:
             payload = payload["events"]
             if not isinstance(payload, list):
@@ -101,7 +104,7 @@ class FirstPartyParser:
             raw_action = item.get("action")
             if raw_action == "ping":
                 return None  # health checks say nothing about sessions
-            if raw_action not in ENDPOINT_ACTIONS:
+            if not isinstance(raw_action, str) or raw_action not in ENDPOINT_ACTIONS:
                 raise ItemError(f"action must be one of INIT, data_exchange, BACK, ping; got {raw_action!r}")
             screen = "" if raw_action == "INIT" else _screen(item)
             return self._node(item, received, screen=screen, action=ENDPOINT_ACTIONS[raw_action], source="endpoint")
@@ -156,8 +159,8 @@ class FirstPartyParser:
     def _reject(self, reason: str, item: Any, received: int) -> RejectedEvent:
         scrubbed = self._hash.scrub(item)
         if isinstance(scrubbed, dict):
-            if isinstance(scrubbed.get("recipient"), str):
-                scrubbed["recipient"] = self._hash(scrubbed["recipient"])
+            if "recipient" in scrubbed:
+                scrubbed["recipient"] = self._hash.hide(scrubbed["recipient"])
             if isinstance(scrubbed.get("data"), dict):
                 scrubbed["data"] = {k: v for k, v in scrubbed["data"].items() if k in self._allow}
         raw = orjson.dumps(scrubbed, option=orjson.OPT_SORT_KEYS).decode()

@@ -25,6 +25,7 @@ from flowscope.contract import (
     RejectedEvent,
     event_id,
 )
+from flowscope.jsondepth import MAX_DEPTH, deeper_than
 from flowscope.privacy import Pseudonymiser
 from ingest.exceptions import MalformedPayloadError
 
@@ -33,6 +34,8 @@ WHATSAPP_OBJECT = "whatsapp_business_account"
 EARLIEST_TIMESTAMP = 1_388_534_400
 # Clock skew tolerated for timestamps ahead of ours.
 MAX_FUTURE_SKEW_S = 3600
+# Meta's error codes; the warehouse column is a UInt32.
+MAX_ERROR_CODE = 2**32 - 1
 # Names we count ignored parts by; anything else is counted as "other" (metric labels stay bounded).
 KNOWN_FIELDS = frozenset(
     {"flows", "message_template_status_update", "message_template_quality_update", "user_preferences",
@@ -82,6 +85,8 @@ class WebhookParser:
             raise MalformedPayloadError(f"body is not valid JSON: {exc}") from None
         if not isinstance(payload, dict):
             raise MalformedPayloadError("body must be a JSON object")
+        if deeper_than(payload):
+            raise MalformedPayloadError(f"body is nested deeper than {MAX_DEPTH} levels")
         obj = payload.get("object")
         if obj != WHATSAPP_OBJECT:
             raise MalformedPayloadError(f"unsupported object {obj!r}, expected {WHATSAPP_OBJECT!r}")
@@ -100,7 +105,8 @@ class WebhookParser:
                 if not isinstance(value, dict):
                     raise MalformedPayloadError(f"{cwhere}.value must be an object")
                 field_name = change.get("field")
-                result.fields.add(field_name if field_name in FIELD_LABELS else "other")
+                result.fields.add(field_name if isinstance(field_name, str) and field_name in FIELD_LABELS
+                                  else "other")
                 if field_name == "messages":
                     self._messages_change(value, waba_id, received, cwhere, result)
                 elif field_name == "flows":
@@ -200,7 +206,8 @@ class WebhookParser:
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             first = errors[0]
             code = first.get("code")
-            error_code = code if isinstance(code, int) and code >= 0 else 0
+            error_code = code if isinstance(code, int) and not isinstance(code, bool) and (
+                0 <= code <= MAX_ERROR_CODE) else 0
             error_title = str(first.get("title") or first.get("message") or "")
             data = first.get("error_data")
             error_details = str(data.get("details") or "") if isinstance(data, dict) else ""
@@ -272,6 +279,8 @@ class WebhookParser:
             response = None
         if not isinstance(response, dict):
             return None, "nfm_reply.response_json is not a JSON object string"
+        if deeper_than(response):
+            return None, f"nfm_reply.response_json is nested deeper than {MAX_DEPTH} levels"
         flow_token = response.get("flow_token")
         keys = sorted(k for k in response if k != "flow_token")
         fields = {k: _answer(response[k]) for k in keys if k in self._allow}
@@ -315,7 +324,7 @@ class WebhookParser:
                 response = orjson.loads(reply["response_json"])
             except orjson.JSONDecodeError:
                 response = None
-            if isinstance(response, dict):
+            if isinstance(response, dict) and not deeper_than(response):
                 kept = {k: v for k, v in response.items() if k == "flow_token" or k in self._allow}
                 reply["response_json"] = orjson.dumps(kept).decode()
             else:
@@ -334,7 +343,7 @@ def _list(node: dict[str, Any], key: str, where: str, *, required: bool = True) 
 
 def _timestamp(raw: Any, received_ms: int) -> tuple[int, str]:
     """Meta's Unix-seconds timestamp (a string, sometimes an int) → (seconds, problem)."""
-    if isinstance(raw, str) and raw.isdigit():
+    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 18:  # int() refuses 4,300+ digits
         seconds = int(raw)
     elif isinstance(raw, int) and not isinstance(raw, bool):
         seconds = raw

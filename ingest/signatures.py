@@ -17,5 +17,6 @@ def verify(body: bytes, header: str | None, secret: str) -> bool:
     """True when ``header`` is a valid signature of ``body``; compared in constant time."""
     if not header or not header.startswith(PREFIX):
         return False
-    expected = hmac.digest(secret.encode(), body, "sha256").hex()
-    return hmac.compare_digest(expected, header[len(PREFIX):].strip().lower())
+    expected = hmac.digest(secret.encode(), body, "sha256").hex().encode()
+    # Bytes, not str: compare_digest raises on non-ASCII str, and a header may carry any byte.
+    return hmac.compare_digest(expected, header[len(PREFIX):].strip().lower().encode("utf-8", "surrogatepass"))
