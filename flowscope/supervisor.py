@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -38,18 +39,42 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port the OS says is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A port that is free right now and outside the kernel's ephemeral range.
+
+    A port the OS hands out for "port 0" is an ephemeral one: between picking it and the child
+    binding it, any outgoing connection may take it ("address already in use", seen in CI). Ports
+    below the ephemeral range are only ever taken by listeners, so they stay free until used.
+    """
+    low, _ = _ephemeral_range()
+    candidates = list(range(10000, low)) if low > 11000 else []
+    random.shuffle(candidates)
+    for port in candidates[:500]:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # no room below: let the OS choose
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
 def free_port_block(count: int, host: str = "127.0.0.1", *, attempts: int = 200) -> int:
     """The first of ``count`` consecutive ports that are all free right now."""
+    low, _ = _ephemeral_range()
     for _ in range(attempts):
         base = free_port(host)
-        if base + count > 65535:
+        if base + count > min(low, 65536):
             continue
         sockets = []
         try:

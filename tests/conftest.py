@@ -5,7 +5,6 @@ from __future__ import annotations
 # --- embedded warehouse server (warehouse/server.py) as a separate process -------------------------
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,14 +18,14 @@ import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from flowscope.supervisor import free_port
+
 WAREHOUSE_READY_TIMEOUT_S = 60.0
 WAREHOUSE_STOP_TIMEOUT_S = 30.0
 
 
 def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()
 
 
 @dataclass
