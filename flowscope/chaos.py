@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import secrets
 import shutil
 import sys
 import threading
@@ -38,10 +37,9 @@ import httpx
 import orjson
 
 from flowscope.contract import partition_for
-from flowscope.settings import Settings
 from flowscope.simulate import SimulationConfig, SimulationResult, run, sign
-from flowscope.stack import SEAWEEDFS_PORTS, broker_specs, receiver_spec, stream_spec, warehouse_spec
-from flowscope.supervisor import ProcessSpec, Supervisor, free_port, free_port_block
+from flowscope.stack import broker_specs, isolated_settings, receiver_spec, stream_spec, warehouse_spec
+from flowscope.supervisor import ProcessSpec, Supervisor
 
 SENTINEL_PNID = "900000000000000"  # the sentinels' business number: kept out of every comparison
 
@@ -93,25 +91,8 @@ class Pipeline:
 
     def __init__(self, data_dir: Path, *, broker_mode: str, workers: int = 1, ingest_workers: int = 1) -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
-        broker_port, warehouse_port = free_port(), free_port()
-        env = {
-            "FLOWSCOPE_APP_SECRET": secrets.token_hex(16),
-            "FLOWSCOPE_VERIFY_TOKEN": secrets.token_hex(8),
-            "FLOWSCOPE_HASH_KEY": secrets.token_hex(16),
-            "FLOWSCOPE_DATA_DIR": str(data_dir),
-            "FLOWSCOPE_BROKER_STORAGE": broker_mode,
-            "FLOWSCOPE_BROKER_PORT": str(broker_port),
-            "FLOWSCOPE_SEAWEEDFS_BASE_PORT": str(free_port_block(len(SEAWEEDFS_PORTS))),
-            "FLOWSCOPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{broker_port}",
-            "FLOWSCOPE_WAREHOUSE_PORT": str(warehouse_port),
-            "FLOWSCOPE_WAREHOUSE_URL": f"http://default:@127.0.0.1:{warehouse_port}/flowscope",
-            "FLOWSCOPE_INGEST_PORT": str(free_port()),
-            "FLOWSCOPE_STREAM_METRICS_PORT": "0",
-            "FLOWSCOPE_PARTITIONS": "4",
-            "FLOWSCOPE_GAUGE_REFRESH_S": "3600",
-            "FLOWSCOPE_INGEST_WORKERS": str(ingest_workers),
-        }
-        self.settings = Settings.from_env(env)
+        self.settings = isolated_settings(data_dir, broker_storage=broker_mode, stream_metrics_port=0,
+                                          gauge_refresh_s=3600.0, ingest_workers=ingest_workers)
         self.supervisor = Supervisor(log_dir=data_dir / "logs")
         self.workers = workers
         self.specs: dict[str, ProcessSpec] = {spec.name: spec for spec in broker_specs(self.settings)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import shutil
 import signal
 import socket
@@ -18,6 +19,8 @@ from flowscope.supervisor import (
     ProcessSpec,
     Supervisor,
     flowscope_command,
+    free_port,
+    free_port_block,
     http_ready,
     tansu_binary,
     tcp_ready,
@@ -166,6 +169,32 @@ def flow_simulator_spec(settings: Settings) -> ProcessSpec:
         env=settings.as_env(),
         url=f"live Flow sessions (3 flows × 2 versions) to {url}/events",
     )
+
+
+def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings for a pipeline of its own: fresh secrets, every port free on loopback, data in ``data_dir``.
+
+    The tests and ``flowscope chaos`` run such pipelines side by side with ``flowscope up``.
+    """
+    broker_port, warehouse_port = free_port(), free_port()
+    env = {
+        "FLOWSCOPE_APP_SECRET": secrets.token_hex(16),
+        "FLOWSCOPE_VERIFY_TOKEN": secrets.token_hex(8),
+        "FLOWSCOPE_HASH_KEY": secrets.token_hex(16),
+        "FLOWSCOPE_DATA_DIR": str(data_dir),
+        "FLOWSCOPE_BROKER_PORT": str(broker_port),
+        "FLOWSCOPE_SEAWEEDFS_BASE_PORT": str(free_port_block(len(SEAWEEDFS_PORTS))),
+        "FLOWSCOPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{broker_port}",
+        "FLOWSCOPE_WAREHOUSE_PORT": str(warehouse_port),
+        "FLOWSCOPE_WAREHOUSE_URL": f"http://default:@127.0.0.1:{warehouse_port}/flowscope",
+        "FLOWSCOPE_INGEST_PORT": str(free_port()),
+        "FLOWSCOPE_STREAM_METRICS_PORT": str(free_port()),
+        "FLOWSCOPE_DASHBOARD_PORT": str(free_port()),
+        "FLOWSCOPE_PROMETHEUS_PORT": str(free_port()),
+        "FLOWSCOPE_ALERTMANAGER_PORT": str(free_port()),
+        "FLOWSCOPE_PARTITIONS": "4",
+    }
+    return Settings.from_env(env, **overrides)
 
 
 def _check_free(settings: Settings) -> None:

@@ -6,7 +6,6 @@ Conftests import :func:`stack_factory` from here.
 from __future__ import annotations
 
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,8 +15,8 @@ from typing import Any
 import pytest
 
 from flowscope.settings import Settings
-from flowscope.stack import SEAWEEDFS_PORTS, broker_specs, dashboards_spec, receiver_spec, stream_spec, warehouse_spec
-from flowscope.supervisor import Supervisor, free_port, free_port_block
+from flowscope.stack import broker_specs, dashboards_spec, isolated_settings, receiver_spec, stream_spec, warehouse_spec
+from flowscope.supervisor import Supervisor
 from warehouse.migrate import migrate
 
 
@@ -57,28 +56,8 @@ def poll(check: Callable[[], Any], *, want: Any, deadline_s: float = 60, interva
 
 
 def stack_settings(data_dir: Path, **overrides: object) -> Settings:
-    broker_port, warehouse_port = free_port(), free_port()
-    env = {
-        "FLOWSCOPE_APP_SECRET": secrets.token_hex(16),
-        "FLOWSCOPE_VERIFY_TOKEN": secrets.token_hex(8),
-        "FLOWSCOPE_HASH_KEY": secrets.token_hex(16),
-        "FLOWSCOPE_DATA_DIR": str(data_dir),
-        "FLOWSCOPE_BROKER_PORT": str(broker_port),
-        # Memory storage by default: fast. Tests of durability ask for broker_storage="durable".
-        "FLOWSCOPE_BROKER_STORAGE": "memory",
-        "FLOWSCOPE_SEAWEEDFS_BASE_PORT": str(free_port_block(len(SEAWEEDFS_PORTS))),
-        "FLOWSCOPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{broker_port}",
-        "FLOWSCOPE_WAREHOUSE_PORT": str(warehouse_port),
-        "FLOWSCOPE_WAREHOUSE_URL": f"http://default:@127.0.0.1:{warehouse_port}/flowscope",
-        "FLOWSCOPE_INGEST_PORT": str(free_port()),
-        "FLOWSCOPE_STREAM_METRICS_PORT": str(free_port()),
-        "FLOWSCOPE_DASHBOARD_PORT": str(free_port()),
-        "FLOWSCOPE_PROMETHEUS_PORT": str(free_port()),
-        "FLOWSCOPE_ALERTMANAGER_PORT": str(free_port()),
-        "FLOWSCOPE_PARTITIONS": "4",
-        "FLOWSCOPE_LOG_LEVEL": "INFO",
-    }
-    return Settings.from_env(env, **overrides)
+    # Memory storage by default: fast. Tests of durability ask for broker_storage="durable".
+    return isolated_settings(data_dir, **{"broker_storage": "memory", "log_level": "INFO", **overrides})
 
 
 def _alive(pid: int) -> bool:

@@ -5,33 +5,19 @@ receive; the history shows a redelivered event once."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
 
 from flowscope.contract import FlowHealth, event_id
 from warehouse import health, tables
-from warehouse.migrate import _apply
 
 T0 = 1_790_000_000
 
 
 def utc(seconds: int) -> datetime:
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[Client]:
-    admin = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}")
-    admin.command("CREATE DATABASE IF NOT EXISTS flowscope")
-    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}", database="flowscope")
-    _apply(client)
-    yield client
-    client.close()
 
 
 def status(flow_id: str, new: str, at: int, *, received_ms: int | None = None) -> FlowHealth:

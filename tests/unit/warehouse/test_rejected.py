@@ -3,33 +3,18 @@ in a time range, the newest first, a redelivered rejection once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
-import clickhouse_connect
-import pytest
 from clickhouse_connect.driver.client import Client
 
 from flowscope.contract import SOURCE_FIRST_PARTY, SOURCE_WHATSAPP, RejectedEvent, event_id
 from warehouse import rejected, tables
-from warehouse.migrate import _apply
 
 T0 = 1_790_000_000
 
 
 def utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, UTC).replace(tzinfo=None)
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[Client]:
-    admin = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}")
-    admin.command("CREATE DATABASE IF NOT EXISTS flowscope")
-    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}", database="flowscope")
-    _apply(client)
-    yield client
-    client.close()
 
 
 def rejection(source: str, reason: str, raw: str, at: float) -> RejectedEvent:

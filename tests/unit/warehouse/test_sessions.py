@@ -5,33 +5,19 @@ abandonment, failure — and the exact funnel, per-screen and path figures the d
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 
-import clickhouse_connect
-import pytest
 from clickhouse_connect.driver.client import Client
 
 from flowscope.contract import FlowCompletion, FlowSent, MessageStatus, NodeEvent, event_id
 from flowscope.flowjson import parse_flow_json
 from tests.samples import FLOW_JSON
 from warehouse import flows, tables
-from warehouse.migrate import _apply
 
 NOW_S = int(time.time())
 T0 = (NOW_S - 7200) * 1000  # sessions two hours ago: older than the 30 min abandonment timeout
 
-
-
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[Client]:
-    admin = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}")
-    admin.command("CREATE DATABASE IF NOT EXISTS flowscope")
-    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}", database="flowscope")
-    _apply(client)
-    yield client
-    client.close()
 
 
 def sent(n: int, at_ms: int = T0) -> FlowSent:
