@@ -308,11 +308,28 @@ class Scenario:
     judged: bool = True
 
 
-def _kill_and_restart(name: str, down: Callable[[Scale], float], *, probe: int | None = None) -> Fault:
-    """Fault: SIGKILL ``name``, keep it down, start it again; ``probe`` is the answer expected meanwhile."""
+def _kill_and_restart(name: str, down: Callable[[Scale], float], *, probe: int | None = None,
+                      backlog_s: float = 0.0) -> Fault:
+    """Fault: SIGKILL ``name``, keep it down, start it again; ``probe`` is the answer expected meanwhile.
+
+    ``backlog_s`` > 0 first stops the stream workers (SIGSTOP) for that long, so the broker dies holding
+    acknowledged events no worker has read yet: exactly what a durable broker must keep and a memory one
+    loses. Without it the kill could land while the workers are caught up and prove nothing.
+    """
 
     def fault(pipeline: Pipeline, scale: Scale, say: Say, notes: dict[str, Any]) -> list[float | None]:
-        pipeline.kill(name)
+        workers = [n for n in pipeline.specs if n.startswith("stream-")] if backlog_s > 0 else []
+        for worker in workers:
+            pipeline.supervisor.pause(worker)
+        try:
+            if workers:
+                say(f"  stream workers stopped for {backlog_s:g} s: a backlog only the broker holds")
+                notes["backlog_s"] = backlog_s
+                time.sleep(backlog_s)
+            pipeline.kill(name)
+        finally:
+            for worker in workers:
+                pipeline.supervisor.resume(worker)
         say(f"  SIGKILL {name}; down for {down(scale):g} s")
         killed = time.monotonic()
         if probe is not None:
@@ -348,16 +365,20 @@ def _no_fault(pipeline: Pipeline, scale: Scale, say: Say, notes: dict[str, Any])
     return []
 
 
+BACKLOG_S = 3.0  # stream workers stopped before a broker kill: a few hundred acknowledged, unread events
+
 SCENARIOS = (
     Scenario("receiver_sigkill", "durable", _kill_and_restart("receiver", lambda s: 1.0)),
     Scenario("stream_sigkill", "durable", _kill_and_restart("stream-1", lambda s: 1.0)),
     Scenario("stream_rebalance", "durable", _kill_one_of_two_workers, workers=2),
     Scenario("warehouse_sigkill", "durable", _kill_and_restart("warehouse", lambda s: s.warehouse_down_s, probe=200)),
-    Scenario("broker_sigkill", "durable", _kill_and_restart("broker", lambda s: s.broker_down_s, probe=503)),
+    Scenario("broker_sigkill", "durable", _kill_and_restart("broker", lambda s: s.broker_down_s, probe=503,
+                                                             backlog_s=BACKLOG_S)),
     Scenario("seaweedfs_sigkill", "durable", _kill_and_restart("seaweedfs", lambda s: s.seaweedfs_down_s,
-                                                                  probe=503)),
+                                                                  probe=503, backlog_s=BACKLOG_S)),
     Scenario("duplicates_reordered", "durable", _no_fault, duplicate_ratio=1.0, reorder_ratio=0.5),
-    Scenario("broker_sigkill", "memory", _kill_and_restart("broker", lambda s: s.broker_down_s, probe=503),
+    Scenario("broker_sigkill", "memory", _kill_and_restart("broker", lambda s: s.broker_down_s, probe=503,
+                                                            backlog_s=BACKLOG_S),
              judged=False),
 )
 

@@ -220,6 +220,7 @@ class Supervisor:
         if process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, sig)
+                os.killpg(process.pid, signal.SIGCONT)  # a paused child must see the signal now
             try:
                 process.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
@@ -235,6 +236,14 @@ class Supervisor:
     def kill(self, name: str) -> None:
         """SIGKILL a child at once (fault injection)."""
         self.stop(name, timeout_s=0, sig=signal.SIGKILL)
+
+    def pause(self, name: str) -> None:
+        """SIGSTOP a child's whole process group (fault injection: a consumer falling behind)."""
+        os.killpg(self.children[name].process.pid, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.children[name].process.pid, signal.SIGCONT)
 
     def stop_all(self, *, timeout_s: float = 15.0) -> None:
         for name in reversed(list(self.children)):
