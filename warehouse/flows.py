@@ -1,8 +1,9 @@
 """Flows in the warehouse: registered definitions, and the typed funnel / node queries the dashboards run.
 
 A session is a flow_token. ``flow_sessions`` holds one mergeable row per session fed by every source
-(sends, screen events, completions); ``message_state`` one per Flow message (statuses). Stages and
-states, exactly:
+(sends, screen events, completions); ``message_state`` one per Flow message (statuses). A query
+merges only the sessions ``flow_sends_by_time`` lists as sent in its range (and flow), never every
+session ever sent. Stages and states, exactly:
 
 - sent: the session has a ``flow_sent``; the funnel counts sessions whose send is in the time range.
 - delivered: its Flow message has a delivered or a read status (read implies delivered).
@@ -33,6 +34,7 @@ from warehouse.tables import (
     FLOW_SCREEN_COLUMNS,
     FLOW_SCREENS,
     FLOW_SELECTIONS,
+    FLOW_SENDS_BY_TIME,
     FLOW_SESSIONS,
     MESSAGE_STATE,
     flow_definition_rows,
@@ -52,6 +54,10 @@ sessions AS (
            max(last_activity_at) AS last_activity_at,
            arraySort(groupUniqArrayMerge(node_events)) AS events
     FROM {FLOW_SESSIONS}
+    WHERE flow_token IN (
+        SELECT flow_token FROM {FLOW_SENDS_BY_TIME}
+        WHERE sent_at >= {{start:DateTime64(3, 'UTC')}} AND sent_at <= {{end:DateTime64(3, 'UTC')}}
+          AND ({{flow_id:String}} = '' OR flow_id = {{flow_id:String}}))
     GROUP BY flow_token
     HAVING sent_at < {_NEVER}
        AND sent_at >= {{start:DateTime64(3, 'UTC')}} AND sent_at <= {{end:DateTime64(3, 'UTC')}}

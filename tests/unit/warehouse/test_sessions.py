@@ -4,16 +4,20 @@ abandonment, failure — and the exact funnel, per-screen and path figures the d
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
+import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from flowscope.contract import FlowCompletion, FlowSent, MessageStatus, NodeEvent, event_id
 from flowscope.flowjson import parse_flow_json
 from tests.samples import FLOW_JSON
 from warehouse import flows, tables
+from warehouse.migrate import load_migrations
 
 NOW_S = int(time.time())
 T0 = (NOW_S - 7200) * 1000  # sessions two hours ago: older than the 30 min abandonment timeout
@@ -148,3 +152,33 @@ def test_registered_screens_come_in_routing_order(client: Client) -> None:
         {"screen": "C", "position": 2, "title": "Done", "terminal": 1},
     ]
     assert flows.load_catalog(client) == {("F1", "1"): ("A", frozenset({"A", "B", "C"}))}
+
+
+def test_a_range_counts_only_the_sessions_sent_in_it(client: Client) -> None:
+    # s6 was sent a minute ago, s1..s5 two hours ago; a session with two sends counts at its first.
+    insert(client, [*scenario(), sent(7, T0 - 86_400_000), sent(7, (NOW_S - 30) * 1000)])
+    now = datetime.fromtimestamp(NOW_S, UTC).replace(tzinfo=None)
+    last_hour = flows.FlowFilter(start=datetime.fromtimestamp(NOW_S - 3600, UTC).replace(tzinfo=None), end=now,
+                                 timeout_s=1800, now=now)
+    assert flows.funnel(client, last_hour)[["sent", "opened", "ongoing"]].to_dict("records") == [
+        {"sent": 1, "opened": 1, "ongoing": 1}
+    ]
+    assert flows.funnel(client, window())["sent"].tolist() == [7]
+    assert flows.funnel(client, dataclasses.replace(window(), flow_id="F2")).empty
+
+
+def test_sends_stored_before_the_time_index_existed_are_indexed_by_its_migration(tmp_path: Path) -> None:
+    migrations = load_migrations()
+    index = next(m for m in migrations if m.name.startswith("0006"))
+    admin = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}")
+    admin.command("CREATE DATABASE IF NOT EXISTS flowscope")
+    client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}", database="flowscope")
+    for migration in migrations:
+        if migration.version < index.version:
+            for statement in migration.statements:
+                client.command(statement)
+    insert(client, scenario())
+    for statement in index.statements:
+        client.command(statement)
+    assert flows.funnel(client, window())["sent"].tolist() == [6]
+    client.close()

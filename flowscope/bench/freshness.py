@@ -1,0 +1,79 @@
+"""Webhook → dashboard freshness: how long until a status Meta posts is counted by the dashboard's query.
+
+The whole embedded pipeline runs as ``flowscope up`` runs it (durable broker, receiver, one stream
+worker, warehouse) under steady simulated traffic. Probes are single signed ``sent`` statuses of their
+own business number; each is timed from the start of its POST until ``delivery_totals`` — the query
+the Delivery page runs on every refresh — counts it. The page's own refresh interval (2–60 s, the
+user's choice) comes on top and is not part of this figure.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+from flowscope.bench import Result, Say, percentile
+
+TARGET_P95_MS = 2000.0
+PROBE_PNID = "900000000000777"
+
+
+def probe_body(n: int) -> bytes:
+    status = {"id": f"wamid.probe-{n}", "status": "sent", "timestamp": str(int(time.time())),
+              "recipient_id": "15550001111"}
+    return orjson.dumps({"object": "whatsapp_business_account", "entry": [{"id": "bench", "changes": [
+        {"field": "messages", "value": {"metadata": {"phone_number_id": PROBE_PNID}, "statuses": [status]}}]}]})
+
+
+def run(say: Say, *, quick: bool, broker_mode: str = "durable", data_dir: Path | None = None) -> list[Result]:
+    from flowscope.chaos import Pipeline, Traffic
+    from flowscope.simulate import SimulationConfig
+    from warehouse.client import connect
+    from warehouse.queries import DeliveryFilter, delivery_totals
+
+    probes = 20 if quick else 120
+    rate = 50.0 if quick else 100.0
+    latencies: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="flowscope-bench-", dir=data_dir) as tmp:
+        pipeline = Pipeline(Path(tmp) / "pipeline", broker_mode=broker_mode)
+        traffic = None
+        try:
+            say(f"freshness: starting the pipeline ({broker_mode} broker)")
+            pipeline.start()
+            traffic = Traffic(pipeline.webhook_url, pipeline.settings.app_secret,
+                              SimulationConfig(messages=0, rate=rate, live_clock=True, seed=11))
+            client = connect(pipeline.settings.warehouse_url)
+            say(f"freshness: {probes} probes at 2/s under {rate:g} webhook POSTs/s of simulated traffic")
+            for n in range(probes):
+                slot = time.monotonic() + 0.5
+                start = time.monotonic()
+                answer = pipeline.post(probe_body(n))
+                if answer != 200:
+                    raise RuntimeError(f"probe {n} answered {answer}")
+                deadline = start + 30
+                while True:
+                    now = datetime.now(UTC).replace(tzinfo=None)
+                    where = DeliveryFilter(start=now - timedelta(hours=1), end=now + timedelta(minutes=1),
+                                           phone_number_ids=(PROBE_PNID,))
+                    if delivery_totals(client, where)["sent"] >= n + 1:
+                        latencies.append((time.monotonic() - start) * 1000)
+                        break
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"probe {n} not visible after 30 s")
+                    time.sleep(0.01)
+                if (n + 1) % 20 == 0:
+                    say(f"  {n + 1}/{probes} probes, p95 so far {percentile(latencies, 95):.0f} ms")
+                time.sleep(max(0.0, slot - time.monotonic()))
+            client.close()
+        finally:
+            if traffic is not None:
+                traffic.cancel()
+            pipeline.close()
+    details = {"probes": probes, "background_posts_per_s": rate, "broker_mode": broker_mode,
+               "p50_ms": round(percentile(latencies, 50), 1), "max_ms": round(max(latencies), 1)}
+    return [Result("freshness", "webhook to dashboard p95 ms", round(percentile(latencies, 95), 1),
+                   TARGET_P95_MS, False, "ms", details)]
