@@ -34,6 +34,7 @@ from warehouse.tables import (
     FLOW_SCREEN_COLUMNS,
     FLOW_SCREENS,
     FLOW_SELECTIONS,
+    FLOW_SENDS,
     FLOW_SENDS_BY_TIME,
     FLOW_SESSIONS,
     MESSAGE_STATE,
@@ -159,13 +160,13 @@ def flow_screens(client: Client, flow_id: str, flow_version: str) -> pd.DataFram
 
 
 def flow_versions(client: Client) -> pd.DataFrame:
-    """Every (flow_id, flow_version, campaign) seen in sends or registrations."""
+    """Every (flow_id, flow_version, campaign) seen in sends or registrations.
+
+    Sends, not sessions: only sent sessions are ever counted, and the send's low-cardinality columns
+    are read without merging any session.
+    """
     sql = f"""
-        SELECT flow_id, flow_version, campaign FROM (
-            SELECT max(flow_id) AS flow_id, max(flow_version) AS flow_version, max(campaign) AS campaign
-            FROM {FLOW_SESSIONS} GROUP BY flow_token)
-        WHERE flow_id != ''
-        GROUP BY flow_id, flow_version, campaign
+        SELECT DISTINCT flow_id, flow_version, campaign FROM {FLOW_SENDS} WHERE flow_id != ''
         UNION DISTINCT
         SELECT flow_id, flow_version, '' AS campaign FROM {FLOW_DEFINITIONS}
         ORDER BY flow_id, flow_version, campaign

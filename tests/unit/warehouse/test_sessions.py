@@ -182,3 +182,16 @@ def test_sends_stored_before_the_time_index_existed_are_indexed_by_its_migration
         client.command(statement)
     assert flows.funnel(client, window())["sent"].tolist() == [6]
     client.close()
+
+
+def test_flow_versions_lists_sent_and_registered_versions(client: Client) -> None:
+    insert(client, scenario())
+    assert flows.flow_versions(client).to_dict("records") == [
+        {"flow_id": "F1", "flow_version": "1", "campaign": "spring"}
+    ]
+    definition = parse_flow_json(FLOW_JSON, flow_id="F2", version="3")
+    flows.register_flow(client, definition, "{}", registered_at_ms=T0)
+    assert flows.flow_versions(client).to_dict("records") == [
+        {"flow_id": "F1", "flow_version": "1", "campaign": "spring"},
+        {"flow_id": "F2", "flow_version": "3", "campaign": ""},
+    ]
