@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install up test test-unit chaos lint system-deps clean
+.PHONY: install up test test-unit chaos bench lint system-deps clean
 
 $(BIN)/flowscope: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: install system-deps
 chaos: install
 	$(BIN)/flowscope chaos --report chaos-report.json --data-dir data/chaos
 
+## bench: the speed targets (receiver, stream, freshness, dashboards at 100M events); writes bench-report.json
+bench: install system-deps
+	$(BIN)/flowscope bench --report bench-report.json --data-dir data/bench
+
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
 
@@ -38,4 +42,4 @@ lint: install
 	$(BIN)/mypy
 
 clean:
-	rm -rf data chaos-report.json .pytest_cache .mypy_cache .ruff_cache
+	rm -rf data chaos-report.json bench-report.json .pytest_cache .mypy_cache .ruff_cache

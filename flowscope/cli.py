@@ -124,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
                    add_help=False)
     sub.add_parser("chaos", help="fault suite: kill components under load, judge against the truth (make chaos)",
                    add_help=False)
+    sub.add_parser("bench", help="speed targets as ratios to ceilings measured in the same run (make bench)",
+                   add_help=False)
     return parser
 
 
@@ -137,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
         from flowscope.chaos import main as chaos_main
 
         return chaos_main(argv[1:])
+    if argv[:1] == ["bench"]:
+        from flowscope.bench.run import main as bench_main
+
+        return bench_main(argv[1:])
     if argv[:1] == ["simulate"]:
         from flowscope.simulate import main as simulate_main
 

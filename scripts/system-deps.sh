@@ -6,6 +6,7 @@ command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)   # vali
 [ -x /usr/bin/chromium ] || packages+=(chromium)                          # dashboard tests (Playwright)
 command -v promtool >/dev/null 2>&1 || packages+=(prometheus)             # promtool rule tests, alerting test
 command -v prometheus-alertmanager >/dev/null 2>&1 || packages+=(prometheus-alertmanager)  # alerting test
+command -v wrk >/dev/null 2>&1 || packages+=(wrk)                         # receiver benchmark (flowscope bench)
 if [ ${#packages[@]} -eq 0 ]; then
   exit 0
 fi

@@ -51,6 +51,7 @@ class BatchConsumer(mode.Service):
         self.committed: dict[TopicPartition, int] = {}
         self.lag_reported: set[TopicPartition] = set()
         self.guard = OffsetGuard()
+        self.events_per_record: int | None = None  # unknown until the first fetch
 
     async def on_start(self) -> None:
         await ensure_topics(self.settings, timeout_s=120)
@@ -79,19 +80,38 @@ class BatchConsumer(mode.Service):
 
     @mode.Service.task
     async def _consume(self) -> None:
+        """Fetch batch N+1 while batch N is written (in a thread); commit strictly in order.
+
+        At most one write is in flight: batch N's offsets are committed after its write and before
+        batch N+1's write starts, so a crash replays at most the two uncommitted batches.
+        """
         consumer = self.consumer
         if consumer is None:
             return
-        while not self.should_stop:
-            batch, offsets = await self._fetch_batch(consumer)
-            await self._report_lag(consumer)
-            if not offsets:
-                continue
-            await self._check_against_definitions(batch)
-            if len(batch) and not await self.sink.flush(batch, stopping=self.stopping):
-                return  # stopping mid-retry: offsets stay uncommitted, the batch is replayed later
-            await self._commit(consumer, offsets)
-            self._account(batch)
+        writing: asyncio.Task[bool] | None = None
+        try:
+            while not self.should_stop:
+                batch, offsets = await self._fetch_batch(consumer)
+                await self._report_lag(consumer)
+                if not offsets:
+                    continue
+                await self._check_against_definitions(batch)
+                if writing is not None and not await writing:
+                    return  # stopping mid-retry: offsets stay uncommitted, the batches are replayed later
+                writing = asyncio.create_task(self._write_and_commit(consumer, batch, offsets))
+            if writing is not None:
+                await writing
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()
+
+    async def _write_and_commit(self, consumer: AIOKafkaConsumer, batch: Batch,
+                                offsets: dict[TopicPartition, int]) -> bool:
+        if len(batch) and not await self.sink.flush(batch, stopping=self.stopping):
+            return False
+        await self._commit(consumer, offsets)
+        self._account(batch)
+        return True
 
     async def _fetch_batch(self, consumer: AIOKafkaConsumer) -> tuple[Batch, dict[TopicPartition, int]]:
         """Read until the batch is full or its oldest event waited ``batch_max_wait_ms``."""
@@ -104,8 +124,14 @@ class BatchConsumer(mode.Service):
             timeout = 1.0 if deadline is None else deadline - time.monotonic()
             if timeout <= 0:
                 break
+            # A record holds a whole webhook's events: ask for as many records as the batch has room for.
+            per_record = self.events_per_record
+            room = 1 if per_record is None else min(RECORDS_PER_FETCH, (s.batch_max_records - fetched) // per_record)
+            if room == 0 and fetched:
+                break  # not even one more typical record fits
+            room = max(room, 1)
             try:
-                records = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=RECORDS_PER_FETCH)
+                records = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=room)
             except KafkaError as exc:
                 logger.warning("fetch failed (%s); retrying", exc)
                 await asyncio.sleep(0.5)
@@ -117,6 +143,7 @@ class BatchConsumer(mode.Service):
             if deadline is None:
                 deadline = time.monotonic() + s.batch_max_wait_ms / 1000
             reread = False
+            before, count = fetched, sum(len(m) for m in records.values())
             for tp, messages in records.items():
                 if not self.guard.knows(tp):
                     await self._start_guard(consumer, tp)
@@ -128,6 +155,8 @@ class BatchConsumer(mode.Service):
                 if seek_to is not None:
                     consumer.seek(tp, seek_to)
                     reread = True
+            if count:
+                self.events_per_record = max(1, -(-(fetched - before) // count))  # the latest fetch's, rounded up
             if reread:
                 await asyncio.sleep(0.02)  # the missing record is being written: let it land
         return batch, offsets

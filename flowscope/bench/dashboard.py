@@ -129,8 +129,12 @@ def load_sql(first: int, count: int, *, total: int, end: datetime) -> list[str]:
 RAW_TABLES = ("message_statuses", "flow_sends", "flow_node_events", "flow_completions")
 
 
+def _count(client: Any, source: str) -> int:
+    return int(client.command(f"SELECT count() FROM {source}"))
+
+
 def stored_events(client: Any) -> int:
-    return sum(int(client.command(f"SELECT count() FROM {t}")) for t in RAW_TABLES)
+    return sum(_count(client, table) for table in RAW_TABLES)
 
 
 def load(client: Any, events: int, *, end: datetime, say: Say) -> tuple[int, float]:
@@ -228,13 +232,18 @@ def run(settings_factory: SettingsFactory, say: Say, *, quick: bool, events: int
             client = connect(settings.warehouse_url, send_receive_timeout=3600)
             end = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
             stored, load_s = load(client, events, end=end, say=say)
+            loaded = {
+                "messages": max(1, round(events / EVENTS_PER_MESSAGE)),
+                "sent_statuses": _count(client, "message_statuses WHERE status = 'sent'"),
+                "flow_sends": _count(client, "flow_sends"),
+            }
             say(f"dashboard: {stored:,} events stored in {load_s:.0f} s ({stored / load_s:,.0f}/s); timing queries")
             timings = time_queries(client, end, repeats=repeats, budget_s=10 if quick else 15, say=say)
             client.close()
     every = [ms for runs in timings.values() for ms in runs]
     per_query = {label: round(percentile(runs, 95), 1) for label, runs in timings.items()}
     slowest = sorted(per_query.items(), key=lambda kv: -kv[1])[:8]
-    details = {"events": stored, "load_s": round(load_s, 1), "queries": len(timings), "runs": len(every),
+    details = {**loaded, "events": stored, "load_s": round(load_s, 1), "queries": len(timings), "runs": len(every),
                "p95_ms_by_query": per_query, "slowest": dict(slowest),
                "over_target": sorted(q for q, ms in per_query.items() if ms > TARGET_P95_MS)}
     return [

@@ -6,6 +6,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 
+import httpx
 from aiokafka import AIOKafkaProducer
 
 from flowscope.contract import AnyEvent, MessageStatus, RejectedEvent, encode_batch, event_id, partition_for
@@ -96,3 +97,29 @@ def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(stack_f
     assert client.query(
         "SELECT count(), uniqExact(wamid, status) FROM message_statuses FINAL"
     ).result_rows == [(6000, 6000)]
+
+
+def test_batches_keep_to_their_size_limit_while_writes_overlap_fetches(stack_factory: Callable[..., Stack]) -> None:
+    stack = stack_factory("broker", "warehouse", "stream", batch_max_records=500, batch_max_wait_ms=200)
+    events = [status(f"wamid.c{i}", "sent") for i in range(12_000)]
+    produce(stack, as_records(stack, events, per_record=20))  # a backlog: every fetch could take 500 records
+    client = connect(stack.settings.warehouse_url)
+    poll(lambda: client.command("SELECT count() FROM message_statuses"), want=12_000, deadline_s=90)
+
+    def batch_histogram() -> dict[str, float]:
+        text = httpx.get(f"http://127.0.0.1:{stack.settings.stream_metrics_port}/metrics").text
+        return {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
+                if line.startswith("flowscope_stream_batch_events_")}
+
+    deadline = time.monotonic() + 30  # the histogram is observed right after the commit of the last batch
+    histogram = batch_histogram()
+    while histogram.get("flowscope_stream_batch_events_sum") != 12_000 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        histogram = batch_histogram()
+    assert histogram["flowscope_stream_batch_events_sum"] == 12_000
+    batches = histogram["flowscope_stream_batch_events_count"]
+    assert histogram['flowscope_stream_batch_events_bucket{le="500.0"}'] == batches  # none above 500
+    assert batches >= 24
+    assert client.query("SELECT count(), uniqExact(wamid) FROM message_statuses FINAL").result_rows == [
+        (12_000, 12_000)
+    ]
