@@ -12,6 +12,18 @@ from typing import Any
 MAX_DEPTH = 100
 
 
+def raw_deeper_than(raw: bytes, value: Any, limit: int = MAX_DEPTH) -> bool:
+    """:func:`deeper_than` for ``value`` parsed from ``raw``, skipping the walk when ``raw`` cannot nest that deep.
+
+    Every level opens with a ``{`` or ``[``, so a body with at most ``limit`` of them (strings
+    included: an overcount only costs the walk) nests at most ``limit`` levels. Counting bytes in C
+    takes about a microsecond for a real webhook; the walk takes about seventeen.
+    """
+    if raw.count(b"{") + raw.count(b"[") <= limit:
+        return False
+    return deeper_than(value, limit)
+
+
 def deeper_than(value: Any, limit: int = MAX_DEPTH) -> bool:
     """True when ``value`` has objects or lists nested more than ``limit`` levels; never recurses."""
     stack: list[tuple[Any, int]] = [(value, 1)] if isinstance(value, dict | list) else []

@@ -34,7 +34,7 @@ from flowscope.contract import (
     event_id,
 )
 from flowscope.flowjson import SCREEN_ID
-from flowscope.jsondepth import MAX_DEPTH, deeper_than
+from flowscope.jsondepth import MAX_DEPTH, raw_deeper_than
 from flowscope.privacy import Pseudonymiser
 from ingest.exceptions import MalformedPayloadError
 from ingest.parsing import EARLIEST_TIMESTAMP, MAX_FUTURE_SKEW_S
@@ -65,7 +65,7 @@ class FirstPartyParser:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise MalformedPayloadError(f"body is not valid JSON: {exc}") from None
-        if deeper_than(payload):
+        if raw_deeper_than(body, payload):
             raise MalformedPayloadError(f"body is nested deeper than {MAX_DEPTH} levels")
         if isinstance(payload, dict) and "events" in payload:
             payload = payload["events"]

@@ -25,7 +25,7 @@ from flowscope.contract import (
     RejectedEvent,
     event_id,
 )
-from flowscope.jsondepth import MAX_DEPTH, deeper_than
+from flowscope.jsondepth import MAX_DEPTH, deeper_than, raw_deeper_than
 from flowscope.privacy import Pseudonymiser
 from ingest.exceptions import MalformedPayloadError
 
@@ -85,7 +85,7 @@ class WebhookParser:
             raise MalformedPayloadError(f"body is not valid JSON: {exc}") from None
         if not isinstance(payload, dict):
             raise MalformedPayloadError("body must be a JSON object")
-        if deeper_than(payload):
+        if raw_deeper_than(body, payload):
             raise MalformedPayloadError(f"body is nested deeper than {MAX_DEPTH} levels")
         obj = payload.get("object")
         if obj != WHATSAPP_OBJECT:
