@@ -20,6 +20,7 @@ from flowscope.bench import Result, Say, percentile
 
 TARGET_P95_MS = 2000.0
 PROBE_PNID = "900000000000777"
+PROBE_TIMEOUT_S = 30.0
 
 
 def probe_body(n: int) -> bytes:
@@ -29,7 +30,13 @@ def probe_body(n: int) -> bytes:
         {"field": "messages", "value": {"metadata": {"phone_number_id": PROBE_PNID}, "statuses": [status]}}]}]})
 
 
-def run(say: Say, *, quick: bool, broker_mode: str = "durable", data_dir: Path | None = None) -> list[Result]:
+def run(say: Say, *, quick: bool, data_dir: Path | None = None) -> list[Result]:
+    """Durable broker (the default) and, in a full run, memory broker: the difference is the S3 storage."""
+    modes = ("durable",) if quick else ("durable", "memory")
+    return [result for mode in modes for result in run_mode(say, quick=quick, broker_mode=mode, data_dir=data_dir)]
+
+
+def run_mode(say: Say, *, quick: bool, broker_mode: str, data_dir: Path | None = None) -> list[Result]:
     from flowscope.chaos import Pipeline, Traffic
     from flowscope.simulate import SimulationConfig
     from warehouse.client import connect
@@ -38,6 +45,8 @@ def run(say: Say, *, quick: bool, broker_mode: str = "durable", data_dir: Path |
     probes = 20 if quick else 120
     rate = 50.0 if quick else 100.0
     latencies: list[float] = []
+    posted_ms: list[float] = []
+    timed_out = 0
     with tempfile.TemporaryDirectory(prefix="flowscope-bench-", dir=data_dir) as tmp:
         pipeline = Pipeline(Path(tmp) / "pipeline", broker_mode=broker_mode)
         traffic = None
@@ -54,17 +63,21 @@ def run(say: Say, *, quick: bool, broker_mode: str = "durable", data_dir: Path |
                 answer = pipeline.post(probe_body(n))
                 if answer != 200:
                     raise RuntimeError(f"probe {n} answered {answer}")
-                deadline = start + 30
+                posted_ms.append((time.monotonic() - start) * 1000)
+                deadline = start + PROBE_TIMEOUT_S
                 while True:
                     now = datetime.now(UTC).replace(tzinfo=None)
                     where = DeliveryFilter(start=now - timedelta(hours=1), end=now + timedelta(minutes=1),
                                            phone_number_ids=(PROBE_PNID,))
-                    if delivery_totals(client, where)["sent"] >= n + 1:
+                    seen = delivery_totals(client, where)["sent"]
+                    if seen >= n + 1 - timed_out:
                         latencies.append((time.monotonic() - start) * 1000)
                         break
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"probe {n} not visible after 30 s")
-                    time.sleep(0.01)
+                    if time.monotonic() > deadline:  # counted at the timeout: the p95 is then a lower bound
+                        latencies.append(PROBE_TIMEOUT_S * 1000)
+                        timed_out += 1
+                        break
+                    time.sleep(0.05)  # a dashboard polls far less often; this only sets the resolution
                 if (n + 1) % 20 == 0:
                     say(f"  {n + 1}/{probes} probes, p95 so far {percentile(latencies, 95):.0f} ms")
                 time.sleep(max(0.0, slot - time.monotonic()))
@@ -74,6 +87,14 @@ def run(say: Say, *, quick: bool, broker_mode: str = "durable", data_dir: Path |
                 traffic.cancel()
             pipeline.close()
     details = {"probes": probes, "background_posts_per_s": rate, "broker_mode": broker_mode,
-               "p50_ms": round(percentile(latencies, 50), 1), "max_ms": round(max(latencies), 1)}
-    return [Result("freshness", "webhook to dashboard p95 ms", round(percentile(latencies, 95), 1),
+               "p50_ms": round(percentile(latencies, 50), 1), "max_ms": round(max(latencies), 1),
+               "timed_out": timed_out, "post_p95_ms": round(percentile(posted_ms, 95), 1),
+               "p95_ms_by_quarter": [round(percentile(q, 95), 1) for q in _quarters(latencies)]}
+    return [Result("freshness", f"webhook to dashboard p95 ms ({broker_mode})", round(percentile(latencies, 95), 1),
                    TARGET_P95_MS, False, "ms", details)]
+
+
+def _quarters(values: list[float]) -> list[list[float]]:
+    """The run in four consecutive parts: a figure growing from one to the next is a backlog building up."""
+    size = max(1, len(values) // 4)
+    return [values[i:i + size] for i in range(0, size * 4, size) if values[i:i + size]]

@@ -73,11 +73,11 @@ def _run_one(name: str, *, quick: bool, events: int | None, data_dir: Path | Non
 
 
 def table(results: list[Result], out: TextIO) -> None:
-    header = f"{'benchmark':<10} {'figure':<30} {'value':>12} {'target':>12}  met"
+    header = f"{'benchmark':<10} {'figure':<40} {'value':>12} {'target':>12}  met"
     out.write(header + "\n" + "-" * len(header) + "\n")
     for r in results:
         sign = ">=" if r.higher_is_better else "<="
-        out.write(f"{r.benchmark:<10} {r.name:<30} {r.value:>12,.2f} {sign + format(r.target, ',.2f'):>12}  "
+        out.write(f"{r.benchmark:<10} {r.name:<40} {r.value:>12,.2f} {sign + format(r.target, ',.2f'):>12}  "
                   f"{'yes' if r.met else 'NO'}\n")
 
 

@@ -20,13 +20,13 @@ def test_bench_quick_writes_a_report_of_every_figure(tmp_path: Path, capsys: pyt
     rows = orjson.loads(report.read_bytes())
     assert code == (0 if all(row["met"] for row in rows) else 1)
     assert [(row["benchmark"], row["name"]) for row in rows] == [
-        ("freshness", "webhook to dashboard p95 ms"),
+        ("freshness", "webhook to dashboard p95 ms (durable)"),
         ("dashboard", "query p95 ms"),
         ("dashboard", "worst query p95 ms"),
     ]
     assert all(row["value"] > 0 and row["met"] == (row["value"] <= row["target"]) for row in rows)
     freshness, overall, _ = rows
-    assert freshness["details"]["probes"] == 20
+    assert freshness["details"]["probes"] == 20 and freshness["details"]["broker_mode"] == "durable"
     assert freshness["details"]["p50_ms"] <= freshness["value"] <= freshness["details"]["max_ms"]
     # every query of every page ran, on a warehouse holding what the loader wrote
     assert overall["details"]["queries"] == len(dashboard.queries(dashboard.datetime(2026, 1, 1)))
@@ -37,5 +37,5 @@ def test_bench_quick_writes_a_report_of_every_figure(tmp_path: Path, capsys: pyt
     assert overall["details"]["sent_statuses"] == messages  # each message exactly one "sent"
     assert overall["details"]["flow_sends"] == (messages + 1) // 2  # every second message is a Flow
     out = capsys.readouterr().out
-    assert "webhook to dashboard p95 ms" in out and f"report written to {report}" in out
+    assert "webhook to dashboard p95 ms (durable)" in out and f"report written to {report}" in out
     assert list((tmp_path / "data").iterdir()) == []  # the temporary pipelines are gone
