@@ -165,10 +165,13 @@ def flow_versions(client: Client) -> pd.DataFrame:
     Sends, not sessions: only sent sessions are ever counted, and the send's low-cardinality columns
     are read without merging any session.
     """
+    # The ORDER BY sorts the whole union: inside it, it would bind to the last SELECT only.
     sql = f"""
-        SELECT DISTINCT flow_id, flow_version, campaign FROM {FLOW_SENDS} WHERE flow_id != ''
-        UNION DISTINCT
-        SELECT flow_id, flow_version, '' AS campaign FROM {FLOW_DEFINITIONS}
+        SELECT flow_id, flow_version, campaign FROM (
+            SELECT DISTINCT flow_id, flow_version, campaign FROM {FLOW_SENDS} WHERE flow_id != ''
+            UNION DISTINCT
+            SELECT flow_id, flow_version, '' AS campaign FROM {FLOW_DEFINITIONS}
+        )
         ORDER BY flow_id, flow_version, campaign
     """
     return _frame(client, sql, {}, ("flow_id", "flow_version", "campaign"))
