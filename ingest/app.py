@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
@@ -73,15 +74,14 @@ def serve(settings: Settings) -> None:
         os.environ.update(settings.as_env())
         app = "ingest.app:create_app_from_env"
         logger.info("receiver with %d worker processes; metrics summed from %s", workers, metrics_dir)
-    uvicorn.run(
-        app,
-        factory=workers > 1,
-        workers=workers if workers > 1 else None,
-        host=settings.ingest_host,
-        port=settings.ingest_port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        proxy_headers=False,
-        loop="auto",
-        http="auto",
-    )
+    uvicorn.run(app, **uvicorn_options(settings))
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How the receiver is served; the benchmark's no-op endpoint is served the same way."""
+    workers = settings.ingest_workers
+    return {
+        "factory": workers > 1, "workers": workers if workers > 1 else None, "host": settings.ingest_host,
+        "port": settings.ingest_port, "log_level": settings.log_level.lower(), "access_log": False,
+        "proxy_headers": False, "loop": "auto", "http": "auto",
+    }

@@ -228,18 +228,9 @@ def serve_noop(settings: Settings) -> None:
     """Serve :func:`noop_app` with exactly the uvicorn options of ``ingest.app.serve``."""
     workers = settings.ingest_workers
     app: Starlette | str = noop_app() if workers <= 1 else "flowscope.bench.receiver:noop_app"
-    uvicorn.run(
-        app,
-        factory=workers > 1,
-        workers=workers if workers > 1 else None,
-        host=settings.ingest_host,
-        port=settings.ingest_port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
-        proxy_headers=False,
-        loop="auto",
-        http="auto",
-    )
+    from ingest.app import uvicorn_options
+
+    uvicorn.run(app, **uvicorn_options(settings))
 
 
 def noop_spec(settings: Settings) -> ProcessSpec:
