@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from flowscope.settings import Settings
+from config.settings import Settings
 
 APP = Path(__file__).with_name("app.py")
 

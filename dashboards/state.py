@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 from clickhouse_connect.driver.client import Client
 
-from flowscope.settings import Settings
+from config.settings import Settings
 from warehouse.client import connect
 
 

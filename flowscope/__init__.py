@@ -1,3 +1,3 @@
-"""flowscope: the shared event contract, settings and command line."""
+"""flowscope's composition root: the ``flowscope`` command line and ``flowscope up``."""
 
 __version__ = "0.1.0"

@@ -7,8 +7,8 @@ import logging
 import sys
 from pathlib import Path
 
-from flowscope.exceptions import FlowscopeError
-from flowscope.settings import Settings, describe
+from config.settings import Settings, describe
+from flowscope.exceptions import USER_ERRORS
 
 
 def _logging(settings: Settings) -> None:
@@ -24,7 +24,7 @@ def _warn_dev_secrets(settings: Settings) -> None:
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
-    from flowscope.stack import run_up
+    from flowscope.up import run_up
 
     return run_up(settings)
 
@@ -46,7 +46,7 @@ def cmd_stream(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_warehouse(settings: Settings, args: argparse.Namespace) -> int:
     if args.warehouse_command == "serve":
-        from warehouse.server import serve
+        from chserver.server import serve
 
         serve(
             host=settings.warehouse_host,
@@ -70,7 +70,7 @@ def cmd_dashboards(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
-    from flowscope.stack import main_broker
+    from flowscope.up import main_broker
 
     return main_broker(settings)
 
@@ -78,7 +78,7 @@ def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_flows(settings: Settings, args: argparse.Namespace) -> int:
     import time
 
-    from flowscope.flowjson import parse_flow_json
+    from contract.flowjson import parse_flow_json
     from warehouse.client import connect
     from warehouse.flows import register_flow
 
@@ -132,19 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate-flows"]:
-        from flowscope.flowsim import main as flows_main
+        from flowtools.flowsim import main as flows_main
 
         return flows_main(argv[1:])
     if argv[:1] == ["chaos"]:
-        from flowscope.chaos import main as chaos_main
+        from flowtools.chaos import main as chaos_main
 
         return chaos_main(argv[1:])
     if argv[:1] == ["bench"]:
-        from flowscope.bench.run import main as bench_main
+        from flowtools.bench.run import main as bench_main
 
         return bench_main(argv[1:])
     if argv[:1] == ["simulate"]:
-        from flowscope.simulate import main as simulate_main
+        from flowtools.simulate import main as simulate_main
 
         return simulate_main(argv[1:])
     args = build_parser().parse_args(argv)
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings.from_env()
         _logging(settings)
         return int(args.func(settings, args))
-    except FlowscopeError as exc:
+    except USER_ERRORS as exc:
         print(f"flowscope: error: {exc}", file=sys.stderr)  # noqa: T201
         return 2
     except KeyboardInterrupt:

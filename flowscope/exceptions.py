@@ -1,23 +1,11 @@
-"""Errors of the shared flowscope package."""
+"""The errors the ``flowscope`` command reports as a one-line message (exit 2) instead of a traceback."""
 
 from __future__ import annotations
 
+from chserver.exceptions import ServerError
+from config.exceptions import SettingsError
+from contract.exceptions import ContractError
+from embedded.exceptions import SupervisorError
+from warehouse.exceptions import WarehouseError
 
-class FlowscopeError(Exception):
-    """Root of every flowscope error."""
-
-
-class SettingsError(FlowscopeError):
-    """A setting is missing or malformed; the message names the environment variable."""
-
-
-class ContractError(FlowscopeError):
-    """A canonical event could not be decoded."""
-
-
-class SupervisorError(FlowscopeError):
-    """A process of the embedded stack failed to start or stopped unexpectedly."""
-
-
-class FlowDefinitionError(FlowscopeError):
-    """A Flow JSON document cannot be registered; the message says why."""
+USER_ERRORS: tuple[type[Exception], ...] = (SettingsError, ContractError, SupervisorError, WarehouseError, ServerError)

@@ -13,8 +13,8 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from flowscope.privacy import Pseudonymiser
-from flowscope.settings import Settings
+from config.settings import Settings
+from contract.privacy import Pseudonymiser
 from ingest import routes
 from ingest.first_party import FirstPartyParser
 from ingest.parsing import WebhookParser

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from flowscope.contract import (
+from contract.events import (
     ENDPOINT_ACTIONS,
     NODE_ACTIONS,
     NODE_TYPES,
@@ -33,9 +33,9 @@ from flowscope.contract import (
     RejectedEvent,
     event_id,
 )
-from flowscope.flowjson import SCREEN_ID
-from flowscope.jsondepth import MAX_DEPTH, raw_deeper_than
-from flowscope.privacy import Pseudonymiser
+from contract.flowjson import SCREEN_ID
+from contract.limits import MAX_DEPTH, raw_deeper_than
+from contract.privacy import Pseudonymiser
 from ingest.exceptions import MalformedPayloadError
 from ingest.parsing import EARLIEST_TIMESTAMP, MAX_FUTURE_SKEW_S
 

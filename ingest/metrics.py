@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
-from flowscope.contract import AnyEvent
+from contract.events import AnyEvent
 
 WEBHOOKS = Counter(
     "flowscope_ingest_webhooks_total",

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from flowscope.contract import (
+from contract.events import (
     MESSAGE_STATUSES,
     SOURCE_WHATSAPP,
     CanonicalEvent,
@@ -25,8 +25,8 @@ from flowscope.contract import (
     RejectedEvent,
     event_id,
 )
-from flowscope.jsondepth import MAX_DEPTH, deeper_than, raw_deeper_than
-from flowscope.privacy import Pseudonymiser
+from contract.limits import MAX_DEPTH, deeper_than, raw_deeper_than
+from contract.privacy import Pseudonymiser
 from ingest.exceptions import MalformedPayloadError
 
 WHATSAPP_OBJECT = "whatsapp_business_account"

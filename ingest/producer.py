@@ -2,7 +2,7 @@
 
 Concurrent requests share broker round trips: each request's events join the current *window*;
 ``linger_ms`` after the window opened it is flushed as one record per (topic, partition) holding a
-JSON array of events (see :func:`flowscope.contract.encode_batch`), and every request of the window
+JSON array of events (see :func:`contract.events.encode_batch`), and every request of the window
 learns the outcome together. Per-event work is a dict append; per-record work is amortised over all
 the events of all the requests of a window.
 """
@@ -17,9 +17,10 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from flowscope.contract import AnyEvent, RejectedEvent, encode_batch, partition_for
-from flowscope.settings import Settings
-from flowscope.topics import ensure_topics
+from config.settings import Settings
+from config.topics import ensure_topics
+from contract.codec import encode_batch, partition_for
+from contract.events import AnyEvent, RejectedEvent
 from ingest.exceptions import BrokerUnavailableError
 
 logger = logging.getLogger(__name__)

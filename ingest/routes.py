@@ -12,9 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from flowscope.contract import AnyEvent, FlowDefinitionRegistered, event_id
-from flowscope.exceptions import FlowDefinitionError
-from flowscope.flowjson import parse_flow_json
+from contract.events import AnyEvent, FlowDefinitionRegistered, event_id
+from contract.exceptions import FlowDefinitionError
+from contract.flowjson import parse_flow_json
 from ingest import metrics, signatures
 from ingest.exceptions import BrokerUnavailableError, MalformedPayloadError
 from ingest.parsing import WebhookParser

@@ -10,8 +10,8 @@ import faust
 from aiokafka.errors import KafkaError
 from prometheus_client import start_http_server
 
-from flowscope.settings import Settings
-from flowscope.topics import ensure_topics
+from config.settings import Settings
+from config.topics import ensure_topics
 from stream.catalog import CatalogEntry, FlowCatalog
 from stream.consumer import BatchConsumer
 from stream.gauges import WarehouseGauges

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import msgspec
 import orjson
 
-from flowscope.contract import SOURCE_FIRST_PARTY, FlowDefinitionRegistered, NodeEvent, RejectedEvent, event_id
-from flowscope.exceptions import FlowDefinitionError
-from flowscope.flowjson import parse_flow_json
+from contract.events import SOURCE_FIRST_PARTY, FlowDefinitionRegistered, NodeEvent, RejectedEvent, event_id
+from contract.exceptions import FlowDefinitionError
+from contract.flowjson import parse_flow_json
 
 logger = logging.getLogger(__name__)
 

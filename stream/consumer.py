@@ -18,10 +18,11 @@ import mode
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
-from flowscope.contract import FLOW_HEALTH_EVENTS, AnyEvent, RejectedEvent, decode_batch, event_id
-from flowscope.exceptions import ContractError
-from flowscope.settings import Settings
-from flowscope.topics import ensure_topics
+from config.settings import Settings
+from config.topics import ensure_topics
+from contract.codec import decode_batch
+from contract.events import FLOW_HEALTH_EVENTS, AnyEvent, RejectedEvent, event_id
+from contract.exceptions import ContractError
 from stream import metrics
 from stream.catalog import FlowCatalog
 from stream.dedup import RecentIds

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 import mode
 from prometheus_client import Gauge
 
-from flowscope.contract import FLOW_STATUSES
-from flowscope.settings import Settings
+from config.settings import Settings
+from contract.events import FLOW_STATUSES
 from stream import metrics
 from warehouse.client import connect
 from warehouse.flows import STATES, FlowFilter, funnel

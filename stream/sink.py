@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
 
-from flowscope.contract import (
+from contract.events import (
     AnyEvent,
     FlowCompletion,
     FlowDefinitionRegistered,
@@ -25,8 +25,8 @@ from flowscope.contract import (
     NodeEvent,
     RejectedEvent,
 )
-from flowscope.exceptions import FlowDefinitionError
-from flowscope.flowjson import parse_flow_json
+from contract.exceptions import FlowDefinitionError
+from contract.flowjson import parse_flow_json
 from stream import metrics
 from stream.exceptions import SinkWriteError
 from warehouse import tables

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from flowscope.supervisor import free_port
+from embedded.supervisor import free_port
 
 WAREHOUSE_READY_TIMEOUT_S = 60.0
 WAREHOUSE_STOP_TIMEOUT_S = 30.0
@@ -30,7 +30,7 @@ def _free_port() -> int:
 
 @dataclass
 class WarehouseServer:
-    """A ``python -m warehouse.server`` process on a free port."""
+    """A ``python -m chserver.server`` process on a free port."""
 
     process: subprocess.Popen[bytes]
     port: int
@@ -80,7 +80,7 @@ def warehouse_server_factory(tmp_path: Path) -> Iterator[Callable[..., Warehouse
         log_path = tmp_path / f"warehouse{len(servers)}-{port}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "warehouse.server", "--host", "127.0.0.1", "--port", str(port),
+                [sys.executable, "-m", "chserver.server", "--host", "127.0.0.1", "--port", str(port),
                  "--data", str(directory), "--log-level", "info"],
                 stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
-from flowscope.settings import Settings
-from flowscope.stack import broker_specs, dashboards_spec, isolated_settings, receiver_spec, stream_spec, warehouse_spec
-from flowscope.supervisor import Supervisor
+from config.settings import Settings
+from embedded.specs import broker_specs, dashboards_spec, receiver_spec, stream_spec, warehouse_spec
+from embedded.supervisor import Supervisor
+from flowtools.harness import isolated_settings
 from warehouse.migrate import migrate
 
 

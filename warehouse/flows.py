@@ -27,7 +27,7 @@ from typing import Any
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
-from flowscope.flowjson import FlowDefinition
+from contract.flowjson import FlowDefinition
 from warehouse.tables import (
     FLOW_DEFINITION_COLUMNS,
     FLOW_DEFINITIONS,

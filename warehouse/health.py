@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
-from flowscope.contract import FLOW_ALERTS
+from contract.events import FLOW_ALERTS
 from warehouse.tables import FLOW_HEALTH_CURRENT, FLOW_HEALTH_EVENTS
 
 LATEST_COLUMNS = (

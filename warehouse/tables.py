@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
-from flowscope.contract import FlowCompletion, FlowHealth, FlowSent, MessageStatus, NodeEvent, RejectedEvent
-from flowscope.flowjson import FlowDefinition
+from contract.events import FlowCompletion, FlowHealth, FlowSent, MessageStatus, NodeEvent, RejectedEvent
+from contract.flowjson import FlowDefinition
 
 MESSAGE_STATUSES = "message_statuses"
 MESSAGE_STATUS_MINUTE = "message_status_minute"

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import streamlit as st
 
+from contract.events import SOURCE_FIRST_PARTY, SOURCE_WHATSAPP
 from dashboards.filters import RANGES, refresh_seconds
 from dashboards.state import warehouse
-from flowscope.contract import SOURCE_FIRST_PARTY, SOURCE_WHATSAPP
 from warehouse import rejected
 
 LATEST_LIMIT = 200

@@ -22,10 +22,10 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from flowscope.alerting import alertmanager_spec, prometheus_spec
-from flowscope.simulate import SimulationConfig, SimulationResult, generate, run
-from flowscope.stack import receiver_spec, stream_spec
-from flowscope.supervisor import free_port
+from embedded.alerting import alertmanager_spec, prometheus_spec
+from embedded.specs import receiver_spec, stream_spec
+from embedded.supervisor import free_port
+from flowtools.simulate import SimulationConfig, SimulationResult, generate, run
 from tests.stack import Stack, poll
 
 ALERT = "FlowscopeDeliveryFailureRatioHigh"

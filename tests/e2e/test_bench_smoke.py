@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flowscope.bench import dashboard
-from flowscope.bench.run import main
+from flowtools.bench import dashboard
+from flowtools.bench.run import main
 
 
 def test_bench_quick_writes_a_report_of_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from flowscope.bench import Result, receiver, stream
-from flowscope.settings import Settings
-from flowscope.stack import isolated_settings
+from config.settings import Settings
+from flowtools.bench import Result, receiver, stream
+from flowtools.harness import isolated_settings
 
 
 class _Factory:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from flowscope.chaos import SCENARIOS, SMALL, run_scenario
+from flowtools.chaos import SCENARIOS, SMALL, run_scenario
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[f"{s.name}-{s.broker_mode}" for s in SCENARIOS])
 def test_fault_scenario(scenario: object, tmp_path: Path) -> None:
-    from flowscope.chaos import Scenario
+    from flowtools.chaos import Scenario
 
     assert isinstance(scenario, Scenario)
     row = run_scenario(scenario, SMALL, tmp_path, say=lambda message: None)

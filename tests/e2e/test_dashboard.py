@@ -9,7 +9,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from flowscope.simulate import SimulationConfig, run
+from flowtools.simulate import SimulationConfig, run
 from tests.stack import Stack
 
 CHROMIUM = "/usr/bin/chromium"

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from flowscope.simulate import SimulationConfig, run
+from flowtools.simulate import SimulationConfig, run
 from tests.stack import Stack, poll
 from warehouse import queries
 from warehouse.client import connect

@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from flowscope.flowsim import ALLOWLIST, generate_sessions, requests, send, truth, write_flow_jsons
+from flowtools.flowsim import ALLOWLIST, generate_sessions, requests, send, truth, write_flow_jsons
 from tests.stack import Stack, poll
 from warehouse import flows
 from warehouse.client import connect

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from flowscope.stack import SEAWEEDFS_PORTS
+from embedded.specs import SEAWEEDFS_PORTS
 from tests.stack import poll, stack_settings
 
 

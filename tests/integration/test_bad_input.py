@@ -24,9 +24,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
-from flowscope.contract import RejectedEvent, decode_batch
-from flowscope.privacy import Pseudonymiser
-from flowscope.supervisor import Supervisor
+from contract.codec import decode_batch
+from contract.events import RejectedEvent
+from contract.privacy import Pseudonymiser
+from embedded.supervisor import Supervisor
 from ingest.signatures import sign
 from tests.stack import Stack, poll, stack_settings
 from warehouse import rejected

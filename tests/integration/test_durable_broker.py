@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from flowscope.stack import broker_specs
-from flowscope.topics import ensure_topics
+from config.topics import ensure_topics
+from embedded.specs import broker_specs
 from tests.stack import Stack
 
 

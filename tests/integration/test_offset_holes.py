@@ -13,7 +13,8 @@ from collections.abc import Callable
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from flowscope.contract import MessageStatus, encode_batch, event_id, partition_for
+from contract.codec import encode_batch, partition_for
+from contract.events import MessageStatus, event_id
 from tests.stack import Stack, poll
 from warehouse.client import connect
 

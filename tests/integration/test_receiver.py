@@ -11,8 +11,9 @@ import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-from flowscope.contract import FlowCompletion, MessageStatus, RejectedEvent, decode_batch, partition_for
-from flowscope.privacy import Pseudonymiser
+from contract.codec import decode_batch, partition_for
+from contract.events import FlowCompletion, MessageStatus, RejectedEvent
+from contract.privacy import Pseudonymiser
 from ingest.signatures import sign
 from tests.stack import Stack
 

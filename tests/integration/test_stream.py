@@ -9,7 +9,8 @@ from collections.abc import Callable, Sequence
 import httpx
 from aiokafka import AIOKafkaProducer
 
-from flowscope.contract import AnyEvent, MessageStatus, RejectedEvent, encode_batch, event_id, partition_for
+from contract.codec import encode_batch, partition_for
+from contract.events import AnyEvent, MessageStatus, RejectedEvent, event_id
 from tests.stack import Stack, poll
 from warehouse.client import connect
 

@@ -280,7 +280,7 @@ def test_data_persists_across_restarts_and_the_directory_is_locked(warehouse_ser
 
     started = time.monotonic()
     second = subprocess.run(
-        [sys.executable, "-m", "warehouse.server", "--port", "0", "--data", str(server.data_dir)],
+        [sys.executable, "-m", "chserver.server", "--port", "0", "--data", str(server.data_dir)],
         capture_output=True, text=True, timeout=60,
     )
     assert second.returncode == 3

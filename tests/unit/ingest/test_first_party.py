@@ -6,8 +6,8 @@ from typing import Any
 import orjson
 import pytest
 
-from flowscope.contract import FlowSent, NodeEvent, event_id
-from flowscope.privacy import Pseudonymiser
+from contract.events import FlowSent, NodeEvent, event_id
+from contract.privacy import Pseudonymiser
 from ingest.exceptions import MalformedPayloadError
 from ingest.first_party import FirstPartyParser
 

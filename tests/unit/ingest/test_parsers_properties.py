@@ -16,10 +16,11 @@ import orjson
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from flowscope.contract import MESSAGE_STATUSES, FlowCompletion, FlowHealth, MessageStatus, encode
-from flowscope.exceptions import FlowDefinitionError
-from flowscope.flowjson import parse_flow_json
-from flowscope.privacy import Pseudonymiser
+from contract.codec import encode
+from contract.events import MESSAGE_STATUSES, FlowCompletion, FlowHealth, MessageStatus
+from contract.exceptions import FlowDefinitionError
+from contract.flowjson import parse_flow_json
+from contract.privacy import Pseudonymiser
 from ingest.exceptions import MalformedPayloadError
 from ingest.first_party import FirstPartyParser
 from ingest.parsing import WHATSAPP_OBJECT, WebhookParser

@@ -7,8 +7,9 @@ from typing import Any
 import orjson
 import pytest
 
-from flowscope.contract import FlowCompletion, FlowHealth, MessageStatus, decode, encode, event_id
-from flowscope.privacy import Pseudonymiser
+from contract.codec import decode, encode
+from contract.events import FlowCompletion, FlowHealth, MessageStatus, event_id
+from contract.privacy import Pseudonymiser
 from ingest.exceptions import MalformedPayloadError
 from ingest.parsing import WebhookParser
 

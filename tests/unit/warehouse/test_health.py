@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from flowscope.contract import FlowHealth, event_id
+from contract.events import FlowHealth, event_id
 from warehouse import health, tables
 
 T0 = 1_790_000_000

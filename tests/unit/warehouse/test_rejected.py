@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from clickhouse_connect.driver.client import Client
 
-from flowscope.contract import SOURCE_FIRST_PARTY, SOURCE_WHATSAPP, RejectedEvent, event_id
+from contract.events import SOURCE_FIRST_PARTY, SOURCE_WHATSAPP, RejectedEvent, event_id
 from warehouse import rejected, tables
 
 T0 = 1_790_000_000

@@ -13,8 +13,8 @@ from pathlib import Path
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
-from flowscope.contract import FlowCompletion, FlowSent, MessageStatus, NodeEvent, event_id
-from flowscope.flowjson import parse_flow_json
+from contract.events import FlowCompletion, FlowSent, MessageStatus, NodeEvent, event_id
+from contract.flowjson import parse_flow_json
 from tests.samples import FLOW_JSON
 from warehouse import flows, tables
 from warehouse.migrate import load_migrations

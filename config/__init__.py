@@ -1,0 +1,1 @@
+"""Configuration every process reads once at start: settings and Kafka topics."""

@@ -1,0 +1,7 @@
+"""Errors of the configuration package."""
+
+from __future__ import annotations
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed; the message names the environment variable."""

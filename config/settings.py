@@ -1,0 +1,178 @@
+"""One settings object for every flowscope process, read from the environment once at start.
+
+Every key is ``FLOWSCOPE_<NAME>``; the defaults are the embedded (one machine, no Docker) mode.
+Production sets the URLs (and the secrets) and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from config.exceptions import SettingsError
+
+PREFIX = "FLOWSCOPE_"
+
+# Development-only secrets, so that `make up` works on a fresh clone. `Settings.dev_secrets_in_use`
+# names the keys still at these values, and every process warns about them at start.
+DEV_APP_SECRET = "dev-app-secret"  # noqa: S105
+DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
+DEV_HASH_KEY = "dev-pseudonymisation-key"
+DEV_EVENTS_TOKEN = "dev-events-token"  # noqa: S105
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected a boolean, got {raw!r}")
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "int": int,
+    "float": float,
+    "str": str,
+    "bool": _parse_bool,
+    "tuple[str, ...]": _parse_list,
+    "Path": Path,
+}
+
+
+def _setting(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed, frozen configuration. Build it with :meth:`from_env`; never read ``os.environ`` elsewhere."""
+
+    # --- secrets -------------------------------------------------------------------------------
+    app_secret: str = _setting(DEV_APP_SECRET, "Meta app secret: HMAC key of X-Hub-Signature-256.")
+    verify_token: str = _setting(DEV_VERIFY_TOKEN, "Token Meta echoes in the GET verification handshake.")
+    hash_key: str = _setting(DEV_HASH_KEY, "Key of the keyed hash that pseudonymises phone numbers.")
+    events_token: str = _setting(
+        DEV_EVENTS_TOKEN, "Bearer token (and HMAC key) authenticating first-party events and flow registration."
+    )
+    # --- where things are ----------------------------------------------------------------------
+    kafka_bootstrap: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers, comma separated.")
+    warehouse_url: str = _setting(
+        "http://default:@127.0.0.1:8123/flowscope",
+        "ClickHouse HTTP URL (user, password, database in the path) used by every component.",
+    )
+    topic_prefix: str = _setting("flowscope", "Prefix of every Kafka topic name.")
+    partitions: int = _setting(4, "Partitions of each topic, when the application creates it.")
+    replication_factor: int = _setting(1, "Replication factor of topics the application creates.")
+    # --- receiver ------------------------------------------------------------------------------
+    ingest_host: str = _setting("127.0.0.1", "Receiver bind address.")
+    ingest_port: int = _setting(8000, "Receiver port (webhooks, /healthz, /metrics).")
+    ingest_workers: int = _setting(1, "Receiver worker processes; metrics are summed across them (multiprocess).")
+    max_body_bytes: int = _setting(3 * 1024 * 1024, "Largest webhook body accepted (Meta: up to 3 MB).")
+    producer_linger_ms: int = _setting(5, "Producer linger: how long a batch waits for more records.")
+    producer_timeout_s: float = _setting(10.0, "Longest wait for the broker to acknowledge a request's events.")
+    # --- stream worker -------------------------------------------------------------------------
+    consumer_group: str = _setting("flowscope-stream", "Consumer group of the stream workers.")
+    batch_max_records: int = _setting(20000, "Most events one warehouse insert carries.")
+    batch_max_wait_ms: int = _setting(250, "Longest a fetched event waits before its batch is inserted.")
+    broker_session_timeout_s: float = _setting(6.0, "Consumer group session timeout (tansu holds joins half of it).")
+    stream_metrics_host: str = _setting("127.0.0.1", "Bind address of the stream worker's /metrics endpoint.")
+    stream_metrics_port: int = _setting(9102, "Port of the stream worker's /metrics endpoint (0 = off).")
+    gauge_refresh_s: float = _setting(15.0, "How often a stream worker refreshes its warehouse-derived gauges.")
+    session_timeout_s: int = _setting(1800, "A session with no activity for this long, not completed, is abandoned.")
+    catalog_refresh_s: float = _setting(10.0, "Least time between two reloads of registered flow definitions.")
+    dedup_window: int = _setting(1_000_000, "Event ids each worker remembers to drop duplicates before insert.")
+    # --- warehouse server (embedded mode) ------------------------------------------------------
+    warehouse_host: str = _setting("127.0.0.1", "Embedded warehouse server bind address.")
+    warehouse_port: int = _setting(8123, "Embedded warehouse server port (ClickHouse HTTP interface).")
+    # --- embedded stack ------------------------------------------------------------------------
+    data_dir: Path = _setting(Path("data"), "Where the embedded stack keeps its data (warehouse, broker).")
+    broker_port: int = _setting(9092, "Port of the embedded broker (tansu).")
+    broker_storage: str = _setting(
+        "durable", "Embedded broker storage: durable (tansu on a local SeaweedFS S3) or memory (lost when it stops)."
+    )
+    seaweedfs_base_port: int = _setting(
+        18330, "First of 10 consecutive loopback ports of the embedded SeaweedFS (durable broker; S3 = base + 6)."
+    )
+    dashboard_host: str = _setting("127.0.0.1", "Streamlit dashboards bind address.")
+    dashboard_port: int = _setting(8501, "Streamlit dashboards port.")
+    prometheus_port: int = _setting(9090, "Port of the Prometheus `flowscope up` runs when it is installed.")
+    alertmanager_port: int = _setting(9093, "Port of the Alertmanager `flowscope up` runs when it is installed.")
+    alert_webhook_url: str = _setting("", "Where `flowscope up`'s Alertmanager posts alerts (empty: only its UI).")
+    simulate_rate: float = _setting(200.0, "Webhook POSTs per second that `flowscope up` simulates (0 = none).")
+    # --- privacy -------------------------------------------------------------------------------
+    form_fields_allowlist: tuple[str, ...] = _setting(
+        (), "Flow response fields whose values may be stored (comma separated); other answers are dropped."
+    )
+    log_level: str = _setting("INFO", "Log level of every process.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            key = PREFIX + f.name.upper()
+            if key not in env:
+                continue
+            parser = _PARSERS[str(f.type)]
+            try:
+                values[f.name] = parser(env[key])
+            except ValueError as exc:
+                raise SettingsError(f"{key}: {exc}") from exc
+        values.update(overrides)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.partitions < 1:
+            raise SettingsError(f"{PREFIX}PARTITIONS must be at least 1, got {self.partitions}")
+        if self.broker_storage not in {"durable", "memory"}:
+            raise SettingsError(f"{PREFIX}BROKER_STORAGE must be 'durable' or 'memory', got {self.broker_storage!r}")
+        if not self.hash_key:
+            raise SettingsError(f"{PREFIX}HASH_KEY must not be empty")
+        if not self.app_secret:
+            raise SettingsError(f"{PREFIX}APP_SECRET must not be empty")
+
+    @property
+    def dev_secrets_in_use(self) -> list[str]:
+        dev = {"app_secret": DEV_APP_SECRET, "verify_token": DEV_VERIFY_TOKEN, "hash_key": DEV_HASH_KEY,
+               "events_token": DEV_EVENTS_TOKEN}
+        return [PREFIX + name.upper() for name, value in dev.items() if getattr(self, name) == value]
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}.{name}"
+
+    @property
+    def events_topic(self) -> str:
+        return self.topic("events")
+
+    @property
+    def dead_letter_topic(self) -> str:
+        return self.topic("dead-letter")
+
+    def as_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process."""
+        env: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            env[PREFIX + f.name.upper()] = ",".join(value) if isinstance(value, tuple) else str(value)
+        return env
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, description) for every setting: the README table is generated from this."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = f.default
+        shown = ",".join(default) if isinstance(default, tuple) else str(default)
+        rows.append((PREFIX + f.name.upper(), shown, str(f.metadata.get("doc", ""))))
+    return rows

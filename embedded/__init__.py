@@ -1,0 +1,1 @@
+"""The embedded stack: process supervisor, free ports, and one process spec per component."""

@@ -1,0 +1,196 @@
+"""``flowscope up`` and ``flowscope broker``: run the embedded pipeline (or its broker) in the foreground."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import time
+from pathlib import Path
+from types import FrameType
+
+from config.settings import Settings
+from embedded.alerting import alerting_note, alertmanager_spec, missing_binaries, prometheus_spec
+from embedded.exceptions import SupervisorError
+from embedded.specs import (
+    SEAWEEDFS_PORTS,
+    broker_specs,
+    dashboards_spec,
+    flow_simulator_spec,
+    receiver_spec,
+    simulator_spec,
+    stream_spec,
+    warehouse_spec,
+)
+from embedded.supervisor import (
+    Supervisor,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)  # noqa: T201 - the command's own console output
+
+
+def run_up(settings: Settings) -> int:
+    """Start the whole embedded pipeline plus simulated traffic; stop everything on Ctrl-C."""
+    from warehouse.client import connect
+    from warehouse.migrate import migrate
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    settings = _embedded(settings)
+    log_dir = settings.data_dir / "logs"
+    started = time.monotonic()
+    for key in settings.dev_secrets_in_use:
+        _say(f"note: {key} is the development default; set it for anything but local use")
+    _check_free(settings)
+    with Supervisor(log_dir=log_dir) as supervisor:
+        try:
+            for spec in (*broker_specs(settings), warehouse_spec(settings)):
+                _say(f"starting {spec.name} ...")
+                supervisor.start(spec)
+            applied = migrate(settings.warehouse_url)
+            _say(f"warehouse schema ready ({len(applied)} migrations applied)")
+            if settings.simulate_rate > 0:
+                names = _register_simulated_flows(settings)
+                _say(f"registered the simulated flows' Flow JSON: {', '.join(names)}")
+            specs = [receiver_spec(settings), stream_spec(settings), dashboards_spec(settings)]
+            if alerting_installed():
+                specs += [alertmanager_spec(settings, webhook_url=settings.alert_webhook_url),
+                          prometheus_spec(settings)]
+            if settings.simulate_rate > 0:
+                specs += [simulator_spec(settings), flow_simulator_spec(settings)]
+            for spec in specs:
+                _say(f"starting {spec.name} ...")
+                supervisor.start(spec)
+            _say("")
+            _say(f"flowscope is up after {time.monotonic() - started:.1f} s  (logs: {log_dir}/)")
+            for child in supervisor.children.values():
+                _say(f"  {child.spec.name:<11} {child.spec.url}")
+            _say(f"  {'sql':<11} {settings.warehouse_url}")
+            note = alerting_note()
+            if note:
+                _say(f"  {'alerting':<11} {note}")
+            _say("Press Ctrl-C to stop everything.\n")
+            client = connect(settings.warehouse_url)
+            first_data: float | None = None
+            while True:
+                dead = supervisor.exited()
+                if dead:
+                    child = dead[0]
+                    _say(f"{child.spec.name} stopped unexpectedly (exit {child.process.returncode}):")
+                    _say(supervisor.tail(child.spec.name))
+                    return 1
+                stored = _stored(client)
+                if stored and first_data is None:
+                    first_data = time.monotonic() - started
+                    _say(f"first statuses in the warehouse {first_data:.1f} s after start")
+                _say(f"[{time.strftime('%H:%M:%S')}] message statuses stored: {stored:,}")
+                time.sleep(5)
+        except KeyboardInterrupt:
+            _say("\nstopping ...")
+        except SupervisorError as exc:
+            _say(f"error: {exc}")
+            return 1
+        finally:
+            supervisor.stop_all()
+    _say("stopped; no flowscope process is left running")
+    return 0
+
+
+def _register_simulated_flows(settings: Settings) -> list[str]:
+    """Register the Flow JSON of every flow version the simulator plays, as a business would."""
+    from contract.flowjson import parse_flow_json
+    from flowtools.flowsim import write_flow_jsons
+    from warehouse.client import connect
+    from warehouse.flows import register_flow
+
+    client = connect(settings.warehouse_url)
+    names = []
+    try:
+        for flow_id, version, path in write_flow_jsons(settings.data_dir / "flows"):
+            raw = path.read_text()
+            register_flow(client, parse_flow_json(raw, flow_id=flow_id, version=version), raw,
+                          registered_at_ms=int(time.time() * 1000))
+            names.append(f"{flow_id} v{version}")
+    finally:
+        client.close()
+    return names
+
+
+def _stored(client: object) -> int:
+    from warehouse.queries import stored_status_count
+
+    try:
+        return stored_status_count(client)  # type: ignore[arg-type]
+    except Exception:  # the warehouse may be busy; the next tick tries again
+        return 0
+
+
+def _embedded(settings: Settings) -> Settings:
+    """Point the URLs at the embedded components (the settings' ports)."""
+    import dataclasses
+    from urllib.parse import urlparse
+
+    url = urlparse(settings.warehouse_url)
+    credentials = f"{url.username or 'default'}:{url.password or ''}@"
+    allowlist = settings.form_fields_allowlist
+    if not allowlist and settings.simulate_rate > 0:
+        from flowtools.flowsim import ALLOWLIST
+
+        allowlist = ALLOWLIST  # the simulated flows' selection fields
+    return dataclasses.replace(
+        settings,
+        form_fields_allowlist=tuple(allowlist),
+        data_dir=Path(settings.data_dir).resolve(),
+        kafka_bootstrap=f"127.0.0.1:{settings.broker_port}",
+        warehouse_url=f"http://{credentials}{settings.warehouse_host}:{settings.warehouse_port}{url.path}",
+    )
+
+
+def main_broker(settings: Settings) -> int:
+    """Run only the embedded broker (and its storage, when durable) in the foreground."""
+    specs = broker_specs(settings)
+    with Supervisor(log_dir=settings.data_dir / "logs") as supervisor:
+        for spec in specs:
+            supervisor.start(spec)
+        _say(f"broker listening: {specs[-1].url}; Ctrl-C stops it")
+        try:
+            while not supervisor.exited():
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def _check_free(settings: Settings) -> None:
+    wanted = {
+        "FLOWSCOPE_BROKER_PORT": ("127.0.0.1", settings.broker_port),
+        **({f"FLOWSCOPE_SEAWEEDFS_BASE_PORT (+{offset}, {flag})": ("127.0.0.1", settings.seaweedfs_base_port + offset)
+            for flag, offset in SEAWEEDFS_PORTS.items()} if settings.broker_storage == "durable" else {}),
+        "FLOWSCOPE_WAREHOUSE_PORT": (settings.warehouse_host, settings.warehouse_port),
+        "FLOWSCOPE_INGEST_PORT": (settings.ingest_host, settings.ingest_port),
+        "FLOWSCOPE_STREAM_METRICS_PORT": ("127.0.0.1", settings.stream_metrics_port),
+        "FLOWSCOPE_DASHBOARD_PORT": ("127.0.0.1", settings.dashboard_port),
+    }
+    if alerting_installed():
+        wanted["FLOWSCOPE_PROMETHEUS_PORT"] = ("127.0.0.1", settings.prometheus_port)
+        wanted["FLOWSCOPE_ALERTMANAGER_PORT"] = ("127.0.0.1", settings.alertmanager_port)
+    for key, (host, port) in wanted.items():
+        if not port:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                raise SupervisorError(f"port {port} is busy ({exc.strerror}); set {key} to another port") from exc
+
+
+def alerting_installed() -> bool:
+    return not missing_binaries()
+
+

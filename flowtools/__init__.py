@@ -1,0 +1,1 @@
+"""Tools that drive the product from outside: simulators, the pipeline harness, chaos and benchmarks."""

@@ -1,0 +1,254 @@
+"""Dashboard queries at scale: p95 of every query the dashboard pages run, on a warehouse of N events.
+
+The warehouse (our chDB server, the same one ``flowscope up`` runs) is filled inside ClickHouse with
+``INSERT … SELECT FROM numbers()`` into the raw tables, so every materialized view and rollup is fed
+exactly as the stream worker feeds it. The traffic: outbound messages spread over 30 days across 20
+business numbers, each with its status path (sent, then delivered 92 %, read 60 %, or failed 3 % with
+a Meta error code); every second message is a Flow message with its ``flow_sent`` record, screen
+events along its version's path (dropping off on the way) and a completion for most that reach the
+end. "Events" counts rows of the four raw tables: statuses, sends, screen events and completions.
+
+Each query runs as the page runs it on a refresh (same typed function, same default filters), for
+the time ranges a user picks; the figure judged is the p95 over all of them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from config.settings import Settings
+from embedded.supervisor import Supervisor
+from flowtools.bench import Result, Say, percentile
+from flowtools.flowsim import FLOWS
+
+TARGET_P95_MS = 300.0
+NUMBERS = 20  # business phone numbers
+DAYS = 30
+EVENTS_PER_MESSAGE = 4.3  # about: 2.55 statuses + half a Flow session (1 send + ~2.3 screens + ~0.35 completion)
+ERROR_CODES = (131026, 131047, 131048, 131056, 130429, 131000)
+CHUNK_MESSAGES = 2_000_000
+
+SettingsFactory = Callable[..., Settings]
+
+
+def _paths() -> list[tuple[str, str, list[str]]]:
+    """Every simulated flow version with its screens along the first branch."""
+    out = []
+    for flow in FLOWS:
+        for version, screens in flow.versions.items():
+            by_id = {s.id: s for s in screens}
+            path, screen = [], screens[0]
+            while True:
+                path.append(screen.id)
+                if screen.terminal:
+                    break
+                screen = by_id[screen.next[0]]
+            out.append((flow.flow_id, version, path))
+    return out
+
+
+def _sql_literal(value: Any) -> str:
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_sql_literal(v) for v in value) + "]"
+    return str(value)
+
+
+def load_sql(first: int, count: int, *, total: int, end: datetime) -> list[str]:
+    """The INSERT … SELECT statements that write messages ``first`` .. ``first + count - 1`` and their events."""
+    paths = _paths()
+    flow_ids = _sql_literal([p[0] for p in paths])
+    versions = _sql_literal([p[1] for p in paths])
+    screens = _sql_literal([p[2] for p in paths])
+    start_ms = int((end - timedelta(days=DAYS)).timestamp() * 1000)
+    step_ms = DAYS * 86_400_000 // max(total, 1)
+    base = f"""
+        SELECT number AS n,
+               concat('wamid.bench.', toString(n)) AS wamid,
+               toString(100000000000000 + n % {NUMBERS}) AS pnid,
+               fromUnixTimestamp64Milli(toInt64({start_ms} + n * {step_ms}), 'UTC') AS t,
+               sipHash64(n, 'fate') % 100 AS fate,
+               n % 2 = 0 AS is_flow,
+               intDiv(n, 2) % {len(paths)} + 1 AS fv,
+               {screens}[fv] AS path,
+               least(sipHash64(n, 'depth') % (length(path) + 2), length(path)) AS depth,
+               depth = length(path) AND sipHash64(n, 'done') % 10 < 8 AS completes
+        FROM numbers({first}, {count})
+    """
+    statuses = f"""
+        INSERT INTO message_statuses (event_id, waba_id, phone_number_id, wamid, status, occurred_at, received_at,
+                                      recipient_hash, error_code)
+        SELECT concat(wamid, ':', st.1), '200000000000001', pnid, wamid, st.1,
+               toDateTime(t + toIntervalSecond(st.2)), t + toIntervalSecond(st.2),
+               hex(sipHash64(n, 'user')), if(st.1 = 'failed', {_sql_literal(list(ERROR_CODES))}[n % 6 + 1], 0)
+        FROM ({base})
+        ARRAY JOIN arrayFilter(s -> s.1 != '',
+            [('sent', 0),
+             (if(fate < 92, 'delivered', ''), 4),
+             (if(fate < 60, 'read', ''), 90),
+             (if(fate >= 97, 'failed', ''), 3)]) AS st
+    """
+    sends = f"""
+        INSERT INTO flow_sends (event_id, wamid, flow_id, flow_version, flow_token, campaign, phone_number_id,
+                                recipient_hash, sent_at, received_at)
+        SELECT concat('send.', toString(n)), wamid, {flow_ids}[fv], {versions}[fv], concat('ft.', toString(n)),
+               ['spring_promo', 'reactivation', ''][n % 3 + 1], pnid, hex(sipHash64(n, 'user')), t, t
+        FROM ({base})
+        WHERE is_flow
+    """
+    nodes = f"""
+        INSERT INTO flow_node_events (event_id, flow_token, flow_id, flow_version, screen, node_type, action,
+                                      source, occurred_at, received_at, field_keys, fields, error)
+        SELECT concat('node.', toString(n), '.', toString(j)), concat('ft.', toString(n)), {flow_ids}[fv],
+               {versions}[fv], path[j], 'form', 'navigate', 'client',
+               t + toIntervalSecond(100 + 25 * j + sipHash64(n, j) % 40), t + toIntervalSecond(100 + 25 * j),
+               [], map(), ''
+        FROM ({base})
+        ARRAY JOIN range(1, toUInt64(depth) + 1) AS j
+        WHERE is_flow AND depth > 0
+    """
+    completions = f"""
+        INSERT INTO flow_completions (event_id, waba_id, phone_number_id, wamid, flow_wamid, flow_token, flow_name,
+                                      occurred_at, received_at, user_hash, response_keys, response_fields)
+        SELECT concat('done.', toString(n)), '200000000000001', pnid, concat('wamid.reply.', toString(n)), wamid,
+               concat('ft.', toString(n)), 'bench', toDateTime(t + toIntervalSecond(130 + 25 * depth)),
+               t + toIntervalSecond(130 + 25 * depth), hex(sipHash64(n, 'user')), [], map()
+        FROM ({base})
+        WHERE is_flow AND completes
+    """
+    return [statuses, sends, nodes, completions]
+
+
+RAW_TABLES = ("message_statuses", "flow_sends", "flow_node_events", "flow_completions")
+
+
+def _count(client: Any, source: str) -> int:
+    return int(client.command(f"SELECT count() FROM {source}"))
+
+
+def stored_events(client: Any) -> int:
+    return sum(_count(client, table) for table in RAW_TABLES)
+
+
+def load(client: Any, events: int, *, end: datetime, say: Say) -> tuple[int, float]:
+    """Fill the warehouse with about ``events`` raw events; returns (events stored, seconds)."""
+    messages = max(1, round(events / EVENTS_PER_MESSAGE))
+    started = time.monotonic()
+    first = 0
+    while first < messages:
+        count = min(CHUNK_MESSAGES, messages - first)
+        for sql in load_sql(first, count, total=messages, end=end):
+            client.command(sql, settings={"max_insert_threads": 2, "max_threads": 2})
+        first += count
+        elapsed = time.monotonic() - started
+        say(f"  loaded {first:,} / {messages:,} messages ({first / messages:.0%}), {elapsed:.0f} s")
+    return stored_events(client), time.monotonic() - started
+
+
+def queries(end: datetime) -> list[tuple[str, Callable[[Any], object]]]:
+    """(label, call) for every query the dashboard pages run, over the ranges users pick."""
+    from warehouse import flows, health, rejected
+    from warehouse import queries as delivery
+
+    out: list[tuple[str, Callable[[Any], object]]] = []
+
+    def add(label: str, function: Callable[..., object], *args: Any, **kwargs: Any) -> None:
+        out.append((label, lambda client: function(client, *args, **kwargs)))
+
+    for label, span in (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)), ("7d", timedelta(days=7)),
+                        ("30d", timedelta(days=30))):
+        where = delivery.DeliveryFilter(start=end - span, end=end)
+        bucket = 1 if span <= timedelta(hours=6) else 60 if span <= timedelta(days=7) else 360
+        add(f"delivery.totals {label}", delivery.delivery_totals, where)
+        add(f"delivery.timeseries {label}", delivery.delivery_timeseries, where, bucket_minutes=bucket)
+        add(f"delivery.failures_by_error_code {label}", delivery.failures_by_error_code, where)
+        add(f"delivery.by_phone_number {label}", delivery.delivery_by_phone_number, where)
+    add("delivery.phone_number_ids", delivery.phone_number_ids)
+    flow_id, version, _ = _paths()[-1]
+    for label, span in (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)), ("7d", timedelta(days=7))):
+        where_flow = flows.FlowFilter(start=end - span, end=end, flow_id=flow_id, now=end)
+        one_version = replace(where_flow, flow_version=version)
+        bucket = 1 if span <= timedelta(hours=6) else 60
+        add(f"flows.funnel by flow {label}", flows.funnel, where_flow, by=("flow_id",))
+        add(f"flows.funnel by version {label}", flows.funnel, where_flow)
+        add(f"flows.funnel by campaign {label}", flows.funnel, where_flow, by=("campaign",))
+        add(f"flows.funnel_over_time {label}", flows.funnel_over_time, where_flow, bucket_minutes=bucket)
+        add(f"flows.node_stats {label}", flows.node_stats, one_version)
+        add(f"flows.transitions {label}", flows.transitions, one_version)
+        add(f"flows.paths {label}", flows.paths, one_version, limit=15)
+    add("flows.flow_versions", flows.flow_versions)
+    add("flows.flow_screens", flows.flow_screens, flow_id, version)
+    add("flows.selections", flows.selections, flow_id=flow_id, flow_version=version)
+    add("health.flow_states", health.flow_states)
+    add("health.history 7d", health.history, start=end - timedelta(days=7), end=end)
+    add("rejected.by_reason 24h", rejected.by_reason, end - timedelta(days=1), end)
+    add("rejected.latest 24h", rejected.latest, end - timedelta(days=1), end, 50)
+    return out
+
+
+def time_queries(client: Any, end: datetime, *, repeats: int, budget_s: float,
+                 say: Say) -> dict[str, list[float]]:
+    """Milliseconds of each run of each query (at most ``budget_s`` per query after its first run)."""
+    timings: dict[str, list[float]] = {}
+    for label, call in queries(end):
+        runs: list[float] = []
+        spent = 0.0
+        call(client)  # warm: the page's first render pays this, every refresh after it does not
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            call(client)
+            ms = (time.perf_counter() - t0) * 1000
+            runs.append(ms)
+            spent += ms / 1000
+            if spent > budget_s:
+                break
+        timings[label] = runs
+        say(f"  {label:<42} p95 {percentile(runs, 95):8.1f} ms  ({len(runs)} runs)")
+    return timings
+
+
+def run(settings_factory: SettingsFactory, say: Say, *, quick: bool, events: int | None = None,
+        data_dir: Path | None = None) -> list[Result]:
+    from embedded.specs import warehouse_spec
+    from flowscope.up import _register_simulated_flows
+    from warehouse.client import connect
+    from warehouse.migrate import migrate
+
+    events = events or (300_000 if quick else 100_000_000)
+    repeats = 5 if quick else 10
+    with tempfile.TemporaryDirectory(prefix="flowscope-bench-", dir=data_dir) as tmp:
+        settings = settings_factory(Path(tmp))
+        with Supervisor(log_dir=Path(tmp) / "logs") as supervisor:
+            say(f"dashboard: warehouse on {settings.warehouse_url}; loading {events:,} events")
+            supervisor.start(warehouse_spec(settings))
+            migrate(settings.warehouse_url)
+            _register_simulated_flows(settings)
+            client = connect(settings.warehouse_url, send_receive_timeout=3600)
+            end = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
+            stored, load_s = load(client, events, end=end, say=say)
+            loaded = {
+                "messages": max(1, round(events / EVENTS_PER_MESSAGE)),
+                "sent_statuses": _count(client, "message_statuses WHERE status = 'sent'"),
+                "flow_sends": _count(client, "flow_sends"),
+            }
+            say(f"dashboard: {stored:,} events stored in {load_s:.0f} s ({stored / load_s:,.0f}/s); timing queries")
+            timings = time_queries(client, end, repeats=repeats, budget_s=10 if quick else 15, say=say)
+            client.close()
+    every = [ms for runs in timings.values() for ms in runs]
+    per_query = {label: round(percentile(runs, 95), 1) for label, runs in timings.items()}
+    slowest = sorted(per_query.items(), key=lambda kv: -kv[1])[:8]
+    details = {**loaded, "events": stored, "load_s": round(load_s, 1), "queries": len(timings), "runs": len(every),
+               "p95_ms_by_query": per_query, "slowest": dict(slowest),
+               "over_target": sorted(q for q, ms in per_query.items() if ms > TARGET_P95_MS)}
+    return [
+        Result("dashboard", "query p95 ms", round(percentile(every, 95), 1), TARGET_P95_MS, False, "ms", details),
+        Result("dashboard", "worst query p95 ms", slowest[0][1], TARGET_P95_MS, False, "ms",
+               {"query": slowest[0][0], "events": stored}),
+    ]

@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from config.exceptions import SettingsError
+from config.settings import DEV_APP_SECRET, Settings, describe
+
+
+def test_defaults_are_the_embedded_mode() -> None:
+    settings = Settings.from_env({})
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+    assert settings.warehouse_url == "http://default:@127.0.0.1:8123/flowscope"
+    assert settings.app_secret == DEV_APP_SECRET
+    assert settings.dev_secrets_in_use == [
+        "FLOWSCOPE_APP_SECRET", "FLOWSCOPE_VERIFY_TOKEN", "FLOWSCOPE_HASH_KEY", "FLOWSCOPE_EVENTS_TOKEN",
+    ]
+
+
+def test_environment_values_are_typed() -> None:
+    settings = Settings.from_env({
+        "FLOWSCOPE_PARTITIONS": "12",
+        "FLOWSCOPE_PRODUCER_TIMEOUT_S": "2.5",
+        "FLOWSCOPE_DATA_DIR": "/tmp/x",
+        "FLOWSCOPE_FORM_FIELDS_ALLOWLIST": "plan, seats,,",
+        "FLOWSCOPE_APP_SECRET": "real",
+    })
+    assert settings.partitions == 12
+    assert settings.producer_timeout_s == 2.5
+    assert settings.data_dir == Path("/tmp/x")
+    assert settings.form_fields_allowlist == ("plan", "seats")
+    assert "FLOWSCOPE_APP_SECRET" not in settings.dev_secrets_in_use
+
+
+def test_malformed_value_names_the_variable() -> None:
+    with pytest.raises(SettingsError, match="FLOWSCOPE_PARTITIONS"):
+        Settings.from_env({"FLOWSCOPE_PARTITIONS": "many"})
+    with pytest.raises(SettingsError, match="FLOWSCOPE_PARTITIONS must be at least 1"):
+        Settings.from_env({"FLOWSCOPE_PARTITIONS": "0"})
+    with pytest.raises(SettingsError, match="FLOWSCOPE_HASH_KEY"):
+        Settings.from_env({"FLOWSCOPE_HASH_KEY": ""})
+
+
+def test_as_env_round_trips() -> None:
+    settings = Settings.from_env({"FLOWSCOPE_PARTITIONS": "3", "FLOWSCOPE_FORM_FIELDS_ALLOWLIST": "a,b"})
+    assert Settings.from_env(settings.as_env()) == settings
+
+
+def test_every_setting_is_documented() -> None:
+    rows = describe()
+    assert all(doc for _, _, doc in rows)
+    assert len({key for key, _, _ in rows}) == len(rows)
+
+
+def test_readme_documents_every_setting_with_its_default() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    for key, default, _ in describe():
+        shown = f"`{default}`" if default else "(empty)"
+        assert f"| `{key}` | {shown} |" in readme, key
