@@ -16,6 +16,7 @@ from embedded.supervisor import (
     tansu_binary,
     tcp_ready,
 )
+from ingest.paths import EVENTS_PATH, HEALTH_PATH, METRICS_PATH, WEBHOOK_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -109,9 +110,9 @@ def receiver_spec(settings: Settings) -> ProcessSpec:
     return ProcessSpec(
         name="receiver",
         argv=flowscope_command("ingest"),
-        ready=http_ready(f"http://{host}:{port}/healthz"),
+        ready=http_ready(f"http://{host}:{port}{HEALTH_PATH}"),
         env=settings.as_env(),
-        url=f"http://{host}:{port}/webhooks/whatsapp  (metrics: /metrics, health: /healthz)",
+        url=f"http://{host}:{port}{WEBHOOK_PATH}  (metrics: {METRICS_PATH}, health: {HEALTH_PATH})",
     )
 
 
@@ -139,7 +140,7 @@ def dashboards_spec(settings: Settings) -> ProcessSpec:
 
 
 def simulator_spec(settings: Settings) -> ProcessSpec:
-    url = f"http://{settings.ingest_host}:{settings.ingest_port}/webhooks/whatsapp"
+    url = f"http://{settings.ingest_host}:{settings.ingest_port}{WEBHOOK_PATH}"
     return ProcessSpec(
         name="simulator",
         argv=flowscope_command(
@@ -158,7 +159,7 @@ def flow_simulator_spec(settings: Settings) -> ProcessSpec:
         argv=flowscope_command("simulate-flows", "--url", url, "--sessions", "0"),
         ready=lambda: True,
         env=settings.as_env(),
-        url=f"live Flow sessions (3 flows × 2 versions) to {url}/events",
+        url=f"live Flow sessions (3 flows × 2 versions) to {url}{EVENTS_PATH}",
     )
 
 

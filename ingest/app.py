@@ -18,6 +18,7 @@ from contract.privacy import Pseudonymiser
 from ingest import routes
 from ingest.first_party import FirstPartyParser
 from ingest.parsing import WebhookParser
+from ingest.paths import EVENTS_PATH, FLOW_REGISTRATION_PATH, HEALTH_PATH, METRICS_PATH, WEBHOOK_PATH
 from ingest.producer import EventProducer
 
 logger = logging.getLogger(__name__)
@@ -36,12 +37,12 @@ def create_app(settings: Settings) -> Starlette:
 
     app = Starlette(
         routes=[
-            Route("/webhooks/whatsapp", routes.verify_subscription, methods=["GET"]),
-            Route("/webhooks/whatsapp", routes.receive_webhook, methods=["POST"]),
-            Route("/events", routes.receive_events, methods=["POST"]),
-            Route("/flows/{flow_id}/versions/{version}", routes.register_flow, methods=["PUT"]),
-            Route("/healthz", routes.healthz, methods=["GET"]),
-            Route("/metrics", routes.prometheus_metrics, methods=["GET"]),
+            Route(WEBHOOK_PATH, routes.verify_subscription, methods=["GET"]),
+            Route(WEBHOOK_PATH, routes.receive_webhook, methods=["POST"]),
+            Route(EVENTS_PATH, routes.receive_events, methods=["POST"]),
+            Route(FLOW_REGISTRATION_PATH, routes.register_flow, methods=["PUT"]),
+            Route(HEALTH_PATH, routes.healthz, methods=["GET"]),
+            Route(METRICS_PATH, routes.prometheus_metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
