@@ -1,12 +1,20 @@
-"""Connections to the warehouse: every component reaches ClickHouse through one URL."""
+"""Connections to the warehouse: every component reaches ClickHouse through one URL, and gets our errors back."""
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlparse
 
 import clickhouse_connect
+from clickhouse_connect.driver import exceptions as driver
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.httpclient import HttpClient
+
+from warehouse.exceptions import QueryError, WarehouseError, WarehouseUnavailableError
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def database_of(url: str) -> str:
@@ -15,15 +23,56 @@ def database_of(url: str) -> str:
     return path.split("/")[0] if path else "default"
 
 
+def translate(exc: Exception) -> WarehouseError:
+    """Our error for a driver or transport error: unreachable, or the server's answer with its code kept."""
+    if isinstance(exc, WarehouseError):
+        return exc
+    code = getattr(exc, "code", None)
+    if isinstance(exc, driver.OperationalError | OSError) and not code:
+        return WarehouseUnavailableError(str(exc))
+    return QueryError(str(exc), code=int(code or 0), name=str(getattr(exc, "name", None) or ""))
+
+
+def _wrapped(method: F) -> F:
+    @functools.wraps(method)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (driver.Error, OSError) as exc:
+            raise translate(exc) from exc
+
+    return cast(F, call)
+
+
+class WarehouseClient(HttpClient):
+    """clickhouse-connect's HTTP client whose calls raise :class:`WarehouseError` subclasses, never driver errors."""
+
+    query = _wrapped(HttpClient.query)
+    command = _wrapped(HttpClient.command)
+    insert = _wrapped(HttpClient.insert)
+    raw_query = _wrapped(HttpClient.raw_query)
+    raw_insert = _wrapped(HttpClient.raw_insert)
+    query_df = _wrapped(HttpClient.query_df)
+    query_np = _wrapped(HttpClient.query_np)
+    query_arrow = _wrapped(HttpClient.query_arrow)
+    ping = _wrapped(HttpClient.ping)
+
+
 def connect(url: str, *, database: str | None = None, **options: Any) -> Client:
-    """A clickhouse-connect client for ``url`` (``http://user:password@host:port/database``)."""
+    """A client for ``url`` (``http://user:password@host:port/database``); its errors are :class:`WarehouseError`."""
     parsed = urlparse(url)
-    return clickhouse_connect.get_client(
-        host=parsed.hostname or "localhost",
-        port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
-        username=unquote(parsed.username or "default"),
-        password=unquote(parsed.password or ""),
-        database=database if database is not None else database_of(url),
-        secure=parsed.scheme == "https",
-        **options,
-    )
+    try:
+        client = clickhouse_connect.get_client(
+            host=parsed.hostname or "localhost",
+            port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+            username=unquote(parsed.username or "default"),
+            password=unquote(parsed.password or ""),
+            database=database if database is not None else database_of(url),
+            secure=parsed.scheme == "https",
+            **options,
+        )
+    except (driver.Error, OSError) as exc:
+        raise translate(exc) from exc
+    if isinstance(client, HttpClient):
+        client.__class__ = WarehouseClient  # same state, every call's errors translated
+    return client
