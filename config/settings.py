@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from config.exceptions import SettingsError
 
@@ -48,6 +49,21 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
 }
 
 
+def _bootstrap_address(bootstrap: str) -> tuple[str, int]:
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    if not port.isdigit():
+        raise ValueError(f"{PREFIX}KAFKA_BOOTSTRAP needs host:port, got {bootstrap!r}")
+    return host or "127.0.0.1", int(port)
+
+
+# Keys of earlier versions that duplicated a URL; a clear error instead of silently ignoring them.
+REPLACED = {
+    PREFIX + "BROKER_PORT": f"the embedded broker listens on the port of {PREFIX}KAFKA_BOOTSTRAP",
+    PREFIX + "WAREHOUSE_HOST": f"the embedded warehouse listens on the host of {PREFIX}WAREHOUSE_URL",
+    PREFIX + "WAREHOUSE_PORT": f"the embedded warehouse listens on the port of {PREFIX}WAREHOUSE_URL",
+}
+
+
 def _setting(default: Any, doc: str) -> Any:
     return field(default=default, metadata={"doc": doc})
 
@@ -64,10 +80,13 @@ class Settings:
         DEV_EVENTS_TOKEN, "Bearer token (and HMAC key) authenticating first-party events and flow registration."
     )
     # --- where things are ----------------------------------------------------------------------
-    kafka_bootstrap: str = _setting("127.0.0.1:9092", "Kafka bootstrap servers, comma separated.")
+    kafka_bootstrap: str = _setting(
+        "127.0.0.1:9092", "Kafka bootstrap servers, comma separated; the embedded broker listens on the first."
+    )
     warehouse_url: str = _setting(
         "http://default:@127.0.0.1:8123/flowscope",
-        "ClickHouse HTTP URL (user, password, database in the path) used by every component.",
+        "ClickHouse HTTP URL (user, password, database in the path) used by every component; "
+        "the embedded warehouse server listens on its host and port.",
     )
     topic_prefix: str = _setting("flowscope", "Prefix of every Kafka topic name.")
     partitions: int = _setting(4, "Partitions of each topic, when the application creates it.")
@@ -90,12 +109,8 @@ class Settings:
     session_timeout_s: int = _setting(1800, "A session with no activity for this long, not completed, is abandoned.")
     catalog_refresh_s: float = _setting(10.0, "Least time between two reloads of registered flow definitions.")
     dedup_window: int = _setting(1_000_000, "Event ids each worker remembers to drop duplicates before insert.")
-    # --- warehouse server (embedded mode) ------------------------------------------------------
-    warehouse_host: str = _setting("127.0.0.1", "Embedded warehouse server bind address.")
-    warehouse_port: int = _setting(8123, "Embedded warehouse server port (ClickHouse HTTP interface).")
     # --- embedded stack ------------------------------------------------------------------------
     data_dir: Path = _setting(Path("data"), "Where the embedded stack keeps its data (warehouse, broker).")
-    broker_port: int = _setting(9092, "Port of the embedded broker (tansu).")
     broker_storage: str = _setting(
         "durable", "Embedded broker storage: durable (tansu on a local SeaweedFS S3) or memory (lost when it stops)."
     )
@@ -117,6 +132,9 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
         env = os.environ if environ is None else environ
+        for key, instead in REPLACED.items():
+            if key in env:
+                raise SettingsError(f"{key} is no longer read: {instead}")
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             key = PREFIX + f.name.upper()
@@ -132,6 +150,13 @@ class Settings:
         settings.validate()
         return settings
 
+    @classmethod
+    def build(cls, **values: Any) -> Settings:
+        """Settings from typed values (the defaults for the rest), validated: for code that composes pipelines."""
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
     def validate(self) -> None:
         if self.partitions < 1:
             raise SettingsError(f"{PREFIX}PARTITIONS must be at least 1, got {self.partitions}")
@@ -141,6 +166,31 @@ class Settings:
             raise SettingsError(f"{PREFIX}HASH_KEY must not be empty")
         if not self.app_secret:
             raise SettingsError(f"{PREFIX}APP_SECRET must not be empty")
+        try:
+            self.broker_port, self.warehouse_port  # noqa: B018 - both URLs must name a port
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from exc
+
+    # The embedded broker and warehouse server listen where the URLs every component uses point: one fact each.
+    @property
+    def broker_host(self) -> str:
+        return _bootstrap_address(self.kafka_bootstrap)[0]
+
+    @property
+    def broker_port(self) -> int:
+        return _bootstrap_address(self.kafka_bootstrap)[1]
+
+    @property
+    def warehouse_host(self) -> str:
+        return urlparse(self.warehouse_url).hostname or "127.0.0.1"
+
+    @property
+    def warehouse_port(self) -> int:
+        url = urlparse(self.warehouse_url)
+        try:
+            return url.port or (8443 if url.scheme == "https" else 8123)
+        except ValueError as exc:
+            raise ValueError(f"{PREFIX}WAREHOUSE_URL has no valid port: {self.warehouse_url!r}") from exc
 
     @property
     def dev_secrets_in_use(self) -> list[str]:

@@ -21,11 +21,6 @@ from ingest.paths import EVENTS_PATH, HEALTH_PATH, METRICS_PATH, WEBHOOK_PATH
 logger = logging.getLogger(__name__)
 
 
-def _host_port(bootstrap: str) -> tuple[str, int]:
-    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
-    return host or "127.0.0.1", int(port)
-
-
 # tansu's S3 client credentials: SeaweedFS with no identities configured accepts any keys, on loopback.
 _S3_BUCKET = "tansu"
 _S3_ENV = {"AWS_ACCESS_KEY_ID": "tansu", "AWS_SECRET_ACCESS_KEY": "tansu", "AWS_REGION": "us-east-1",
@@ -68,7 +63,7 @@ def seaweedfs_spec(settings: Settings) -> ProcessSpec:
 
 
 def broker_spec(settings: Settings) -> ProcessSpec:
-    host, port = "127.0.0.1", settings.broker_port
+    host, port = settings.broker_host, settings.broker_port
     url = f"tcp://{host}:{port}"
     durable = settings.broker_storage == "durable"
     env = {"RUST_LOG": "warn"}

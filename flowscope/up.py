@@ -132,12 +132,9 @@ def _stored(client: object) -> int:
 
 
 def _embedded(settings: Settings) -> Settings:
-    """Point the URLs at the embedded components (the settings' ports)."""
+    """Settings of ``flowscope up``: an absolute data directory, and the simulated flows' fields allow-listed."""
     import dataclasses
-    from urllib.parse import urlparse
 
-    url = urlparse(settings.warehouse_url)
-    credentials = f"{url.username or 'default'}:{url.password or ''}@"
     allowlist = settings.form_fields_allowlist
     if not allowlist and settings.simulate_rate > 0:
         from flowtools.flowsim import ALLOWLIST
@@ -147,8 +144,6 @@ def _embedded(settings: Settings) -> Settings:
         settings,
         form_fields_allowlist=tuple(allowlist),
         data_dir=Path(settings.data_dir).resolve(),
-        kafka_bootstrap=f"127.0.0.1:{settings.broker_port}",
-        warehouse_url=f"http://{credentials}{settings.warehouse_host}:{settings.warehouse_port}{url.path}",
     )
 
 
@@ -169,10 +164,10 @@ def main_broker(settings: Settings) -> int:
 
 def _check_free(settings: Settings) -> None:
     wanted = {
-        "FLOWSCOPE_BROKER_PORT": ("127.0.0.1", settings.broker_port),
+        "FLOWSCOPE_KAFKA_BOOTSTRAP": (settings.broker_host, settings.broker_port),
         **({f"FLOWSCOPE_SEAWEEDFS_BASE_PORT (+{offset}, {flag})": ("127.0.0.1", settings.seaweedfs_base_port + offset)
             for flag, offset in SEAWEEDFS_PORTS.items()} if settings.broker_storage == "durable" else {}),
-        "FLOWSCOPE_WAREHOUSE_PORT": (settings.warehouse_host, settings.warehouse_port),
+        "FLOWSCOPE_WAREHOUSE_URL": (settings.warehouse_host, settings.warehouse_port),
         "FLOWSCOPE_INGEST_PORT": (settings.ingest_host, settings.ingest_port),
         "FLOWSCOPE_STREAM_METRICS_PORT": ("127.0.0.1", settings.stream_metrics_port),
         "FLOWSCOPE_DASHBOARD_PORT": ("127.0.0.1", settings.dashboard_port),

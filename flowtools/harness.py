@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 from pathlib import Path
+from typing import Any
 
 from config.settings import Settings
 from embedded.specs import SEAWEEDFS_PORTS
@@ -25,24 +26,19 @@ def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
 
     The tests and ``flowscope chaos`` run such pipelines side by side with ``flowscope up``.
     """
-    broker_port, warehouse_port = free_port(), free_port()
-    env = {
-        "FLOWSCOPE_APP_SECRET": secrets.token_hex(16),
-        "FLOWSCOPE_VERIFY_TOKEN": secrets.token_hex(8),
-        "FLOWSCOPE_HASH_KEY": secrets.token_hex(16),
-        "FLOWSCOPE_DATA_DIR": str(data_dir),
-        "FLOWSCOPE_BROKER_PORT": str(broker_port),
-        "FLOWSCOPE_SEAWEEDFS_BASE_PORT": str(free_port_block(len(SEAWEEDFS_PORTS))),
-        "FLOWSCOPE_KAFKA_BOOTSTRAP": f"127.0.0.1:{broker_port}",
-        "FLOWSCOPE_WAREHOUSE_PORT": str(warehouse_port),
-        "FLOWSCOPE_WAREHOUSE_URL": f"http://default:@127.0.0.1:{warehouse_port}/flowscope",
-        "FLOWSCOPE_INGEST_PORT": str(free_port()),
-        "FLOWSCOPE_STREAM_METRICS_PORT": str(free_port()),
-        "FLOWSCOPE_DASHBOARD_PORT": str(free_port()),
-        "FLOWSCOPE_PROMETHEUS_PORT": str(free_port()),
-        "FLOWSCOPE_ALERTMANAGER_PORT": str(free_port()),
-        "FLOWSCOPE_PARTITIONS": "4",
+    values: dict[str, Any] = {
+        "app_secret": secrets.token_hex(16),
+        "verify_token": secrets.token_hex(8),
+        "hash_key": secrets.token_hex(16),
+        "data_dir": Path(data_dir),
+        "seaweedfs_base_port": free_port_block(len(SEAWEEDFS_PORTS)),
+        "kafka_bootstrap": f"127.0.0.1:{free_port()}",
+        "warehouse_url": f"http://default:@127.0.0.1:{free_port()}/flowscope",
+        "ingest_port": free_port(),
+        "stream_metrics_port": free_port(),
+        "dashboard_port": free_port(),
+        "prometheus_port": free_port(),
+        "alertmanager_port": free_port(),
+        "partitions": 4,
     }
-    return Settings.from_env(env, **overrides)
-
-
+    return Settings.build(**{**values, **overrides})
