@@ -76,20 +76,12 @@ def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_flows(settings: Settings, args: argparse.Namespace) -> int:
-    import time
-
-    from contract.flowjson import parse_flow_json
-    from warehouse.client import connect
-    from warehouse.flows import register_flow
+    from flowscope.registration import register_flow_json
 
     raw = args.file.read_bytes()
-    definition = parse_flow_json(raw, flow_id=args.flow_id, version=args.version)
-    client = connect(settings.warehouse_url)
-    try:
-        register_flow(client, definition, raw.decode(), registered_at_ms=int(time.time() * 1000))
-    finally:
-        client.close()
-    order = " → ".join(screen.id for screen in definition.screens)
+    screens = register_flow_json(settings, flow_id=args.flow_id, version=args.version, flow_json=raw,
+                                 base_url=args.url)
+    order = " → ".join(screens)
     print(f"registered flow {args.flow_id} version {args.version}: {order}")  # noqa: T201
     return 0
 
@@ -118,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("file", type=Path, help="the Flow JSON file")
     register.add_argument("--flow-id", required=True)
     register.add_argument("--version", required=True)
+    register.add_argument("--url", default=None,
+                          help="the receiver's base URL (default: FLOWSCOPE_INGEST_HOST and FLOWSCOPE_INGEST_PORT)")
     register.set_defaults(func=cmd_flows)
     sub.add_parser("simulate", help="send simulated, signed webhooks (see: flowscope simulate --help)", add_help=False)
     sub.add_parser("simulate-flows", help="simulated Flow sessions: screen events, statuses, completions",

@@ -8,4 +8,11 @@ from contract.exceptions import ContractError
 from embedded.exceptions import SupervisorError
 from warehouse.exceptions import WarehouseError
 
-USER_ERRORS: tuple[type[Exception], ...] = (SettingsError, ContractError, SupervisorError, WarehouseError, ServerError)
+
+class RegistrationError(Exception):
+    """A flow version could not be registered through the receiver; the message says why."""
+
+
+USER_ERRORS: tuple[type[Exception], ...] = (
+    SettingsError, ContractError, SupervisorError, WarehouseError, ServerError, RegistrationError,
+)

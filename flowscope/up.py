@@ -55,18 +55,19 @@ def run_up(settings: Settings) -> int:
                 supervisor.start(spec)
             applied = migrate(settings.warehouse_url)
             _say(f"warehouse schema ready ({len(applied)} migrations applied)")
-            if settings.simulate_rate > 0:
-                names = _register_simulated_flows(settings)
-                _say(f"registered the simulated flows' Flow JSON: {', '.join(names)}")
             specs = [receiver_spec(settings), stream_spec(settings), dashboards_spec(settings)]
             if alerting_installed():
                 specs += [alertmanager_spec(settings, webhook_url=settings.alert_webhook_url),
                           prometheus_spec(settings)]
-            if settings.simulate_rate > 0:
-                specs += [simulator_spec(settings), flow_simulator_spec(settings)]
             for spec in specs:
                 _say(f"starting {spec.name} ...")
                 supervisor.start(spec)
+            if settings.simulate_rate > 0:
+                names = _register_simulated_flows(settings)
+                _say(f"registered the simulated flows' Flow JSON: {', '.join(names)}")
+                for spec in (simulator_spec(settings), flow_simulator_spec(settings)):
+                    _say(f"starting {spec.name} ...")
+                    supervisor.start(spec)
             _say("")
             _say(f"flowscope is up after {time.monotonic() - started:.1f} s  (logs: {log_dir}/)")
             for child in supervisor.children.values():
@@ -102,32 +103,46 @@ def run_up(settings: Settings) -> int:
     return 0
 
 
-def _register_simulated_flows(settings: Settings) -> list[str]:
-    """Register the Flow JSON of every flow version the simulator plays, as a business would."""
-    from contract.flowjson import parse_flow_json
+def _register_simulated_flows(settings: Settings, *, deadline_s: float = 60.0) -> list[str]:
+    """Register the Flow JSON of every flow version the simulator plays through the receiver, as a business would.
+
+    Returns once the stream worker has written every version to the warehouse, so the simulated sessions that
+    follow are checked against their flow's screens from the first event.
+    """
+    from flowscope.registration import register_flow_json
     from flowtools.flowsim import write_flow_jsons
     from warehouse.client import connect
-    from warehouse.flows import register_flow
+    from warehouse.exceptions import WarehouseError
+    from warehouse.flows import load_catalog
 
+    names, keys = [], set()
+    for flow_id, version, path in write_flow_jsons(settings.data_dir / "flows"):
+        register_flow_json(settings, flow_id=flow_id, version=version, flow_json=path.read_bytes())
+        names.append(f"{flow_id} v{version}")
+        keys.add((flow_id, version))
     client = connect(settings.warehouse_url)
-    names = []
     try:
-        for flow_id, version, path in write_flow_jsons(settings.data_dir / "flows"):
-            raw = path.read_text()
-            register_flow(client, parse_flow_json(raw, flow_id=flow_id, version=version), raw,
-                          registered_at_ms=int(time.time() * 1000))
-            names.append(f"{flow_id} v{version}")
+        deadline = time.monotonic() + deadline_s
+        while True:
+            try:
+                if keys <= load_catalog(client).keys():
+                    return names
+            except WarehouseError:
+                pass  # busy: ask again
+            if time.monotonic() > deadline:
+                raise SupervisorError(f"the stream worker did not store the registered flows within {deadline_s:.0f} s")
+            time.sleep(0.2)
     finally:
         client.close()
-    return names
 
 
 def _stored(client: object) -> int:
+    from warehouse.exceptions import WarehouseError
     from warehouse.queries import stored_status_count
 
     try:
         return stored_status_count(client)  # type: ignore[arg-type]
-    except Exception:  # the warehouse may be busy; the next tick tries again
+    except WarehouseError:  # the warehouse may be busy; the next tick tries again
         return 0
 
 
