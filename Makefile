@@ -37,9 +37,11 @@ bench: install system-deps
 test-unit: install
 	$(BIN)/python -m pytest tests/unit
 
+## lint: ruff, mypy (strict) and the import rules (import-linter contracts in pyproject.toml)
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf data chaos-report.json bench-report.json .pytest_cache .mypy_cache .ruff_cache
