@@ -1,59 +1,22 @@
-"""The embedded stack on free ports, started as separate processes by the same code as ``flowscope up``.
+"""The tests' pytest face of the pipeline harness (:mod:`flowtools.harness`): ``stack_factory`` and test defaults.
 
-Conftests import :func:`stack_factory` from here.
+Conftests import :func:`stack_factory` from here; a test's stack is a :class:`flowtools.harness.Pipeline`.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from config.settings import Settings
-from embedded.specs import broker_specs, dashboards_spec, receiver_spec, stream_spec, warehouse_spec
-from embedded.supervisor import Supervisor
-from flowtools.harness import isolated_settings
-from warehouse.migrate import migrate
+from flowtools.harness import Pipeline, isolated_settings, poll
 
+Stack = Pipeline
 
-@dataclass
-class Stack:
-    settings: Settings
-    supervisor: Supervisor
-
-    @property
-    def webhook_url(self) -> str:
-        return f"http://{self.settings.ingest_host}:{self.settings.ingest_port}/webhooks/whatsapp"
-
-    def start(self, name: str) -> None:
-        if name == "broker":  # with its storage (SeaweedFS) when durable
-            for spec in broker_specs(self.settings):
-                self.supervisor.start(spec)
-            return
-        specs = {
-            "warehouse": warehouse_spec,
-            "receiver": receiver_spec,
-            "stream": stream_spec,
-            "dashboards": dashboards_spec,
-        }
-        self.supervisor.start(specs[name](self.settings))
-        if name == "warehouse":
-            migrate(self.settings.warehouse_url)
-
-
-def poll(check: Callable[[], Any], *, want: Any, deadline_s: float = 60, interval_s: float = 0.2) -> Any:
-    """Call ``check`` until it returns ``want`` or the deadline passes; returns the last value."""
-    deadline = time.monotonic() + deadline_s
-    value = check()
-    while value != want and time.monotonic() < deadline:
-        time.sleep(interval_s)
-        value = check()
-    return value
+__all__ = ["Stack", "poll", "stack_factory", "stack_settings"]
 
 
 def stack_settings(data_dir: Path, **overrides: object) -> Settings:
@@ -80,16 +43,14 @@ def stack_factory(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     stacks: list[Stack] = []
 
     def make(*components: str, **overrides: object) -> Stack:
-        settings = stack_settings(tmp_path / f"stack{len(stacks)}", **overrides)
-        stack = Stack(settings, Supervisor(log_dir=settings.data_dir / "logs", base_env={**os.environ}))
+        stack = Stack(stack_settings(tmp_path / f"stack{len(stacks)}", **overrides))
         stacks.append(stack)
-        for name in components:
-            stack.start(name)
+        stack.start(*components)
         return stack
 
     yield make
     pids = []
     for stack in stacks:
         pids += stack.supervisor.pids()
-        stack.supervisor.stop_all()
+        stack.close()
     assert [pid for pid in pids if _alive(pid)] == []
