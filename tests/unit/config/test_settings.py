@@ -60,3 +60,21 @@ def test_readme_documents_every_setting_with_its_default() -> None:
     for key, default, _ in describe():
         shown = f"`{default}`" if default else "(empty)"
         assert f"| `{key}` | {shown} |" in readme, key
+
+
+def test_keys_that_duplicated_a_url_are_refused_naming_the_url_to_set() -> None:
+    for key, url_key in (("FLOWSCOPE_BROKER_PORT", "FLOWSCOPE_KAFKA_BOOTSTRAP"),
+                         ("FLOWSCOPE_WAREHOUSE_HOST", "FLOWSCOPE_WAREHOUSE_URL"),
+                         ("FLOWSCOPE_WAREHOUSE_PORT", "FLOWSCOPE_WAREHOUSE_URL")):
+        with pytest.raises(SettingsError, match=f"{key} is no longer read: .*{url_key}"):
+            Settings.from_env({key: "9999"})
+
+
+def test_the_embedded_broker_and_warehouse_listen_where_the_urls_point() -> None:
+    settings = Settings.from_env({"FLOWSCOPE_KAFKA_BOOTSTRAP": "127.0.0.2:19092,127.0.0.3:19093",
+                                  "FLOWSCOPE_WAREHOUSE_URL": "http://analyst:pw@127.0.0.4:18123/flowscope"})
+    assert (settings.broker_host, settings.broker_port) == ("127.0.0.2", 19092)
+    assert (settings.warehouse_host, settings.warehouse_port) == ("127.0.0.4", 18123)
+    assert "FLOWSCOPE_BROKER_PORT" not in settings.as_env()
+    with pytest.raises(SettingsError, match="FLOWSCOPE_KAFKA_BOOTSTRAP needs host:port"):
+        Settings.from_env({"FLOWSCOPE_KAFKA_BOOTSTRAP": "kafka"})
