@@ -46,7 +46,7 @@ def cmd_stream(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_warehouse(settings: Settings, args: argparse.Namespace) -> int:
     if args.warehouse_command == "serve":
-        from chserver.server import serve
+        from chserver.app import serve
 
         serve(
             host=settings.warehouse_host,

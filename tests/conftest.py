@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# --- embedded warehouse server (warehouse/server.py) as a separate process -------------------------
+# --- embedded warehouse server (`flowscope warehouse serve`) as a separate process ---------------------
 import os
 import signal
 import subprocess
@@ -23,14 +23,34 @@ from embedded.supervisor import free_port
 WAREHOUSE_READY_TIMEOUT_S = 60.0
 WAREHOUSE_STOP_TIMEOUT_S = 30.0
 
+# The one command that serves the embedded warehouse; where it listens and what it serves come from settings.
+WAREHOUSE_SERVE = [sys.executable, "-m", "flowscope.cli", "warehouse", "serve"]
+WAREHOUSE_DIR_NAME = "warehouse"  # `flowscope warehouse serve` serves <FLOWSCOPE_DATA_DIR>/warehouse
+
 
 def _free_port() -> int:
     return free_port()
 
 
+def warehouse_serve_env(
+    data_dir: Path, *, port: int, host: str = "127.0.0.1", log_level: str = "INFO"
+) -> dict[str, str]:
+    """The environment in which ``WAREHOUSE_SERVE`` serves ``data_dir`` on host:port (inherited settings dropped)."""
+    if data_dir.name != WAREHOUSE_DIR_NAME:
+        raise ValueError(f"the warehouse serves <data dir>/{WAREHOUSE_DIR_NAME}, not {data_dir}")
+    inherited = {key: value for key, value in os.environ.items() if not key.startswith("FLOWSCOPE_")}
+    return {
+        **inherited,
+        "PYTHONUNBUFFERED": "1",
+        "FLOWSCOPE_WAREHOUSE_URL": f"http://{host}:{port}/",
+        "FLOWSCOPE_DATA_DIR": str(data_dir.parent),
+        "FLOWSCOPE_LOG_LEVEL": log_level,
+    }
+
+
 @dataclass
 class WarehouseServer:
-    """A ``python -m chserver.server`` process on a free port."""
+    """A ``flowscope warehouse serve`` process on a free port."""
 
     process: subprocess.Popen[bytes]
     port: int
@@ -75,15 +95,14 @@ def warehouse_server_factory(tmp_path: Path) -> Iterator[Callable[..., Warehouse
     servers: list[WarehouseServer] = []
 
     def start(data_dir: Path | None = None, *, wait: bool = True) -> WarehouseServer:
-        directory = data_dir if data_dir is not None else tmp_path / f"warehouse{len(servers)}"
+        directory = data_dir if data_dir is not None else tmp_path / f"warehouse{len(servers)}" / WAREHOUSE_DIR_NAME
         port = _free_port()
         log_path = tmp_path / f"warehouse{len(servers)}-{port}.log"
         with log_path.open("wb") as log:
             process = subprocess.Popen(
-                [sys.executable, "-m", "chserver.server", "--host", "127.0.0.1", "--port", str(port),
-                 "--data", str(directory), "--log-level", "info"],
+                WAREHOUSE_SERVE,
                 stdout=log, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parent.parent,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env=warehouse_serve_env(directory, port=port),
             )
         server = WarehouseServer(process, port, directory, log_path)
         servers.append(server)

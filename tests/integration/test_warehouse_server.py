@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -19,7 +18,8 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 from clickhouse_connect.driver.external import ExternalData
 
-from tests.conftest import WarehouseServer
+from embedded.supervisor import free_port
+from tests.conftest import WAREHOUSE_SERVE, WarehouseServer, warehouse_serve_env
 from warehouse.migrate import load_migrations, migrate
 
 ServerFactory = Callable[..., WarehouseServer]
@@ -280,7 +280,7 @@ def test_data_persists_across_restarts_and_the_directory_is_locked(warehouse_ser
 
     started = time.monotonic()
     second = subprocess.run(
-        [sys.executable, "-m", "chserver.server", "--port", "0", "--data", str(server.data_dir)],
+        WAREHOUSE_SERVE, env=warehouse_serve_env(server.data_dir, port=free_port()),
         capture_output=True, text=True, timeout=60,
     )
     assert second.returncode == 3
