@@ -1,7 +1,8 @@
 """Sinks: where batches of canonical events go. Subclasses implement only :meth:`Sink.write`.
 
-The base owns the rest: grouping a batch by table, retrying a failed write with backoff until it
-succeeds or the worker stops (offsets are committed only after), and timing every write.
+The base owns the stream's side: a batch grouped by event kind, retrying a failed write with backoff
+until it succeeds or the worker stops (offsets are committed only after), and timing every write.
+Which table each kind goes to, and in which columns, is the warehouse's (:mod:`warehouse.writer`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from clickhouse_connect.driver.client import Client
@@ -25,12 +25,11 @@ from contract.events import (
     NodeEvent,
     RejectedEvent,
 )
-from contract.exceptions import FlowDefinitionError
-from contract.flowjson import parse_flow_json
 from stream import metrics
 from stream.exceptions import SinkWriteError
-from warehouse import tables
+from warehouse import writer
 from warehouse.client import connect
+from warehouse.writer import FlowRegistration
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +106,7 @@ class Sink(ABC):
 
 
 class WarehouseSink(Sink):
-    """Inserts each kind of event into its ClickHouse table through clickhouse-connect."""
+    """Writes each batch through the warehouse's write path (:mod:`warehouse.writer`), one insert per table."""
 
     def __init__(self, url: str, **options: float) -> None:
         super().__init__(**options)
@@ -120,50 +119,22 @@ class WarehouseSink(Sink):
         return self._client
 
     def write(self, batch: Batch, *, done: set[str]) -> None:
-        definition_rows: list[list[object]] = []
-        screen_rows: list[list[object]] = []
-        for registered in batch.definitions:
-            try:
-                definition = parse_flow_json(registered.flow_json, flow_id=registered.flow_id,
-                                             version=registered.flow_version)
-            except FlowDefinitionError:
-                continue  # validated by the receiver already
-            rows, screens = tables.flow_definition_rows(definition, registered.flow_json, registered.received_at_ms)
-            definition_rows += rows
-            screen_rows += screens
-        parts: Sequence[tuple[str, Sequence[str], list[list[object]], int]] = (
-            (tables.FLOW_DEFINITIONS, tables.FLOW_DEFINITION_COLUMNS, _transpose(definition_rows, 4),
-             len(definition_rows)),
-            (tables.FLOW_SCREENS, tables.FLOW_SCREEN_COLUMNS, _transpose(screen_rows, 11), len(screen_rows)),
-            (tables.FLOW_SENDS, tables.FLOW_SEND_COLUMNS, tables.flow_send_columns(batch.flow_sends),
-             len(batch.flow_sends)),
-            (tables.FLOW_NODE_EVENTS, tables.NODE_EVENT_COLUMNS, tables.node_event_columns(batch.node_events),
-             len(batch.node_events)),
-            (tables.MESSAGE_STATUSES, tables.STATUS_COLUMNS, tables.status_columns(batch.statuses),
-             len(batch.statuses)),
-            (tables.FLOW_COMPLETIONS, tables.COMPLETION_COLUMNS, tables.completion_columns(batch.completions),
-             len(batch.completions)),
-            (tables.FLOW_HEALTH_EVENTS, tables.FLOW_HEALTH_COLUMNS, tables.flow_health_columns(batch.flow_health),
-             len(batch.flow_health)),
-            (tables.REJECTED_EVENTS, tables.REJECTED_COLUMNS, tables.rejected_columns(batch.rejected),
-             len(batch.rejected)),
-        )
-        for table, columns, data, count in parts:
-            if count == 0 or table in done:
+        registrations = [r for r in map(FlowRegistration.parse, batch.definitions) if r is not None]
+        for insert in writer.inserts(
+            statuses=batch.statuses, completions=batch.completions, flow_sends=batch.flow_sends,
+            node_events=batch.node_events, definitions=registrations, flow_health=batch.flow_health,
+            rejected=batch.rejected,
+        ):
+            if insert.table in done:
                 continue
             try:
-                client = self._connect()
-                client.insert(table, data, column_names=list(columns), column_oriented=True)
+                writer.write(self._connect(), insert)
             except Exception as exc:  # driver, network and server errors alike: keep the batch, retry
                 self._client = None
-                raise SinkWriteError(table, count, repr(exc)) from exc
-            done.add(table)
+                raise SinkWriteError(insert.table, insert.rows, repr(exc)) from exc
+            done.add(insert.table)
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
-
-
-def _transpose(rows: list[list[object]], width: int) -> list[list[object]]:
-    return [[row[i] for row in rows] for i in range(width)]

@@ -1,4 +1,4 @@
-"""Flows in the warehouse: registered definitions, and the typed funnel / node queries the dashboards run.
+"""Flows in the warehouse: the typed queries the dashboards run over registered definitions and sessions.
 
 A session is a flow_token. ``flow_sessions`` holds one mergeable row per session fed by every source
 (sends, screen events, completions); ``message_state`` one per Flow message (statuses). A query
@@ -27,18 +27,14 @@ from typing import Any
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
-from contract.flowjson import FlowDefinition
 from warehouse.tables import (
-    FLOW_DEFINITION_COLUMNS,
     FLOW_DEFINITIONS,
-    FLOW_SCREEN_COLUMNS,
     FLOW_SCREENS,
     FLOW_SELECTIONS,
     FLOW_SENDS,
     FLOW_SENDS_BY_TIME,
     FLOW_SESSIONS,
     MESSAGE_STATE,
-    flow_definition_rows,
 )
 
 STAGES = ("sent", "delivered", "read", "opened", "completed")
@@ -118,12 +114,6 @@ class FlowFilter:
             "start": self.start, "end": self.end, "flow_id": self.flow_id, "flow_version": self.flow_version,
             "campaign": self.campaign, "timeout_s": self.timeout_s, "now": now,
         }
-
-
-def register_flow(client: Client, definition: FlowDefinition, flow_json: str, *, registered_at_ms: int) -> None:
-    definitions, screens = flow_definition_rows(definition, flow_json, registered_at_ms)
-    client.insert(FLOW_DEFINITIONS, definitions, column_names=list(FLOW_DEFINITION_COLUMNS))
-    client.insert(FLOW_SCREENS, screens, column_names=list(FLOW_SCREEN_COLUMNS))
 
 
 _LATEST_SCREENS = f"""

@@ -1,18 +1,10 @@
-"""Warehouse tables the stream writes, with their insert columns, built from canonical events.
+"""Warehouse tables: every table name, and the insert columns of the tables the stream writes.
 
-Columns are produced column-oriented (one list per column), the cheapest shape for
-clickhouse-connect's Native inserts.
+Names and columns live here only: the write path (:mod:`warehouse.writer`), the typed queries and
+the tools all take them from this module. The DDL is in ``migrations/``.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import Any
-
-import msgspec
-
-from contract.events import FlowCompletion, FlowHealth, FlowSent, MessageStatus, NodeEvent, RejectedEvent
-from contract.flowjson import FlowDefinition
 
 MESSAGE_STATUSES = "message_statuses"
 MESSAGE_STATUS_MINUTE = "message_status_minute"
@@ -59,50 +51,3 @@ FLOW_SCREEN_COLUMNS = (
     "flow_id", "flow_version", "screen", "position", "title", "terminal", "success", "component_types",
     "next_screens", "selection_fields", "registered_at",
 )
-
-
-def _columns(events: Sequence[Any], names: Sequence[str], renames: dict[str, str]) -> list[list[Any]]:
-    """Column-oriented insert data: one C-level transpose of the structs' fields (all of one type)."""
-    if not events:
-        return [[] for _ in names]
-    fields = type(events[0]).__struct_fields__
-    transposed = list(zip(*map(msgspec.structs.astuple, events), strict=True))
-    return [list(transposed[fields.index(renames.get(name, name))]) for name in names]
-
-
-def status_columns(events: Sequence[MessageStatus]) -> list[list[Any]]:
-    return _columns(events, STATUS_COLUMNS, {"received_at": "received_at_ms"})
-
-
-def completion_columns(events: Sequence[FlowCompletion]) -> list[list[Any]]:
-    return _columns(events, COMPLETION_COLUMNS, {"received_at": "received_at_ms"})
-
-
-def rejected_columns(events: Sequence[RejectedEvent]) -> list[list[Any]]:
-    return _columns(events, REJECTED_COLUMNS, {"received_at": "received_at_ms"})
-
-
-def flow_send_columns(events: Sequence[FlowSent]) -> list[list[Any]]:
-    return _columns(events, FLOW_SEND_COLUMNS, {"sent_at": "occurred_at_ms", "received_at": "received_at_ms"})
-
-
-def node_event_columns(events: Sequence[NodeEvent]) -> list[list[Any]]:
-    return _columns(events, NODE_EVENT_COLUMNS, {"occurred_at": "occurred_at_ms", "received_at": "received_at_ms"})
-
-
-def flow_health_columns(events: Sequence[FlowHealth]) -> list[list[Any]]:
-    return _columns(events, FLOW_HEALTH_COLUMNS, {"received_at": "received_at_ms"})
-
-
-def flow_definition_rows(definition: FlowDefinition, flow_json: str, registered_at_ms: int) -> tuple[
-    list[list[Any]], list[list[Any]]
-]:
-    """(definition row, screen rows) for one registered flow version."""
-    definition_rows = [[definition.flow_id, definition.version, flow_json, registered_at_ms]]
-    screen_rows = [
-        [definition.flow_id, definition.version, screen.id, screen.position, screen.title, int(screen.terminal),
-         int(screen.success), list(screen.component_types), list(screen.next_screens),
-         list(screen.selection_fields), registered_at_ms]
-        for screen in definition.screens
-    ]
-    return definition_rows, screen_rows

@@ -11,7 +11,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from contract.events import FlowHealth, event_id
-from warehouse import health, tables
+from warehouse import health, writer
 
 T0 = 1_790_000_000
 
@@ -33,8 +33,7 @@ def availability(flow_id: str, state: str, value: float, at: int) -> FlowHealth:
 
 
 def insert(client: Client, events: list[FlowHealth]) -> None:
-    client.insert(tables.FLOW_HEALTH_EVENTS, tables.flow_health_columns(events),
-                  column_names=list(tables.FLOW_HEALTH_COLUMNS), column_oriented=True)
+    writer.write(client, *writer.inserts(flow_health=events))
 
 
 EVENTS = [

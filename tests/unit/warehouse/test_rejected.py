@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from clickhouse_connect.driver.client import Client
 
 from contract.events import SOURCE_FIRST_PARTY, SOURCE_WHATSAPP, RejectedEvent, event_id
-from warehouse import rejected, tables
+from warehouse import rejected, writer
 
 T0 = 1_790_000_000
 
@@ -32,8 +32,7 @@ def test_counts_by_source_and_reason_and_the_newest_first(client: Client) -> Non
         rejection(SOURCE_WHATSAPP, "status without id", '{"n":0}', T0 - 3600),  # before the range
     ]
     for event in events:  # one insert each: FINAL, not a single part, must merge the duplicate
-        client.insert(tables.REJECTED_EVENTS, tables.rejected_columns([event]),
-                      column_names=list(tables.REJECTED_COLUMNS), column_oriented=True)
+        writer.write(client, *writer.inserts(rejected=[event]))
 
     counts = rejected.by_reason(client, utc(T0), utc(T0 + 60))
     assert counts.to_dict("records") == [

@@ -16,7 +16,7 @@ from clickhouse_connect.driver.client import Client
 from contract.events import FlowCompletion, FlowSent, MessageStatus, NodeEvent, event_id
 from contract.flowjson import parse_flow_json
 from tests.samples import FLOW_JSON
-from warehouse import flows, tables
+from warehouse import flows, writer
 from warehouse.migrate import load_migrations
 
 NOW_S = int(time.time())
@@ -52,17 +52,13 @@ def insert(client: Client, events: Sequence[object]) -> None:
     """Each kind into its table, in the order given, one insert per event (worst case for merges)."""
     for event in events:
         if isinstance(event, FlowSent):
-            client.insert(tables.FLOW_SENDS, tables.flow_send_columns([event]),
-                          column_names=list(tables.FLOW_SEND_COLUMNS), column_oriented=True)
+            writer.write(client, *writer.inserts(flow_sends=[event]))
         elif isinstance(event, NodeEvent):
-            client.insert(tables.FLOW_NODE_EVENTS, tables.node_event_columns([event]),
-                          column_names=list(tables.NODE_EVENT_COLUMNS), column_oriented=True)
+            writer.write(client, *writer.inserts(node_events=[event]))
         elif isinstance(event, MessageStatus):
-            client.insert(tables.MESSAGE_STATUSES, tables.status_columns([event]),
-                          column_names=list(tables.STATUS_COLUMNS), column_oriented=True)
+            writer.write(client, *writer.inserts(statuses=[event]))
         elif isinstance(event, FlowCompletion):
-            client.insert(tables.FLOW_COMPLETIONS, tables.completion_columns([event]),
-                          column_names=list(tables.COMPLETION_COLUMNS), column_oriented=True)
+            writer.write(client, *writer.inserts(completions=[event]))
 
 
 def scenario() -> list[object]:
@@ -144,7 +140,7 @@ def test_abandonment_depends_on_the_timeout(client: Client) -> None:
 
 def test_registered_screens_come_in_routing_order(client: Client) -> None:
     definition = parse_flow_json(FLOW_JSON, flow_id="F1", version="1")
-    flows.register_flow(client, definition, "{}", registered_at_ms=T0)
+    writer.register_flow(client, definition, "{}", registered_at_ms=T0)
     screens = flows.flow_screens(client, "F1", "1")
     assert screens[["screen", "position", "title", "terminal"]].to_dict("records") == [
         {"screen": "A", "position": 0, "title": "Start", "terminal": 0},
@@ -190,7 +186,7 @@ def test_flow_versions_lists_sent_and_registered_versions(client: Client) -> Non
         {"flow_id": "F1", "flow_version": "1", "campaign": "spring"}
     ]
     definition = parse_flow_json(FLOW_JSON, flow_id="F2", version="3")
-    flows.register_flow(client, definition, "{}", registered_at_ms=T0)
+    writer.register_flow(client, definition, "{}", registered_at_ms=T0)
     assert flows.flow_versions(client).to_dict("records") == [
         {"flow_id": "F1", "flow_version": "1", "campaign": "spring"},
         {"flow_id": "F2", "flow_version": "3", "campaign": ""},

@@ -1,0 +1,102 @@
+"""The write path in the real ClickHouse engine (chDB in-process): each kind of event lands in its table,
+every column in its place, and a Flow registration is parsed once into its definition and screen rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from clickhouse_connect.driver.client import Client
+
+from contract.events import (
+    SOURCE_WHATSAPP,
+    FlowCompletion,
+    FlowDefinitionRegistered,
+    FlowHealth,
+    FlowSent,
+    MessageStatus,
+    NodeEvent,
+    RejectedEvent,
+)
+from tests.samples import FLOW_JSON
+from warehouse import tables, writer
+
+T0 = 1_790_000_000
+
+
+def registered(flow_json: str, *, flow_id: str = "F1", version: str = "1") -> FlowDefinitionRegistered:
+    return FlowDefinitionRegistered(event_id=f"def.{flow_id}.{version}", flow_id=flow_id, flow_version=version,
+                                    flow_json=flow_json, received_at_ms=T0 * 1000)
+
+
+def one_of_each() -> dict[str, Any]:
+    registration = writer.FlowRegistration.parse(registered(orjson.dumps(FLOW_JSON).decode()))
+    return {
+        "statuses": [MessageStatus(event_id="s1", waba_id="waba", phone_number_id="p", wamid="w1", status="failed",
+                                   occurred_at=T0, received_at_ms=T0 * 1000 + 5, recipient_hash="h",
+                                   error_code=131049, billable=0)],
+        "completions": [FlowCompletion(event_id="c1", waba_id="waba", phone_number_id="p", wamid="r1",
+                                       flow_wamid="w1", flow_token="tok1", occurred_at=T0, received_at_ms=T0 * 1000,
+                                       user_hash="u", response_keys=["plan"], response_fields={"plan": "pro"})],
+        "flow_sends": [FlowSent(event_id="f1", wamid="w1", flow_id="F1", flow_version="1", flow_token="tok1",
+                                campaign="spring", occurred_at_ms=T0 * 1000 - 60_000, received_at_ms=T0 * 1000)],
+        "node_events": [NodeEvent(event_id="n1", flow_token="tok1", flow_id="F1", flow_version="1", screen="B",
+                                  node_type="form", action="submit", occurred_at_ms=T0 * 1000 - 30_000,
+                                  received_at_ms=T0 * 1000, source="endpoint", field_keys=["plan"],
+                                  fields={"plan": "pro"})],
+        "definitions": [registration],
+        "flow_health": [FlowHealth(event_id="h1", waba_id="waba", flow_id="F1", event="ENDPOINT_LATENCY",
+                                   occurred_at=T0, received_at_ms=T0 * 1000, alert_state="ACTIVATED",
+                                   p90_latency_ms=6200.0)],
+        "rejected": [RejectedEvent(event_id="x1", source=SOURCE_WHATSAPP, reason="status without id", raw="{}",
+                                   received_at_ms=T0 * 1000)],
+    }
+
+
+def test_every_insert_has_its_tables_columns_and_registrations_come_first() -> None:
+    batch = writer.inserts(**one_of_each())
+    expected = {
+        tables.FLOW_DEFINITIONS: tables.FLOW_DEFINITION_COLUMNS, tables.FLOW_SCREENS: tables.FLOW_SCREEN_COLUMNS,
+        tables.FLOW_SENDS: tables.FLOW_SEND_COLUMNS, tables.FLOW_NODE_EVENTS: tables.NODE_EVENT_COLUMNS,
+        tables.MESSAGE_STATUSES: tables.STATUS_COLUMNS, tables.FLOW_COMPLETIONS: tables.COMPLETION_COLUMNS,
+        tables.FLOW_HEALTH_EVENTS: tables.FLOW_HEALTH_COLUMNS, tables.REJECTED_EVENTS: tables.REJECTED_COLUMNS,
+    }
+    assert [insert.table for insert in batch] == list(expected)
+    for insert in batch:
+        assert insert.columns == expected[insert.table]
+        assert len(insert.data) == len(insert.columns)
+        assert {len(column) for column in insert.data} == {insert.rows}
+    assert [insert.rows for insert in batch] == [1, 3, 1, 1, 1, 1, 1, 1]
+    assert writer.inserts() == []
+
+
+def test_each_kind_lands_in_its_table_column_by_column(client: Client) -> None:
+    writer.write(client, *writer.inserts(**one_of_each()))
+
+    def rows(sql: str) -> list[tuple[object, ...]]:
+        return [tuple(row) for row in client.query(sql).result_rows]
+
+    assert rows(f"SELECT wamid, status, error_code, billable, toUnixTimestamp64Milli(received_at) "
+                f"FROM {tables.MESSAGE_STATUSES}") == [("w1", "failed", 131049, 0, T0 * 1000 + 5)]
+    assert rows(f"SELECT flow_token, campaign, toUnixTimestamp64Milli(sent_at) FROM {tables.FLOW_SENDS}") == [
+        ("tok1", "spring", T0 * 1000 - 60_000)]
+    assert rows(f"SELECT screen, action, source, fields FROM {tables.FLOW_NODE_EVENTS}") == [
+        ("B", "submit", "endpoint", {"plan": "pro"})]
+    assert rows(f"SELECT flow_wamid, response_fields FROM {tables.FLOW_COMPLETIONS}") == [("w1", {"plan": "pro"})]
+    assert rows(f"SELECT event, alert_state, p90_latency_ms FROM {tables.FLOW_HEALTH_EVENTS}") == [
+        ("ENDPOINT_LATENCY", "ACTIVATED", 6200.0)]
+    assert rows(f"SELECT source, reason FROM {tables.REJECTED_EVENTS}") == [(SOURCE_WHATSAPP, "status without id")]
+    assert rows(f"SELECT flow_id, flow_version FROM {tables.FLOW_DEFINITIONS}") == [("F1", "1")]
+    screens = f"SELECT screen, position, terminal, selection_fields FROM {tables.FLOW_SCREENS} ORDER BY position"
+    assert rows(screens) == [("A", 0, 0, []), ("B", 1, 0, ["plan"]), ("C", 2, 1, [])]
+
+
+def test_a_registration_is_parsed_once_and_an_invalid_one_is_none() -> None:
+    flow_json = orjson.dumps(FLOW_JSON).decode()
+    registration = writer.FlowRegistration.parse(registered(flow_json, flow_id="F2", version="3"))
+    assert registration is not None
+    assert (registration.definition.flow_id, registration.definition.version) == ("F2", "3")
+    assert (registration.definition.entry, registration.flow_json, registration.registered_at_ms) == (
+        "A", flow_json, T0 * 1000)
+    assert writer.FlowRegistration.parse(registered('{"screens": []}')) is None
+    assert writer.FlowRegistration.parse(registered("not json")) is None
