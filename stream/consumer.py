@@ -261,9 +261,10 @@ class BatchConsumer(mode.Service):
             (s.status, s.phone_number_id, s.error_code) for s in batch.statuses
         )
         for (status, phone_number_id, error_code), count in counts.items():
-            metrics.MESSAGE_STATUSES.labels(status, phone_number_id, str(error_code)).inc(count)
+            metrics.MESSAGE_STATUSES_TOTAL.labels(status, phone_number_id, str(error_code)).inc(count)
         for health in batch.flow_health:
-            metrics.FLOW_HEALTH_EVENTS.labels(health.event if health.event in FLOW_HEALTH_EVENTS else "other").inc()
+            known = health.event if health.event in FLOW_HEALTH_EVENTS else "other"
+            metrics.FLOW_HEALTH_EVENTS_TOTAL.labels(known).inc()
         if batch.statuses:
             metrics.LAST_EVENT_AGE.set(max(s.received_at_ms for s in batch.statuses) / 1000)
 

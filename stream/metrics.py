@@ -9,7 +9,7 @@ EVENTS = Counter(
     "Events consumed from the broker, by outcome (inserted, duplicate, dead_lettered, undecodable).",
     ["outcome"],
 )
-MESSAGE_STATUSES = Counter(
+MESSAGE_STATUSES_TOTAL = Counter(
     "flowscope_stream_message_statuses_total",
     "Message status updates written to the warehouse, by status, business number and error code.",
     ["status", "phone_number_id", "error_code"],
@@ -43,7 +43,7 @@ CONSUMER_LAG = Gauge(
     "Records not yet written to the warehouse per partition this worker owns (high watermark - committed).",
     ["topic", "partition"],
 )
-FLOW_HEALTH_EVENTS = Counter(
+FLOW_HEALTH_EVENTS_TOTAL = Counter(
     "flowscope_stream_flow_health_events_total",
     "Meta flows webhooks (status changes, health alerts) written to the warehouse, by event.",
     ["event"],

@@ -28,13 +28,13 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from warehouse.tables import (
-    FLOW_DEFINITIONS,
-    FLOW_SCREENS,
-    FLOW_SELECTIONS,
-    FLOW_SENDS,
-    FLOW_SENDS_BY_TIME,
-    FLOW_SESSIONS,
-    MESSAGE_STATE,
+    FLOW_DEFINITIONS_TABLE,
+    FLOW_SCREENS_TABLE,
+    FLOW_SELECTIONS_TABLE,
+    FLOW_SENDS_BY_TIME_TABLE,
+    FLOW_SENDS_TABLE,
+    FLOW_SESSIONS_TABLE,
+    MESSAGE_STATE_TABLE,
 )
 
 STAGES = ("sent", "delivered", "read", "opened", "completed")
@@ -50,9 +50,9 @@ sessions AS (
            max(wamid) AS wamid, min(sent_at) AS sent_at, min(completed_at) AS completed_at,
            max(last_activity_at) AS last_activity_at,
            arraySort(groupUniqArrayMerge(node_events)) AS events
-    FROM {FLOW_SESSIONS}
+    FROM {FLOW_SESSIONS_TABLE}
     WHERE flow_token IN (
-        SELECT flow_token FROM {FLOW_SENDS_BY_TIME}
+        SELECT flow_token FROM {FLOW_SENDS_BY_TIME_TABLE}
         WHERE sent_at >= {{start:DateTime64(3, 'UTC')}} AND sent_at <= {{end:DateTime64(3, 'UTC')}}
           AND ({{flow_id:String}} = '' OR flow_id = {{flow_id:String}}))
     GROUP BY flow_token
@@ -64,7 +64,7 @@ sessions AS (
 ),
 states AS (
     SELECT wamid, min(delivered_at) AS delivered_at, min(read_at) AS read_at, min(failed_at) AS failed_at
-    FROM {MESSAGE_STATE}
+    FROM {MESSAGE_STATE_TABLE}
     WHERE wamid IN (SELECT wamid FROM sessions)
     GROUP BY wamid
 ),
@@ -119,9 +119,9 @@ class FlowFilter:
 _LATEST_SCREENS = f"""
     SELECT flow_id, flow_version, screen, position, title, terminal, success, component_types, next_screens,
            selection_fields
-    FROM {FLOW_SCREENS} FINAL
+    FROM {FLOW_SCREENS_TABLE} FINAL
     WHERE (flow_id, flow_version, registered_at) IN (
-        SELECT flow_id, flow_version, max(registered_at) FROM {FLOW_SCREENS} GROUP BY flow_id, flow_version)
+        SELECT flow_id, flow_version, max(registered_at) FROM {FLOW_SCREENS_TABLE} GROUP BY flow_id, flow_version)
 """
 
 
@@ -158,9 +158,9 @@ def flow_versions(client: Client) -> pd.DataFrame:
     # The ORDER BY sorts the whole union: inside it, it would bind to the last SELECT only.
     sql = f"""
         SELECT flow_id, flow_version, campaign FROM (
-            SELECT DISTINCT flow_id, flow_version, campaign FROM {FLOW_SENDS} WHERE flow_id != ''
+            SELECT DISTINCT flow_id, flow_version, campaign FROM {FLOW_SENDS_TABLE} WHERE flow_id != ''
             UNION DISTINCT
-            SELECT flow_id, flow_version, '' AS campaign FROM {FLOW_DEFINITIONS}
+            SELECT flow_id, flow_version, '' AS campaign FROM {FLOW_DEFINITIONS_TABLE}
         )
         ORDER BY flow_id, flow_version, campaign
     """
@@ -273,7 +273,7 @@ def selections(client: Client, *, flow_id: str, flow_version: str = "") -> pd.Da
     """Sessions per submitted option of allow-listed fields: screen, field, value, sessions."""
     sql = f"""
         SELECT flow_version, screen, field, value, uniqExactMerge(sessions) AS sessions
-        FROM {FLOW_SELECTIONS}
+        FROM {FLOW_SELECTIONS_TABLE}
         WHERE flow_id = {{flow_id:String}} AND ({{flow_version:String}} = '' OR flow_version = {{flow_version:String}})
         GROUP BY flow_version, screen, field, value
         ORDER BY flow_version, screen, field, sessions DESC, value

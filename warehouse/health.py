@@ -15,7 +15,7 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from contract.events import FLOW_ALERTS
-from warehouse.tables import FLOW_HEALTH_CURRENT, FLOW_HEALTH_EVENTS
+from warehouse.tables import FLOW_HEALTH_CURRENT_TABLE, FLOW_HEALTH_EVENTS_TABLE
 
 LATEST_COLUMNS = (
     "flow_id", "event", "occurred_at", "new_status", "alert_state", "message", "error_rate", "threshold",
@@ -45,7 +45,7 @@ def latest(client: Client) -> pd.DataFrame:
         SELECT flow_id, event, l.1, l.2, l.3, l.4, l.5, l.6, l.7, l.8, l.9, l.10, l.11, n
         FROM (
             SELECT flow_id, event, argMaxMerge(latest) AS l, uniqExactMerge(events) AS n
-            FROM {FLOW_HEALTH_CURRENT}
+            FROM {FLOW_HEALTH_CURRENT_TABLE}
             GROUP BY flow_id, event
         )
         ORDER BY flow_id, event
@@ -80,7 +80,7 @@ def history(client: Client, *, start: datetime, end: datetime, flow_id: str = ""
     """Every flows webhook in [start, end] (UTC), newest first, optionally of one flow."""
     sql = f"""
         SELECT {", ".join(HISTORY_COLUMNS)}
-        FROM {FLOW_HEALTH_EVENTS} FINAL
+        FROM {FLOW_HEALTH_EVENTS_TABLE} FINAL
         WHERE occurred_at >= {{start:DateTime('UTC')}} AND occurred_at <= {{end:DateTime('UTC')}}
           AND ({{flow_id:String}} = '' OR flow_id = {{flow_id:String}})
         ORDER BY occurred_at DESC, received_at DESC

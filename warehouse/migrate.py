@@ -10,7 +10,7 @@ from importlib import resources
 from clickhouse_connect.driver.client import Client
 
 from warehouse.client import connect, database_of
-from warehouse.tables import SCHEMA_MIGRATIONS
+from warehouse.tables import SCHEMA_MIGRATIONS_TABLE
 
 logger = logging.getLogger(__name__)
 
@@ -73,11 +73,11 @@ def migrate(url: str) -> list[Migration]:
 
 def _apply(client: Client) -> list[Migration]:
     client.command(
-        f"CREATE TABLE IF NOT EXISTS {SCHEMA_MIGRATIONS} "
+        f"CREATE TABLE IF NOT EXISTS {SCHEMA_MIGRATIONS_TABLE} "
         "(version UInt32, name String, applied_at DateTime('UTC') DEFAULT now()) "
         "ENGINE = ReplacingMergeTree ORDER BY version"
     )
-    query = f"SELECT version FROM {SCHEMA_MIGRATIONS} FINAL"
+    query = f"SELECT version FROM {SCHEMA_MIGRATIONS_TABLE} FINAL"
     applied = {row[0] for row in client.query(query).result_rows}
     done = []
     for migration in load_migrations():
@@ -85,7 +85,7 @@ def _apply(client: Client) -> list[Migration]:
             continue
         for statement in migration.statements:
             client.command(statement)
-        client.insert(SCHEMA_MIGRATIONS, [[migration.version, migration.name]], column_names=["version", "name"])
+        client.insert(SCHEMA_MIGRATIONS_TABLE, [[migration.version, migration.name]], column_names=["version", "name"])
         logger.info("applied migration %s", migration.name)
         done.append(migration)
     return done

@@ -14,7 +14,7 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from warehouse.error_codes import meaning
-from warehouse.tables import FLOW_COMPLETIONS, MESSAGE_STATUS_MINUTE, MESSAGE_STATUSES
+from warehouse.tables import FLOW_COMPLETIONS_TABLE, MESSAGE_STATUS_MINUTE_TABLE, MESSAGE_STATUSES_TABLE
 
 DELIVERY_STATUSES = ("sent", "delivered", "read", "failed")
 
@@ -39,11 +39,11 @@ class DeliveryFilter:
 
 def stored_status_count(client: Client) -> int:
     """Status rows stored so far (physical rows, a liveness figure, not an analytic one)."""
-    return int(client.command(f"SELECT count() FROM {MESSAGE_STATUSES}"))  # type: ignore[arg-type]
+    return int(client.command(f"SELECT count() FROM {MESSAGE_STATUSES_TABLE}"))  # type: ignore[arg-type]
 
 
 def phone_number_ids(client: Client) -> list[str]:
-    rows = client.query(f"SELECT DISTINCT phone_number_id FROM {MESSAGE_STATUS_MINUTE} ORDER BY 1").result_rows
+    rows = client.query(f"SELECT DISTINCT phone_number_id FROM {MESSAGE_STATUS_MINUTE_TABLE} ORDER BY 1").result_rows
     return [row[0] for row in rows]
 
 
@@ -51,12 +51,12 @@ def delivery_totals(client: Client, where: DeliveryFilter) -> dict[str, int]:
     """Distinct messages per status in the range; ``delivered_or_read`` counts a read as delivered."""
     sql = f"""
         SELECT status, uniqExactMerge(messages)
-        FROM {MESSAGE_STATUS_MINUTE}
+        FROM {MESSAGE_STATUS_MINUTE_TABLE}
         WHERE {_FILTER}
         GROUP BY status
         UNION ALL
         SELECT 'delivered_or_read', uniqExactMerge(messages)
-        FROM {MESSAGE_STATUS_MINUTE}
+        FROM {MESSAGE_STATUS_MINUTE_TABLE}
         WHERE {_FILTER} AND status IN ('delivered', 'read')
     """
     totals = {status: 0 for status in (*DELIVERY_STATUSES, "delivered_or_read")}
@@ -70,7 +70,7 @@ def delivery_timeseries(client: Client, where: DeliveryFilter, *, bucket_minutes
     sql = f"""
         SELECT toStartOfInterval(minute, toIntervalMinute({{bucket:UInt32}})) AS bucket, status,
                uniqExactMerge(messages) AS messages
-        FROM {MESSAGE_STATUS_MINUTE}
+        FROM {MESSAGE_STATUS_MINUTE_TABLE}
         WHERE {_FILTER}
         GROUP BY bucket, status
         ORDER BY bucket, status
@@ -85,7 +85,7 @@ def failures_by_error_code(client: Client, where: DeliveryFilter) -> pd.DataFram
     """Failed messages per Meta error code: columns error_code, meaning, messages."""
     sql = f"""
         SELECT error_code, uniqExactMerge(messages) AS messages
-        FROM {MESSAGE_STATUS_MINUTE}
+        FROM {MESSAGE_STATUS_MINUTE_TABLE}
         WHERE {_FILTER} AND status = 'failed'
         GROUP BY error_code
         ORDER BY messages DESC, error_code
@@ -101,7 +101,7 @@ def delivery_by_phone_number(client: Client, where: DeliveryFilter) -> dict[str,
     """Distinct messages per business phone number id and status."""
     sql = f"""
         SELECT phone_number_id, status, uniqExactMerge(messages)
-        FROM {MESSAGE_STATUS_MINUTE}
+        FROM {MESSAGE_STATUS_MINUTE_TABLE}
         WHERE {_FILTER}
         GROUP BY phone_number_id, status
     """
@@ -113,23 +113,23 @@ def delivery_by_phone_number(client: Client, where: DeliveryFilter) -> dict[str,
 
 def stored_status_pairs(client: Client, *, except_phone_number_id: str = "") -> list[tuple[str, str]]:
     """Every stored (wamid, status), read with FINAL as data teams read it (one row per event)."""
-    sql = f"SELECT wamid, status FROM {MESSAGE_STATUSES} FINAL WHERE phone_number_id != {{p:String}}"
+    sql = f"SELECT wamid, status FROM {MESSAGE_STATUSES_TABLE} FINAL WHERE phone_number_id != {{p:String}}"
     return [(w, s) for w, s in client.query(sql, parameters={"p": except_phone_number_id}).result_rows]
 
 
 def stored_completion_wamids(client: Client) -> list[str]:
     """The reply wamid of every stored Flow completion, read with FINAL."""
-    return [w for (w,) in client.query(f"SELECT wamid FROM {FLOW_COMPLETIONS} FINAL").result_rows]
+    return [w for (w,) in client.query(f"SELECT wamid FROM {FLOW_COMPLETIONS_TABLE} FINAL").result_rows]
 
 
 def statuses_stored_of(client: Client, *, phone_number_id: str, wamids: list[str]) -> int:
     """How many of ``wamids`` have a stored status (physical rows, so it answers right after an insert)."""
-    sql = (f"SELECT count() FROM {MESSAGE_STATUSES} WHERE phone_number_id = {{p:String}}"
+    sql = (f"SELECT count() FROM {MESSAGE_STATUSES_TABLE} WHERE phone_number_id = {{p:String}}"
            " AND wamid IN {w:Array(String)}")
     return int(client.command(sql, parameters={"p": phone_number_id, "w": wamids}))  # type: ignore[arg-type]
 
 
 def completions_of(client: Client, phone_number_ids: tuple[str, ...]) -> int:
     """Distinct Flow completions of these business numbers."""
-    sql = f"SELECT uniqExact(wamid) FROM {FLOW_COMPLETIONS} WHERE phone_number_id IN {{p:Array(String)}}"
+    sql = f"SELECT uniqExact(wamid) FROM {FLOW_COMPLETIONS_TABLE} WHERE phone_number_id IN {{p:Array(String)}}"
     return int(client.command(sql, parameters={"p": list(phone_number_ids)}))  # type: ignore[arg-type]

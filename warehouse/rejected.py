@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
-from warehouse.tables import REJECTED_EVENTS
+from warehouse.tables import REJECTED_EVENTS_TABLE
 
 BY_REASON_COLUMNS = ("source", "reason", "events", "last_received_at")
 LATEST_COLUMNS = ("received_at", "source", "reason", "waba_id", "phone_number_id", "raw")
@@ -24,7 +24,7 @@ def by_reason(client: Client, start: datetime, end: datetime) -> pd.DataFrame:
     """Rejections received in [start, end] (UTC) per source and reason, most frequent first."""
     sql = f"""
         SELECT source, reason, count() AS events, max(received_at) AS last_received_at
-        FROM {REJECTED_EVENTS} FINAL
+        FROM {REJECTED_EVENTS_TABLE} FINAL
         WHERE {_RANGE}
         GROUP BY source, reason
         ORDER BY events DESC, source, reason
@@ -38,7 +38,7 @@ def latest(client: Client, start: datetime, end: datetime, limit: int = 100) -> 
     """The ``limit`` newest rejections received in [start, end] (UTC), newest first, with the raw fragment."""
     sql = f"""
         SELECT {", ".join(LATEST_COLUMNS)}
-        FROM {REJECTED_EVENTS} FINAL
+        FROM {REJECTED_EVENTS_TABLE} FINAL
         WHERE {_RANGE}
         ORDER BY received_at DESC, event_id
         LIMIT {{limit:UInt32}}

@@ -1,26 +1,28 @@
 """Warehouse tables: every table name, and the insert columns of the tables the stream writes.
 
 Names and columns live here only: the write path (:mod:`warehouse.writer`), the typed queries and
-the tools all take them from this module. The DDL is in ``migrations/``.
+the tools all take them from this module. The DDL is in ``migrations/``. Every table name ends in
+``_TABLE``, so it never shares a name with a list of values (``contract.events.MESSAGE_STATUSES``)
+or a metric (``stream.metrics.MESSAGE_STATUSES_TOTAL``).
 """
 
 from __future__ import annotations
 
-MESSAGE_STATUSES = "message_statuses"
-MESSAGE_STATUS_MINUTE = "message_status_minute"
-FLOW_COMPLETIONS = "flow_completions"
-REJECTED_EVENTS = "rejected_events"
-SCHEMA_MIGRATIONS = "schema_migrations"
-FLOW_DEFINITIONS = "flow_definitions"
-FLOW_SCREENS = "flow_screens"
-FLOW_SENDS = "flow_sends"
-FLOW_NODE_EVENTS = "flow_node_events"
-FLOW_SESSIONS = "flow_sessions"
-FLOW_SENDS_BY_TIME = "flow_sends_by_time"
-FLOW_SELECTIONS = "flow_selections"
-MESSAGE_STATE = "message_state"
-FLOW_HEALTH_EVENTS = "flow_health_events"
-FLOW_HEALTH_CURRENT = "flow_health_current"
+MESSAGE_STATUSES_TABLE = "message_statuses"
+MESSAGE_STATUS_MINUTE_TABLE = "message_status_minute"
+FLOW_COMPLETIONS_TABLE = "flow_completions"
+REJECTED_EVENTS_TABLE = "rejected_events"
+SCHEMA_MIGRATIONS_TABLE = "schema_migrations"
+FLOW_DEFINITIONS_TABLE = "flow_definitions"
+FLOW_SCREENS_TABLE = "flow_screens"
+FLOW_SENDS_TABLE = "flow_sends"
+FLOW_NODE_EVENTS_TABLE = "flow_node_events"
+FLOW_SESSIONS_TABLE = "flow_sessions"
+FLOW_SENDS_BY_TIME_TABLE = "flow_sends_by_time"
+FLOW_SELECTIONS_TABLE = "flow_selections"
+MESSAGE_STATE_TABLE = "message_state"
+FLOW_HEALTH_EVENTS_TABLE = "flow_health_events"
+FLOW_HEALTH_CURRENT_TABLE = "flow_health_current"
 
 STATUS_COLUMNS = (
     "event_id", "waba_id", "phone_number_id", "wamid", "status", "occurred_at", "received_at",

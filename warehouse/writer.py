@@ -75,17 +75,17 @@ def inserts(
     """The inserts that store these events: one per table that gets rows, registrations first."""
     out: list[Insert] = []
     if definitions:
-        out.append(_from_rows(tables.FLOW_DEFINITIONS, tables.FLOW_DEFINITION_COLUMNS,
+        out.append(_from_rows(tables.FLOW_DEFINITIONS_TABLE, tables.FLOW_DEFINITION_COLUMNS,
                               [_definition_row(r) for r in definitions]))
-        out.append(_from_rows(tables.FLOW_SCREENS, tables.FLOW_SCREEN_COLUMNS,
+        out.append(_from_rows(tables.FLOW_SCREENS_TABLE, tables.FLOW_SCREEN_COLUMNS,
                               [row for r in definitions for row in _screen_rows(r)]))
     for table, columns, events, renames in (
-        (tables.FLOW_SENDS, tables.FLOW_SEND_COLUMNS, flow_sends, _SENT_MS),
-        (tables.FLOW_NODE_EVENTS, tables.NODE_EVENT_COLUMNS, node_events, _OCCURRED_MS),
-        (tables.MESSAGE_STATUSES, tables.STATUS_COLUMNS, statuses, _RECEIVED),
-        (tables.FLOW_COMPLETIONS, tables.COMPLETION_COLUMNS, completions, _RECEIVED),
-        (tables.FLOW_HEALTH_EVENTS, tables.FLOW_HEALTH_COLUMNS, flow_health, _RECEIVED),
-        (tables.REJECTED_EVENTS, tables.REJECTED_COLUMNS, rejected, _RECEIVED),
+        (tables.FLOW_SENDS_TABLE, tables.FLOW_SEND_COLUMNS, flow_sends, _SENT_MS),
+        (tables.FLOW_NODE_EVENTS_TABLE, tables.NODE_EVENT_COLUMNS, node_events, _OCCURRED_MS),
+        (tables.MESSAGE_STATUSES_TABLE, tables.STATUS_COLUMNS, statuses, _RECEIVED),
+        (tables.FLOW_COMPLETIONS_TABLE, tables.COMPLETION_COLUMNS, completions, _RECEIVED),
+        (tables.FLOW_HEALTH_EVENTS_TABLE, tables.FLOW_HEALTH_COLUMNS, flow_health, _RECEIVED),
+        (tables.REJECTED_EVENTS_TABLE, tables.REJECTED_COLUMNS, rejected, _RECEIVED),
     ):
         if events:
             out.append(Insert(table, columns, _columns(events, columns, renames), len(events)))

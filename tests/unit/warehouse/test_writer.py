@@ -56,10 +56,14 @@ def one_of_each() -> dict[str, Any]:
 def test_every_insert_has_its_tables_columns_and_registrations_come_first() -> None:
     batch = writer.inserts(**one_of_each())
     expected = {
-        tables.FLOW_DEFINITIONS: tables.FLOW_DEFINITION_COLUMNS, tables.FLOW_SCREENS: tables.FLOW_SCREEN_COLUMNS,
-        tables.FLOW_SENDS: tables.FLOW_SEND_COLUMNS, tables.FLOW_NODE_EVENTS: tables.NODE_EVENT_COLUMNS,
-        tables.MESSAGE_STATUSES: tables.STATUS_COLUMNS, tables.FLOW_COMPLETIONS: tables.COMPLETION_COLUMNS,
-        tables.FLOW_HEALTH_EVENTS: tables.FLOW_HEALTH_COLUMNS, tables.REJECTED_EVENTS: tables.REJECTED_COLUMNS,
+        tables.FLOW_DEFINITIONS_TABLE: tables.FLOW_DEFINITION_COLUMNS,
+        tables.FLOW_SCREENS_TABLE: tables.FLOW_SCREEN_COLUMNS,
+        tables.FLOW_SENDS_TABLE: tables.FLOW_SEND_COLUMNS,
+        tables.FLOW_NODE_EVENTS_TABLE: tables.NODE_EVENT_COLUMNS,
+        tables.MESSAGE_STATUSES_TABLE: tables.STATUS_COLUMNS,
+        tables.FLOW_COMPLETIONS_TABLE: tables.COMPLETION_COLUMNS,
+        tables.FLOW_HEALTH_EVENTS_TABLE: tables.FLOW_HEALTH_COLUMNS,
+        tables.REJECTED_EVENTS_TABLE: tables.REJECTED_COLUMNS,
     }
     assert [insert.table for insert in batch] == list(expected)
     for insert in batch:
@@ -77,17 +81,18 @@ def test_each_kind_lands_in_its_table_column_by_column(client: Client) -> None:
         return [tuple(row) for row in client.query(sql).result_rows]
 
     assert rows(f"SELECT wamid, status, error_code, billable, toUnixTimestamp64Milli(received_at) "
-                f"FROM {tables.MESSAGE_STATUSES}") == [("w1", "failed", 131049, 0, T0 * 1000 + 5)]
-    assert rows(f"SELECT flow_token, campaign, toUnixTimestamp64Milli(sent_at) FROM {tables.FLOW_SENDS}") == [
+                f"FROM {tables.MESSAGE_STATUSES_TABLE}") == [("w1", "failed", 131049, 0, T0 * 1000 + 5)]
+    assert rows(f"SELECT flow_token, campaign, toUnixTimestamp64Milli(sent_at) FROM {tables.FLOW_SENDS_TABLE}") == [
         ("tok1", "spring", T0 * 1000 - 60_000)]
-    assert rows(f"SELECT screen, action, source, fields FROM {tables.FLOW_NODE_EVENTS}") == [
+    assert rows(f"SELECT screen, action, source, fields FROM {tables.FLOW_NODE_EVENTS_TABLE}") == [
         ("B", "submit", "endpoint", {"plan": "pro"})]
-    assert rows(f"SELECT flow_wamid, response_fields FROM {tables.FLOW_COMPLETIONS}") == [("w1", {"plan": "pro"})]
-    assert rows(f"SELECT event, alert_state, p90_latency_ms FROM {tables.FLOW_HEALTH_EVENTS}") == [
+    assert rows(f"SELECT flow_wamid, response_fields FROM {tables.FLOW_COMPLETIONS_TABLE}") == [("w1", {"plan": "pro"})]
+    assert rows(f"SELECT event, alert_state, p90_latency_ms FROM {tables.FLOW_HEALTH_EVENTS_TABLE}") == [
         ("ENDPOINT_LATENCY", "ACTIVATED", 6200.0)]
-    assert rows(f"SELECT source, reason FROM {tables.REJECTED_EVENTS}") == [(SOURCE_WHATSAPP, "status without id")]
-    assert rows(f"SELECT flow_id, flow_version FROM {tables.FLOW_DEFINITIONS}") == [("F1", "1")]
-    screens = f"SELECT screen, position, terminal, selection_fields FROM {tables.FLOW_SCREENS} ORDER BY position"
+    assert rows(f"SELECT source, reason FROM {tables.REJECTED_EVENTS_TABLE}") == [
+        (SOURCE_WHATSAPP, "status without id")]
+    assert rows(f"SELECT flow_id, flow_version FROM {tables.FLOW_DEFINITIONS_TABLE}") == [("F1", "1")]
+    screens = f"SELECT screen, position, terminal, selection_fields FROM {tables.FLOW_SCREENS_TABLE} ORDER BY 2"
     assert rows(screens) == [("A", 0, 0, []), ("B", 1, 0, ["plan"]), ("C", 2, 1, [])]
 
 
