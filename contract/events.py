@@ -27,6 +27,8 @@ SOURCE_FIRST_PARTY = "first_party"
 
 NODE_ACTIONS: tuple[str, ...] = ("view", "submit", "back", "error")
 NODE_TYPES: tuple[str, ...] = ("buttons", "list", "form", "media", "logic", "other")
+# Where a node event comes from (NodeEvent.source): the Flow's runtime events, or data-endpoint requests.
+NODE_SOURCES: tuple[str, ...] = ("node", "endpoint")
 # Data-endpoint actions (decrypted requests) and what they mean for a session.
 ENDPOINT_ACTIONS = {"INIT": "view", "data_exchange": "submit", "BACK": "back"}
 

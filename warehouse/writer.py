@@ -98,11 +98,6 @@ def write(client: Client, *batch: Insert) -> None:
         client.insert(insert.table, insert.data, column_names=list(insert.columns), column_oriented=True)
 
 
-def register_flow(client: Client, definition: FlowDefinition, flow_json: str, *, registered_at_ms: int) -> None:
-    """Store one parsed Flow registration straight away (tools filling a warehouse with no stream in front)."""
-    write(client, *inserts(definitions=[FlowRegistration(definition, flow_json, registered_at_ms)]))
-
-
 def _columns(events: Sequence[Any], names: Sequence[str], renames: Mapping[str, str]) -> list[list[Any]]:
     """One C-level transpose of the structs' fields (all of one type), then each column by name."""
     fields = type(events[0]).__struct_fields__

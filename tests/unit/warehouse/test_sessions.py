@@ -140,7 +140,7 @@ def test_abandonment_depends_on_the_timeout(client: Client) -> None:
 
 def test_registered_screens_come_in_routing_order(client: Client) -> None:
     definition = parse_flow_json(FLOW_JSON, flow_id="F1", version="1")
-    writer.register_flow(client, definition, "{}", registered_at_ms=T0)
+    writer.write(client, *writer.inserts(definitions=[writer.FlowRegistration(definition, "{}", T0)]))
     screens = flows.flow_screens(client, "F1", "1")
     assert screens[["screen", "position", "title", "terminal"]].to_dict("records") == [
         {"screen": "A", "position": 0, "title": "Start", "terminal": 0},
@@ -186,7 +186,7 @@ def test_flow_versions_lists_sent_and_registered_versions(client: Client) -> Non
         {"flow_id": "F1", "flow_version": "1", "campaign": "spring"}
     ]
     definition = parse_flow_json(FLOW_JSON, flow_id="F2", version="3")
-    writer.register_flow(client, definition, "{}", registered_at_ms=T0)
+    writer.write(client, *writer.inserts(definitions=[writer.FlowRegistration(definition, "{}", T0)]))
     assert flows.flow_versions(client).to_dict("records") == [
         {"flow_id": "F1", "flow_version": "1", "campaign": "spring"},
         {"flow_id": "F2", "flow_version": "3", "campaign": ""},
