@@ -35,13 +35,15 @@ from warehouse.tables import (
     FLOW_SENDS_TABLE,
     FLOW_SESSIONS_TABLE,
     MESSAGE_STATE_TABLE,
+    NEVER_DATETIME,
+    NEVER_DATETIME64,
 )
 
 STAGES = ("sent", "delivered", "read", "opened", "completed")
 STATES = ("completed", "abandoned", "ongoing", "failed")
 
-_NEVER = "toDateTime64('2200-01-01 00:00:00', 3, 'UTC')"
-_NEVER_DT = "toDateTime('2106-01-01 00:00:00', 'UTC')"
+_NEVER = f"toDateTime64('{NEVER_DATETIME64}', 3, 'UTC')"  # flow_sessions' "never"
+_NEVER_DT = f"toDateTime('{NEVER_DATETIME}', 'UTC')"  # message_state's "never"
 
 _SESSIONS = f"""
 sessions AS (

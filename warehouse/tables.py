@@ -24,6 +24,13 @@ MESSAGE_STATE_TABLE = "message_state"
 FLOW_HEALTH_EVENTS_TABLE = "flow_health_events"
 FLOW_HEALTH_CURRENT_TABLE = "flow_health_current"
 
+# "Never" in the time columns of migration 0004, which the flow queries compare against: the sessions'
+# DateTime64 columns hold 2200-01-01; message_state's DateTime columns hold 2106-01-01, since a DateTime
+# (seconds in a UInt32) ends on 2106-02-07. Applied migrations never change: these follow them, and
+# tests/unit/warehouse/test_migrations.py fails if they disagree.
+NEVER_DATETIME64 = "2200-01-01 00:00:00"
+NEVER_DATETIME = "2106-01-01 00:00:00"
+
 STATUS_COLUMNS = (
     "event_id", "waba_id", "phone_number_id", "wamid", "status", "occurred_at", "received_at",
     "recipient_hash", "recipient_type", "error_code", "error_title", "error_details", "pricing_category",

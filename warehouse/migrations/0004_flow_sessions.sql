@@ -131,7 +131,7 @@ FROM (SELECT *, toDateTime64(occurred_at, 3, 'UTC') AS completion_time FROM flow
 WHERE flow_token NOT IN ('', 'unused')
 GROUP BY flow_token;
 
--- Per outbound message: when it was first sent, delivered, read, failed ('2200-01-01' = never).
+-- Per outbound message: when it was first sent, delivered, read, failed ('2106-01-01' = never).
 CREATE TABLE IF NOT EXISTS message_state
 (
     wamid String,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 
 from warehouse.migrate import load_migrations
+from warehouse.tables import NEVER_DATETIME, NEVER_DATETIME64
 
 
 def test_migrations_have_unique_increasing_numbers() -> None:
@@ -25,3 +26,13 @@ def test_first_migration_creates_statuses_and_minute_aggregate() -> None:
     assert [m.group(1) if m else None for m in created] == [
         "message_statuses", "message_status_minute", "message_status_minute_mv",
     ]
+
+
+def test_the_never_times_the_queries_compare_against_are_the_migrations() -> None:
+    sessions = next(m for m in load_migrations() if m.name == "0004_flow_sessions.sql")
+    datetime64 = set(re.findall(r"toDateTime64\('([^']*)', 3, 'UTC'\)", sessions.sql))
+    datetime = set(re.findall(r"toDateTime\('([^']*)', 'UTC'\)", sessions.sql))
+    assert datetime64 == {NEVER_DATETIME64}
+    assert datetime == {NEVER_DATETIME}
+    for migration in load_migrations():  # no other migration writes another "never"
+        assert set(re.findall(r"toDateTime(?:64)?\('([^']*)'", migration.sql)) <= {NEVER_DATETIME64, NEVER_DATETIME}
