@@ -97,16 +97,19 @@ resolved AS (
 """
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class FlowFilter:
-    """Which sessions: sent within [start, end] (UTC), optionally one flow, version and campaign."""
+    """Which sessions: sent within [start, end] (UTC), optionally one flow, version and campaign.
+
+    ``timeout_s`` is the abandonment timeout: callers pass ``Settings.session_timeout_s``.
+    """
 
     start: datetime
     end: datetime
     flow_id: str = ""
     flow_version: str = ""
     campaign: str = ""
-    timeout_s: int = 1800
+    timeout_s: int
     now: datetime | None = None
 
     @property

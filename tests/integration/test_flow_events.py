@@ -72,7 +72,8 @@ def test_events_are_validated_resolved_and_checked_against_the_flow(stack_factor
     assert reasons == ["flow_token must be a non-empty string", "screen 'Z' is not in flow F1 version 1"]
     assert b"ana@example.com" not in orjson.dumps(client.query("SELECT raw FROM rejected_events").result_rows)
 
-    window = flows.FlowFilter(start=datetime(2014, 1, 1), end=datetime(2100, 1, 1))
+    window = flows.FlowFilter(start=datetime(2014, 1, 1), end=datetime(2100, 1, 1),
+                              timeout_s=stack.settings.session_timeout_s)
     funnel = flows.funnel(client, window)
     assert funnel[["flow_id", "sent", "opened", "completed", "ongoing"]].to_dict("records") == [
         {"flow_id": "F1", "sent": 1, "opened": 1, "completed": 0, "ongoing": 1}
