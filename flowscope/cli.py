@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["simulate-flows"]:
-        from flowtools.flowsim import main as flows_main
+        from flowtools.simulator.cli import flows_main
 
         return flows_main(argv[1:])
     if argv[:1] == ["chaos"]:
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     if argv[:1] == ["simulate"]:
-        from flowtools.simulate import main as simulate_main
+        from flowtools.simulator.cli import main as simulate_main
 
         return simulate_main(argv[1:])
     args = build_parser().parse_args(argv)

@@ -110,7 +110,7 @@ def _register_simulated_flows(settings: Settings, *, deadline_s: float = 60.0) -
     follow are checked against their flow's screens from the first event.
     """
     from flowscope.registration import register_flow_json
-    from flowtools.flowsim import write_flow_jsons
+    from flowtools.simulator.flows import write_flow_jsons
     from warehouse.client import connect
     from warehouse.exceptions import WarehouseError
     from warehouse.flows import load_catalog
@@ -152,7 +152,7 @@ def _embedded(settings: Settings) -> Settings:
 
     allowlist = settings.form_fields_allowlist
     if not allowlist and settings.simulate_rate > 0:
-        from flowtools.flowsim import ALLOWLIST
+        from flowtools.simulator.flows import ALLOWLIST
 
         allowlist = ALLOWLIST  # the simulated flows' selection fields
     return dataclasses.replace(

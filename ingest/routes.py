@@ -90,7 +90,7 @@ async def _receive_webhook(request: Request) -> Response:
         body = await read_body(request, state.settings.max_body_bytes)
     except BodyTooLargeError:
         return _error(413, UNKNOWN, "too_large", f"body exceeds {state.settings.max_body_bytes} bytes")
-    if not signatures.verify(body, request.headers.get("x-hub-signature-256"), state.settings.app_secret):
+    if not signatures.verify(body, request.headers.get(signatures.SIGNATURE_HEADER), state.settings.app_secret):
         return _error(401, UNKNOWN, "bad_signature", "missing or invalid X-Hub-Signature-256")
     content_type = request.headers.get("content-type", "")
     if content_type and not content_type.lower().startswith("application/json"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+SIGNATURE_HEADER = "X-Hub-Signature-256"  # the header Meta signs every webhook POST in
 PREFIX = "sha256="
 
 

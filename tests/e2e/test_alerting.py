@@ -25,7 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from embedded.alerting import alertmanager_spec, prometheus_spec
 from embedded.specs import receiver_spec, stream_spec
 from embedded.supervisor import free_port
-from flowtools.simulate import SimulationConfig, SimulationResult, generate, run
+from flowtools.simulator.config import SimulationConfig
+from flowtools.simulator.generator import generate
+from flowtools.simulator.runner import SimulationResult, run
 from tests.stack import Stack, poll
 
 ALERT = "FlowscopeDeliveryFailureRatioHigh"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from playwright.sync_api import expect, sync_playwright
 
-from flowtools.simulate import SimulationConfig, run
+from flowtools.simulator.config import SimulationConfig
+from flowtools.simulator.runner import run
 from tests.stack import Stack
 
 CHROMIUM = "/usr/bin/chromium"

@@ -14,7 +14,8 @@ from datetime import datetime, timedelta
 
 import httpx
 
-from flowtools.simulate import SimulationConfig, run
+from flowtools.simulator.config import SimulationConfig
+from flowtools.simulator.runner import run
 from tests.stack import Stack, poll
 from warehouse import queries
 from warehouse.client import connect

@@ -20,7 +20,8 @@ from typing import Any
 
 import httpx
 
-from flowtools.flowsim import ALLOWLIST, generate_sessions, requests, send, truth, write_flow_jsons
+from flowtools.simulator.flows import ALLOWLIST, write_flow_jsons
+from flowtools.simulator.sessions import generate_sessions, requests, send, truth
 from tests.stack import Stack, poll
 from warehouse import flows
 from warehouse.client import connect

@@ -22,7 +22,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.settings import DEV_APP_SECRET
-from flowtools.simulate import SimulationConfig, Truth, Webhook, generate, iter_webhooks, main, run
+from flowtools.simulator.cli import main
+from flowtools.simulator.config import SimulationConfig
+from flowtools.simulator.generator import generate, iter_webhooks
+from flowtools.simulator.payloads import Webhook
+from flowtools.simulator.runner import run
+from flowtools.simulator.truth import Truth
 
 START = 1_767_000_000.0
 CONFIG = SimulationConfig(messages=3000, seed=7, start_time=START, rate=500.0)
@@ -473,6 +478,11 @@ class Receiver:
                 self.acked[body] += 1
         return code
 
+    def total(self, counter: Counter[bytes]) -> int:
+        """One of the counters' total, read under the lock (the server threads write them)."""
+        with self.lock:
+            return sum(counter.values())
+
 
 class QuietServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -514,6 +524,16 @@ def receiver_factory() -> Iterator[Callable[..., Receiver]]:
     for server in servers:
         server.shutdown()
         server.server_close()
+
+
+async def poll_until(condition: Callable[[], bool], *, deadline_s: float = 10.0, interval_s: float = 0.01) -> None:
+    """Return as soon as ``condition()`` holds; fail the test if it does not within ``deadline_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + deadline_s
+    while not condition():
+        if loop.time() > deadline:
+            pytest.fail(f"condition not met within {deadline_s} s")
+        await asyncio.sleep(interval_s)
 
 
 def fail_first_attempt_of_some(body: bytes, attempt: int) -> int:
@@ -590,8 +610,12 @@ def test_endless_run_stops_cleanly_when_asked(receiver_factory: Callable[..., Re
 
     async def scenario() -> Any:
         stop = asyncio.Event()
-        asyncio.get_running_loop().call_later(0.4, stop.set)
-        return await run(receiver.url, config=config, app_secret=DEV_APP_SECRET, progress=False, stop=stop)
+        task = asyncio.create_task(
+            run(receiver.url, config=config, app_secret=DEV_APP_SECRET, progress=False, stop=stop)
+        )
+        await poll_until(lambda: task.done() or receiver.total(receiver.acked) > 50)  # well under way
+        stop.set()
+        return await task
 
     result = asyncio.run(scenario())
 
@@ -608,7 +632,8 @@ def test_cancelling_a_run_abandons_what_is_in_flight(receiver_factory: Callable[
 
     async def scenario() -> None:
         task = asyncio.create_task(run(receiver.url, config=config, app_secret=DEV_APP_SECRET, progress=False))
-        await asyncio.sleep(0.3)  # every slot is now held by a POST the receiver has not answered
+        # Until every slot is held by a POST the receiver has not answered.
+        await poll_until(lambda: task.done() or receiver.total(receiver.attempts) >= config.concurrency)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -1,135 +1,28 @@
-"""Simulated WhatsApp Flow sessions: three flows (one with conditional branches), two versions each,
-written as Meta Flow JSON, walked by simulated users, sent as the real sources would send them —
-``flow_sent`` and screen events to ``POST /events``, statuses and ``nfm_reply`` completions as signed
-webhooks — with duplicates and shuffled order, plus the exact truth of funnels and screens.
-
-Truth follows the definitions of ``warehouse/flows.py`` exactly (sessions = flow tokens; every
-session of a finite run is older than the abandonment timeout when ``offset_s`` ≥ 1800).
-"""
+"""Simulated Flow sessions: users walking the simulated Flows, their POSTs as the real sources send them, the truth."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import random
-import sys
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 
-from config.settings import Settings
+from flowtools.simulator import payloads
+from flowtools.simulator.flows import ALLOWLIST, FLOWS, SimFlow, SimScreen
+from flowtools.simulator.sender import Backoff, Sender
+from ingest.signatures import SIGNATURE_HEADER, sign
 
-ALLOWLIST = ("plan", "service", "slot")
 CAMPAIGNS = ("spring_promo", "reactivation")
-
-
-@dataclass(frozen=True)
-class SimScreen:
-    id: str
-    title: str
-    node_type: str
-    drop: float  # chance a user leaves on this screen
-    field: str = ""  # a selection field answered here
-    options: tuple[str, ...] = ()
-    next: tuple[str, ...] = ()  # one target, or one per option (branches)
-    free_text: str = ""  # a personal field (never stored)
-
-    @property
-    def terminal(self) -> bool:
-        return not self.next
-
-
-@dataclass(frozen=True)
-class SimFlow:
-    flow_id: str
-    name: str
-    versions: dict[str, tuple[SimScreen, ...]]
-    endpoint: bool = False  # uses data-endpoint events (INIT / data_exchange / BACK)
-    back_ratio: float = 0.0
-
-
-def _lead(drop_details: float) -> tuple[SimScreen, ...]:
-    return (
-        SimScreen("WELCOME", "Welcome", "buttons", 0.10, next=("DETAILS",)),
-        SimScreen("DETAILS", "Your details", "form", drop_details, free_text="email", next=("CONFIRM",)),
-        SimScreen("CONFIRM", "Confirm", "buttons", 0.05),
-    )
-
-
-def _plans(drop_pro: float) -> tuple[SimScreen, ...]:
-    return (
-        SimScreen("PLAN_SELECT", "Pick a plan", "list", 0.12, field="plan", options=("pro", "basic"),
-                  next=("PRO_DETAILS", "BASIC_DETAILS")),
-        SimScreen("PRO_DETAILS", "Pro seats", "form", drop_pro, field="seats", options=("5", "10", "25"),
-                  next=("SUMMARY",)),
-        SimScreen("BASIC_DETAILS", "Basic details", "form", 0.10, free_text="company", next=("SUMMARY",)),
-        SimScreen("SUMMARY", "Summary", "logic", 0.04),
-    )
-
-
-def _booking(with_media: bool) -> tuple[SimScreen, ...]:
-    screens = [
-        SimScreen("SERVICE", "Choose a service", "list", 0.08, field="service", options=("cut", "colour", "spa"),
-                  next=("DATE",)),
-        SimScreen("DATE", "Pick a day", "form", 0.15, field="slot", options=("mon", "tue", "wed", "thu"),
-                  next=("CONTACT",)),
-        SimScreen("CONTACT", "Contact", "form", 0.12, free_text="name", next=("MEDIA" if with_media else "DONE",)),
-    ]
-    if with_media:
-        screens.append(SimScreen("MEDIA", "Our salon", "media", 0.06, next=("DONE",)))
-    screens.append(SimScreen("DONE", "Booked", "buttons", 0.02))
-    return tuple(screens)
-
-
-FLOWS: tuple[SimFlow, ...] = (
-    SimFlow("1100000000000001", "lead_form", {"1": _lead(0.25), "2": _lead(0.12)}),
-    SimFlow("1100000000000002", "plan_picker", {"1": _plans(0.30), "2": _plans(0.15)}, endpoint=True),
-    SimFlow("1100000000000003", "booking", {"1": _booking(False), "2": _booking(True)}, back_ratio=0.12),
-)
-
-
-def flow_json(flow: SimFlow, version: str) -> dict[str, Any]:
-    """The version's Flow JSON in Meta's format (routing_model for the endpoint flow)."""
-    screens = []
-    for screen in flow.versions[version]:
-        children: list[dict[str, Any]] = []
-        if screen.field:
-            children.append({"type": "RadioButtonsGroup", "name": screen.field, "label": screen.title,
-                             "required": True, "data-source": [{"id": o, "title": o} for o in screen.options]})
-        if screen.free_text:
-            children.append({"type": "TextInput", "name": screen.free_text, "label": screen.free_text})
-        if screen.terminal:
-            action: dict[str, Any] = {"name": "complete", "payload": {}}
-        elif flow.endpoint:
-            action = {"name": "data_exchange", "payload": {}}
-        else:
-            action = {"name": "navigate", "next": {"type": "screen", "name": screen.next[0]}, "payload": {}}
-        children.append({"type": "Footer", "label": "Continue", "on-click-action": action})
-        screens.append({"id": screen.id, "title": screen.title, "terminal": screen.terminal,
-                        **({"success": True} if screen.terminal else {}),
-                        "layout": {"type": "SingleColumnLayout",
-                                   "children": [{"type": "Form", "name": "form", "children": children}]}})
-    document: dict[str, Any] = {"version": "6.0", "screens": screens}
-    if flow.endpoint:
-        document["data_api_version"] = "3.0"
-        document["routing_model"] = {s.id: list(dict.fromkeys(s.next)) for s in flow.versions[version]}
-    return document
-
-
-def write_flow_jsons(directory: Path) -> list[tuple[str, str, Path]]:
-    directory.mkdir(parents=True, exist_ok=True)
-    written = []
-    for flow in FLOWS:
-        for version in flow.versions:
-            path = directory / f"{flow.name}_v{version}.json"
-            path.write_bytes(orjson.dumps(flow_json(flow, version), option=orjson.OPT_INDENT_2))
-            written.append((flow.flow_id, version, path))
-    return written
+WABA_ID = "880000000000009"
+BUSINESS_NUMBER = "15550009999"  # display phone number of the business sending the Flows
+USER_NUMBER = "5511988880000"  # the user in statuses and completions (the senders know no better)
+POSTS_PER_CHUNK = 60  # items in one webhook POST and one events POST (at most)
 
 
 @dataclass
@@ -224,7 +117,11 @@ def generate_sessions(n: int, *, seed: int, start_ms: int, spacing_ms: int = 150
 
 
 def truth(sessions: list[Session], *, timeout_s: int, now_s: float) -> dict[str, Any]:
-    """The exact figures, per flow and version, by the definitions of warehouse/flows.py."""
+    """The exact figures, per flow and version, by the definitions of warehouse/flows.py.
+
+    Sessions are flow tokens; every session of a finite run is older than the abandonment timeout when
+    the sessions started at least that long ago (``--offset`` ≥ 1800).
+    """
     flows: dict[str, Any] = {}
     for s in sessions:
         version = flows.setdefault(s.flow.flow_id, {"name": s.flow.name, "versions": {}})["versions"].setdefault(
@@ -306,32 +203,26 @@ def requests(sessions: list[Session], *, seed: int, phone_number_id: str = "9900
                                  "phone_number_id": phone_number_id, "recipient": f"55119{rng.randint(0, 10**7):07d}",
                                  "timestamp": s.sent_ms / 1000}))
         items += [("events", e) for e in s.events]
-        items += [("status", {"id": s.wamid, "status": st, "timestamp": str(ts), "recipient_id": "5511988880000"})
+        items += [("status", payloads.status(wamid=s.wamid, status=st, timestamp=ts, recipient_id=USER_NUMBER))
                   for st, ts in s.statuses.items()]
         if s.completed_s is not None:
-            items.append(("completion", {
-                "context": {"from": "15550009999", "id": s.wamid}, "from": "5511988880000",
-                "id": f"wamid.R{s.token}", "timestamp": str(s.completed_s), "type": "interactive",
-                "interactive": {"type": "nfm_reply", "nfm_reply": {"name": "flow", "body": "Sent",
-                                "response_json": orjson.dumps({"flow_token": s.token, "email": "x@y.z"}).decode()}}}))
+            items.append(("completion", payloads.flow_reply(
+                wamid=f"wamid.R{s.token}", user=USER_NUMBER, business_number=BUSINESS_NUMBER, flow_wamid=s.wamid,
+                timestamp=s.completed_s, response={"flow_token": s.token, "email": "x@y.z"})))
     rng.shuffle(items)  # any order: node events before sends, read before delivered, …
     posts: list[tuple[str, bytes]] = []
-    metadata = {"display_phone_number": "15550009999", "phone_number_id": phone_number_id}
-    for i in range(0, len(items), 60):
-        chunk = items[i:i + 60]
+    for i in range(0, len(items), POSTS_PER_CHUNK):
+        chunk = items[i:i + POSTS_PER_CHUNK]
         events = [body for kind, body in chunk if kind == "events"]
         statuses = [body for kind, body in chunk if kind == "status"]
         replies = [body for kind, body in chunk if kind == "completion"]
         if events:
             posts.append(("events", orjson.dumps(events)))
         if statuses or replies:
-            value: dict[str, Any] = {"messaging_product": "whatsapp", "metadata": metadata}
-            if statuses:
-                value["statuses"] = statuses
-            if replies:
-                value["messages"] = replies
-            posts.append(("webhook", orjson.dumps({"object": "whatsapp_business_account", "entry": [
-                {"id": "880000000000009", "changes": [{"field": "messages", "value": value}]}]})))
+            change = payloads.change(phone_number_id=phone_number_id, display_phone_number=BUSINESS_NUMBER,
+                                     statuses=statuses or None, messages=replies or None)
+            body = payloads.webhook_body([payloads.entry(waba_id=WABA_ID, changes=[change])])
+            posts.append(("webhook", payloads.encode(body)))
     posts += [post for post in posts if rng.random() < duplicate_ratio]
     return posts
 
@@ -339,40 +230,23 @@ def requests(sessions: list[Session], *, seed: int, phone_number_id: str = "9900
 async def send(posts: list[tuple[str, bytes]], *, webhook_url: str, events_url: str, app_secret: str,
                events_token: str, concurrency: int = 32, deadline_s: float = 300) -> int:
     """POST everything, retrying any non-2xx or error until the deadline; returns how many never landed."""
-    from ingest.signatures import sign
-
-    queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
-    for post in posts:
-        queue.put_nowait(post)
-    failed = 0
-    deadline = time.monotonic() + deadline_s
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        nonlocal failed
-        while not queue.empty():
-            kind, body = queue.get_nowait()
-            if kind == "webhook":
-                url, headers = webhook_url, {"X-Hub-Signature-256": sign(body, app_secret)}
-            else:
-                url, headers = events_url, {"Authorization": f"Bearer {events_token}"}
-            headers["Content-Type"] = "application/json"
-            delay = 0.2
-            while True:
-                try:
-                    response = await client.post(url, content=body, headers=headers)
-                    if response.status_code < 300:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    failed += 1
-                    break
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
+    queue = deque(posts)
     async with httpx.AsyncClient(timeout=15) as client:
-        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
-    return failed
+        sender = Sender(client, backoff=Backoff(initial_s=0.2, max_s=5.0), deadline_s=deadline_s)
+        deadline = asyncio.get_running_loop().time() + deadline_s  # one deadline for the whole run
+
+        async def worker() -> None:
+            while queue:
+                kind, body = queue.popleft()
+                if kind == "webhook":
+                    url, headers = webhook_url, {SIGNATURE_HEADER: sign(body, app_secret)}
+                else:
+                    url, headers = events_url, {"Authorization": f"Bearer {events_token}"}
+                headers["Content-Type"] = "application/json"
+                await sender.post(url, body, headers, deadline=deadline)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return sender.failures
 
 
 def live_batches(seed: int, batch: int = 20) -> Iterator[list[tuple[str, bytes]]]:
@@ -384,37 +258,3 @@ def live_batches(seed: int, batch: int = 20) -> Iterator[list[tuple[str, bytes]]
                                      prefix=f"live{int(time.time())}_")
         n += 1
         yield requests(sessions, seed=seed + n)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="flowscope simulate-flows", description=__doc__)
-    parser.add_argument("--url", default="http://127.0.0.1:8000", help="receiver base URL")
-    parser.add_argument("--sessions", type=int, default=2000, help="0 = endless, live sessions")
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--offset", type=float, default=7200, help="finite runs: sessions start this long ago (s)")
-    parser.add_argument("--truth", type=Path)
-    parser.add_argument("--write-flow-json", type=Path, help="write every version's Flow JSON here and exit")
-    args = parser.parse_args(argv)
-    if args.write_flow_json:
-        for flow_id, version, path in write_flow_jsons(args.write_flow_json):
-            print(f"{flow_id} v{version}: {path}")  # noqa: T201
-        return 0
-    settings = Settings.from_env()
-    urls: dict[str, Any] = {"webhook_url": f"{args.url}/webhooks/whatsapp", "events_url": f"{args.url}/events",
-            "app_secret": settings.app_secret, "events_token": settings.events_token}
-    try:
-        if args.sessions == 0:
-            for posts in live_batches(args.seed):
-                asyncio.run(send(posts, **urls))
-                time.sleep(2)
-        sessions = generate_sessions(args.sessions, seed=args.seed, start_ms=int((time.time() - args.offset) * 1000))
-        posts = requests(sessions, seed=args.seed)
-        print(f"posting {len(posts)} requests for {len(sessions)} sessions …", file=sys.stderr)  # noqa: T201
-        failed = asyncio.run(send(posts, **urls))
-    except KeyboardInterrupt:
-        return 130
-    if args.truth:
-        args.truth.write_bytes(orjson.dumps(truth(sessions, timeout_s=settings.session_timeout_s, now_s=time.time()),
-                                            option=orjson.OPT_INDENT_2))
-    print(f"done: {len(posts) - failed} requests acknowledged, {failed} undelivered", file=sys.stderr)  # noqa: T201
-    return 1 if failed else 0
