@@ -1,4 +1,4 @@
-"""Sidebar controls shared by the flow pages."""
+"""Sidebar controls the pages share: the time ranges they offer, and the flow pages' filter."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ from clickhouse_connect.driver.client import Client
 from dashboards.state import settings
 from warehouse import flows
 
-RANGES = {
+# Every time range a page offers, defined once; each page offers its own choice of them, in this order.
+SPANS = {
+    "Last 15 minutes": timedelta(minutes=15),
     "Last hour": timedelta(hours=1),
     "Last 6 hours": timedelta(hours=6),
     "Last 24 hours": timedelta(days=1),
@@ -18,6 +20,12 @@ RANGES = {
     "Last 30 days": timedelta(days=30),
     "Last 90 days": timedelta(days=90),
 }
+# The flow, health and rejected pages.
+RANGES = {label: SPANS[label] for label in (
+    "Last hour", "Last 6 hours", "Last 24 hours", "Last 7 days", "Last 30 days", "Last 90 days")}
+# The delivery page.
+DELIVERY_RANGES = {label: SPANS[label] for label in (
+    "Last 15 minutes", "Last hour", "Last 6 hours", "Last 24 hours", "Last 7 days", "Last 30 days")}
 ALL = "All"
 
 

@@ -8,24 +8,17 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
+from dashboards.filters import DELIVERY_RANGES
 from dashboards.state import warehouse
 from warehouse import queries
 
-RANGES = {
-    "Last 15 minutes": timedelta(minutes=15),
-    "Last hour": timedelta(hours=1),
-    "Last 6 hours": timedelta(hours=6),
-    "Last 24 hours": timedelta(days=1),
-    "Last 7 days": timedelta(days=7),
-    "Last 30 days": timedelta(days=30),
-}
 STATUS_COLOURS = {"sent": "#8c9eff", "delivered": "#4db6ac", "read": "#2e7d32", "failed": "#e53935"}
 
 st.title("Delivery status")
 client = warehouse()
 
 with st.sidebar:
-    range_name = st.selectbox("Time range", list(RANGES), index=1)
+    range_name = st.selectbox("Time range", list(DELIVERY_RANGES), index=1)
     known_numbers = queries.phone_number_ids(client)
     chosen = st.multiselect("Business phone number id", known_numbers, placeholder="All numbers")
     refresh_s = st.select_slider("Refresh every (s)", options=[2, 5, 10, 30, 60], value=5)
@@ -34,7 +27,7 @@ with st.sidebar:
 @st.fragment(run_every=timedelta(seconds=refresh_s))
 def live() -> None:
     end = datetime.now(UTC).replace(tzinfo=None)
-    span = RANGES[range_name]
+    span = DELIVERY_RANGES[range_name]
     where = queries.DeliveryFilter(start=end - span, end=end, phone_number_ids=tuple(chosen))
     totals = queries.delivery_totals(client, where)
     sent = totals["sent"]
