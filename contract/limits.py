@@ -1,4 +1,4 @@
-"""How deep untrusted JSON may nest.
+"""Limits of the contract: how deep untrusted JSON may nest, and the range of values an event field holds.
 
 orjson parses up to 1024 levels but serialises only 254, and our tree walks recurse in Python, so a
 valid but deeply nested body would crash a parser; every parser of untrusted JSON refuses one deeper
@@ -10,6 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 MAX_DEPTH = 100
+
+# The range of MessageStatus.error_code (Meta's error codes): 0 .. 2**32 - 1, which the warehouse
+# column (a UInt32) holds. A code outside it is stored as 0 (no code): a larger one would fail every
+# insert of its batch.
+MAX_ERROR_CODE = 2**32 - 1
 
 
 def raw_deeper_than(raw: bytes, value: Any, limit: int = MAX_DEPTH) -> bool:

@@ -25,7 +25,7 @@ from contract.events import (
     RejectedEvent,
     event_id,
 )
-from contract.limits import MAX_DEPTH, deeper_than, raw_deeper_than
+from contract.limits import MAX_DEPTH, MAX_ERROR_CODE, deeper_than, raw_deeper_than
 from contract.privacy import Pseudonymiser
 from ingest.exceptions import MalformedPayloadError
 
@@ -34,8 +34,6 @@ WHATSAPP_OBJECT = "whatsapp_business_account"
 EARLIEST_TIMESTAMP = 1_388_534_400
 # Clock skew tolerated for timestamps ahead of ours.
 MAX_FUTURE_SKEW_S = 3600
-# Meta's error codes; the warehouse column is a UInt32.
-MAX_ERROR_CODE = 2**32 - 1
 # Names we count ignored parts by; anything else is counted as "other" (metric labels stay bounded).
 KNOWN_FIELDS = frozenset(
     {"flows", "message_template_status_update", "message_template_quality_update", "user_preferences",

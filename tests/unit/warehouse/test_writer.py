@@ -18,6 +18,7 @@ from contract.events import (
     NodeEvent,
     RejectedEvent,
 )
+from contract.limits import MAX_ERROR_CODE
 from tests.samples import FLOW_JSON
 from warehouse import tables, writer
 
@@ -105,3 +106,11 @@ def test_a_registration_is_parsed_once_and_an_invalid_one_is_none() -> None:
         "A", flow_json, T0 * 1000)
     assert writer.FlowRegistration.parse(registered('{"screens": []}')) is None
     assert writer.FlowRegistration.parse(registered("not json")) is None
+
+
+def test_the_warehouse_holds_every_error_code_the_contract_allows(client: Client) -> None:
+    largest = MessageStatus(event_id="s2", waba_id="waba", phone_number_id="p", wamid="w2", status="failed",
+                            occurred_at=T0, received_at_ms=T0 * 1000, recipient_hash="h", error_code=MAX_ERROR_CODE)
+    writer.write(client, *writer.inserts(statuses=[largest]))
+    stored = client.query(f"SELECT error_code FROM {tables.MESSAGE_STATUSES_TABLE}").result_rows
+    assert stored == [(MAX_ERROR_CODE,)]
