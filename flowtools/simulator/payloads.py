@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
+from ingest.parsing import WHATSAPP_OBJECT
 from ingest.signatures import SIGNATURE_HEADER, sign
 
-OBJECT = "whatsapp_business_account"
 ERROR_HREF = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
 
 
@@ -127,7 +127,7 @@ def entry(*, waba_id: str, changes: list[dict[str, Any]]) -> dict[str, Any]:
 
 def webhook_body(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """A whole webhook POST body."""
-    return {"object": OBJECT, "entry": list(entries)}
+    return {"object": WHATSAPP_OBJECT, "entry": list(entries)}
 
 
 def encode(body: dict[str, Any]) -> bytes:

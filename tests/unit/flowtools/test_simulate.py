@@ -22,6 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from config.settings import DEV_APP_SECRET
+from flowtools.simulator import payloads
 from flowtools.simulator.cli import main
 from flowtools.simulator.config import SimulationConfig
 from flowtools.simulator.generator import generate, iter_webhooks
@@ -717,3 +718,17 @@ def test_main_exits_non_zero_when_posts_stay_undelivered(
 
 def test_main_refuses_truth_for_an_endless_run(tmp_path: Path) -> None:
     assert main(["--messages", "0", "--truth", str(tmp_path / "t.json"), "--no-progress"]) == 2
+
+
+def test_probe_and_sentinel_bodies_come_from_the_one_builder_in_meta_shape() -> None:
+    status = payloads.status(wamid="wamid.x", status="sent", timestamp=1_767_000_000, recipient_id="1")
+    body = json.loads(payloads.status_post(waba_id="chaos", phone_number_id="900000000000000", statuses=[status]))
+
+    assert body == {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": "chaos", "changes": [{"value": {
+            "messaging_product": "whatsapp",
+            "metadata": {"phone_number_id": "900000000000000"},
+            "statuses": [{"id": "wamid.x", "status": "sent", "timestamp": "1767000000", "recipient_id": "1"}],
+        }, "field": "messages"}]}],
+    }
