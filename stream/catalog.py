@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import msgspec
 import orjson
 
-from contract.events import SOURCE_FIRST_PARTY, FlowDefinitionRegistered, NodeEvent, RejectedEvent, event_id
-from contract.exceptions import FlowDefinitionError
-from contract.flowjson import parse_flow_json
+from contract.events import SOURCE_FIRST_PARTY, NodeEvent, RejectedEvent, event_id
+from contract.flowjson import FlowDefinition
 
 logger = logging.getLogger(__name__)
 
@@ -39,12 +38,8 @@ class FlowCatalog:
         self._entries: dict[FlowKey, CatalogEntry] = {}
         self._loaded_at = float("-inf")
 
-    def learn(self, registered: FlowDefinitionRegistered) -> None:
-        try:
-            definition = parse_flow_json(registered.flow_json, flow_id=registered.flow_id,
-                                         version=registered.flow_version)
-        except FlowDefinitionError:
-            return
+    def learn(self, definition: FlowDefinition) -> None:
+        """Check node events against ``definition`` from now on (parsed once, when its batch was read)."""
         self._entries[(definition.flow_id, definition.version)] = CatalogEntry(definition.entry, definition.screen_ids)
 
     async def refresh_for(self, keys: set[FlowKey]) -> None:

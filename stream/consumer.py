@@ -177,8 +177,8 @@ class BatchConsumer(mode.Service):
         catalog = self.catalog
         if catalog is None or not batch.node_events:
             return
-        for registered in batch.definitions:
-            catalog.learn(registered)
+        for registration in batch.definitions:
+            catalog.learn(registration.definition)
         await catalog.refresh_for({(e.flow_id, e.flow_version) for e in batch.node_events})
         kept = []
         for event in batch.node_events:

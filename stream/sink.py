@@ -36,15 +36,17 @@ logger = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class Batch:
-    """One batch of events, grouped by kind."""
+    """One batch of events, grouped by kind; each Flow registration is parsed once, here, for the catalog and the
+    writer alike."""
 
     statuses: list[MessageStatus] = field(default_factory=list)
     completions: list[FlowCompletion] = field(default_factory=list)
     flow_sends: list[FlowSent] = field(default_factory=list)
     node_events: list[NodeEvent] = field(default_factory=list)
-    definitions: list[FlowDefinitionRegistered] = field(default_factory=list)
+    definitions: list[FlowRegistration] = field(default_factory=list)  # parsed once, here
     flow_health: list[FlowHealth] = field(default_factory=list)
     rejected: list[RejectedEvent] = field(default_factory=list)
+    invalid_definitions: int = 0  # registrations whose Flow JSON does not parse (the receiver refuses those)
 
     def add(self, event: AnyEvent) -> None:
         kind = type(event)
@@ -57,7 +59,11 @@ class Batch:
         elif kind is FlowSent:
             self.flow_sends.append(event)  # type: ignore[arg-type]
         elif kind is FlowDefinitionRegistered:
-            self.definitions.append(event)  # type: ignore[arg-type]
+            registration = FlowRegistration.parse(event)  # type: ignore[arg-type]
+            if registration is None:
+                self.invalid_definitions += 1
+            else:
+                self.definitions.append(registration)
         elif kind is FlowHealth:
             self.flow_health.append(event)  # type: ignore[arg-type]
         else:
@@ -65,7 +71,7 @@ class Batch:
 
     def __len__(self) -> int:
         return (len(self.statuses) + len(self.completions) + len(self.flow_sends) + len(self.node_events)
-                + len(self.definitions) + len(self.flow_health) + len(self.rejected))
+                + len(self.definitions) + self.invalid_definitions + len(self.flow_health) + len(self.rejected))
 
 
 class Sink(ABC):
@@ -119,10 +125,9 @@ class WarehouseSink(Sink):
         return self._client
 
     def write(self, batch: Batch, *, done: set[str]) -> None:
-        registrations = [r for r in map(FlowRegistration.parse, batch.definitions) if r is not None]
         for insert in writer.inserts(
             statuses=batch.statuses, completions=batch.completions, flow_sends=batch.flow_sends,
-            node_events=batch.node_events, definitions=registrations, flow_health=batch.flow_health,
+            node_events=batch.node_events, definitions=batch.definitions, flow_health=batch.flow_health,
             rejected=batch.rejected,
         ):
             if insert.table in done:
