@@ -13,10 +13,12 @@ from typing import Any
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
+from contract.events import MESSAGE_STATUSES
 from warehouse.error_codes import meaning
 from warehouse.tables import FLOW_COMPLETIONS_TABLE, MESSAGE_STATUS_MINUTE_TABLE, MESSAGE_STATUSES_TABLE
 
-DELIVERY_STATUSES = ("sent", "delivered", "read", "failed")
+# The statuses delivery figures count: the contract's, except "played" (a voice message was played).
+DELIVERY_STATUSES: tuple[str, ...] = tuple(status for status in MESSAGE_STATUSES if status != "played")
 
 _FILTER = (
     "minute >= toStartOfMinute({start:DateTime('UTC')}) AND minute <= {end:DateTime('UTC')}"
