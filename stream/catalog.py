@@ -19,6 +19,7 @@ import orjson
 
 from contract.events import SOURCE_FIRST_PARTY, NodeEvent, RejectedEvent, event_id
 from contract.flowjson import FlowDefinition
+from warehouse.exceptions import WarehouseError
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class FlowCatalog:
             return
         try:
             loaded = await asyncio.to_thread(self._load)
-        except Exception as exc:  # the warehouse may be down: check against what we know
+        except WarehouseError as exc:  # the warehouse may be down: check against what we know
             logger.warning("could not load flow definitions: %r", exc)
             return
         self._loaded_at = time.monotonic()

@@ -22,6 +22,7 @@ from config.settings import Settings
 from contract.events import FLOW_STATUSES
 from stream import metrics
 from warehouse.client import connect
+from warehouse.exceptions import WarehouseError
 from warehouse.flows import STATES, FlowFilter, funnel
 from warehouse.health import FlowState, flow_states
 
@@ -116,7 +117,7 @@ class WarehouseGauges(mode.Service):
         while not self.should_stop:
             try:
                 values = await asyncio.wait_for(asyncio.to_thread(self.read, self.settings), timeout=60)
-            except Exception as exc:  # warehouse down or slow: keep the last values, try again later
+            except (WarehouseError, TimeoutError) as exc:  # warehouse down or slow: keep the last values, retry later
                 logger.warning("refreshing warehouse gauges failed (%r); retrying in %.0f s", exc, interval)
             else:
                 self.publisher.publish(values)

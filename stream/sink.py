@@ -29,6 +29,7 @@ from stream import metrics
 from stream.exceptions import SinkWriteError
 from warehouse import writer
 from warehouse.client import connect
+from warehouse.exceptions import WarehouseError
 from warehouse.writer import FlowRegistration
 
 logger = logging.getLogger(__name__)
@@ -134,7 +135,7 @@ class WarehouseSink(Sink):
                 continue
             try:
                 writer.write(self._connect(), insert)
-            except Exception as exc:  # driver, network and server errors alike: keep the batch, retry
+            except WarehouseError as exc:  # unreachable or an error answer alike: keep the batch, retry
                 self._client = None
                 raise SinkWriteError(insert.table, insert.rows, repr(exc)) from exc
             done.add(insert.table)
