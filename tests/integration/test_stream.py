@@ -112,11 +112,9 @@ def test_batches_keep_to_their_size_limit_while_writes_overlap_fetches(stack_fac
         return {line.split(" ")[0]: float(line.split(" ")[1]) for line in text.splitlines()
                 if line.startswith("flowscope_stream_batch_events_")}
 
-    deadline = time.monotonic() + 30  # the histogram is observed right after the commit of the last batch
+    # The histogram is observed right after the commit of the last batch.
+    poll(lambda: batch_histogram().get("flowscope_stream_batch_events_sum"), want=12_000, deadline_s=30)
     histogram = batch_histogram()
-    while histogram.get("flowscope_stream_batch_events_sum") != 12_000 and time.monotonic() < deadline:
-        time.sleep(0.2)
-        histogram = batch_histogram()
     assert histogram["flowscope_stream_batch_events_sum"] == 12_000
     batches = histogram["flowscope_stream_batch_events_count"]
     assert histogram['flowscope_stream_batch_events_bucket{le="500.0"}'] == batches  # none above 500
