@@ -37,10 +37,11 @@ import httpx
 import orjson
 
 from contract.codec import partition_for
-from embedded.specs import broker_specs, receiver_spec, stream_spec, warehouse_spec
-from embedded.supervisor import ProcessSpec, Supervisor
-from flowtools.harness import isolated_settings
-from flowtools.simulate import SimulationConfig, SimulationResult, run, sign
+from flowtools.harness import Pipeline, isolated_settings
+from flowtools.simulator import payloads
+from flowtools.simulator.config import SimulationConfig
+from flowtools.simulator.runner import SimulationResult, run
+from ingest.signatures import SIGNATURE_HEADER, sign
 
 SENTINEL_PNID = "900000000000000"  # the sentinels' business number: kept out of every comparison
 
@@ -87,54 +88,27 @@ class Row:
         return dataclasses.asdict(self)
 
 
-class Pipeline:
-    """One scenario's embedded pipeline on free ports, owned by its own supervisor."""
+class ChaosPipeline(Pipeline):
+    """One scenario's pipeline (:class:`flowtools.harness.Pipeline`) with sentinels to time its recovery."""
 
     def __init__(self, data_dir: Path, *, broker_mode: str, workers: int = 1, ingest_workers: int = 1) -> None:
         shutil.rmtree(data_dir, ignore_errors=True)
-        self.settings = isolated_settings(data_dir, broker_storage=broker_mode, stream_metrics_port=0,
-                                          gauge_refresh_s=3600.0, ingest_workers=ingest_workers)
-        self.supervisor = Supervisor(log_dir=data_dir / "logs")
-        self.workers = workers
-        self.specs: dict[str, ProcessSpec] = {spec.name: spec for spec in broker_specs(self.settings)}
-        self.specs["warehouse"] = warehouse_spec(self.settings)
-        self.specs["receiver"] = receiver_spec(self.settings)
-        for n in range(workers):
-            self.specs[f"stream-{n + 1}"] = stream_spec(self.settings, name=f"stream-{n + 1}")
+        super().__init__(isolated_settings(data_dir, broker_storage=broker_mode, stream_metrics_port=0,
+                                           gauge_refresh_s=3600.0, ingest_workers=ingest_workers))
+        self.workers = tuple(f"stream-{n + 1}" for n in range(workers))
         self.sentinels = 0
 
-    @property
-    def webhook_url(self) -> str:
-        return f"http://127.0.0.1:{self.settings.ingest_port}/webhooks/whatsapp"
-
-    def start(self) -> None:
-        from warehouse.migrate import migrate
-
-        for name, spec in self.specs.items():
-            self.supervisor.start(spec)
-            if name == "warehouse":
-                migrate(self.settings.warehouse_url)
+    def start_all(self) -> None:
+        """Broker, warehouse, receiver and every stream worker; ready once events flow end to end."""
+        self.start("broker", "warehouse", "receiver", *self.workers)
         # Ready means events flow end to end: every worker in its group, every partition read.
         if self.recovered_after(time.monotonic(), deadline_s=120) is None:
             raise RuntimeError(f"the pipeline did not deliver a first event; logs in {self.supervisor.log_dir}")
 
-    def kill(self, name: str) -> float:
-        self.supervisor.kill(name)
-        return time.monotonic()
-
-    def restart(self, name: str) -> float:
-        """Start ``name`` again and wait until it is ready; returns when it was started."""
-        started = time.monotonic()
-        self.supervisor.start(self.specs[name])
-        return started
-
-    def close(self) -> None:
-        self.supervisor.stop_all()
-
     # --- sentinels: fresh events on every partition, to time recovery ---------------------------
 
     def post(self, body: bytes, *, timeout_s: float = 15.0) -> int:
-        headers = {"X-Hub-Signature-256": sign(body, self.settings.app_secret), "Content-Type": "application/json"}
+        headers = {SIGNATURE_HEADER: sign(body, self.settings.app_secret), "Content-Type": "application/json"}
         try:
             return httpx.post(self.webhook_url, content=body, headers=headers, timeout=timeout_s).status_code
         except httpx.HTTPError:
@@ -149,11 +123,9 @@ class Pipeline:
             wamid = f"wamid.sentinel-{self.sentinels}-{n}"
             wamids.setdefault(partition_for(wamid.encode(), self.settings.partitions), wamid)
             n += 1
-        statuses = [{"id": w, "status": "sent", "timestamp": str(int(time.time())), "recipient_id": "1"}
+        statuses = [payloads.status(wamid=w, status="sent", timestamp=int(time.time()), recipient_id="1")
                     for w in wamids.values()]
-        body = orjson.dumps({"object": "whatsapp_business_account", "entry": [{"id": "chaos", "changes": [
-            {"field": "messages", "value": {"metadata": {"phone_number_id": SENTINEL_PNID},
-                                             "statuses": statuses}}]}]})
+        body = payloads.status_post(waba_id="chaos", phone_number_id=SENTINEL_PNID, statuses=statuses)
         return body, list(wamids.values())
 
     def recovered_after(self, since: float, *, deadline_s: float) -> float | None:
@@ -294,7 +266,7 @@ def judge(pipeline: Pipeline, result: SimulationResult, *, settle_s: float,
 
 Say = Callable[[str], None]
 # A fault: injects itself into a running pipeline, records notes, returns the recovery times it measured.
-Fault = Callable[[Pipeline, Scale, Say, dict[str, Any]], list[float | None]]
+Fault = Callable[[ChaosPipeline, Scale, Say, dict[str, Any]], list[float | None]]
 
 
 @dataclass(frozen=True)
@@ -318,10 +290,10 @@ def _kill_and_restart(name: str, down: Callable[[Scale], float], *, probe: int |
     loses. Without it the kill could land while the workers are caught up and prove nothing.
     """
 
-    def fault(pipeline: Pipeline, scale: Scale, say: Say, notes: dict[str, Any]) -> list[float | None]:
-        workers = [n for n in pipeline.specs if n.startswith("stream-")] if backlog_s > 0 else []
+    def fault(pipeline: ChaosPipeline, scale: Scale, say: Say, notes: dict[str, Any]) -> list[float | None]:
+        workers = pipeline.workers if backlog_s > 0 else ()
         for worker in workers:
-            pipeline.supervisor.pause(worker)
+            pipeline.pause(worker)
         try:
             if workers:
                 say(f"  stream workers stopped for {backlog_s:g} s: a backlog only the broker holds")
@@ -330,7 +302,7 @@ def _kill_and_restart(name: str, down: Callable[[Scale], float], *, probe: int |
             pipeline.kill(name)
         finally:
             for worker in workers:
-                pipeline.supervisor.resume(worker)
+                pipeline.resume(worker)
         say(f"  SIGKILL {name}; down for {down(scale):g} s")
         killed = time.monotonic()
         if probe is not None:
@@ -353,7 +325,8 @@ def recovery_deadline(pipeline: Pipeline, scale: Scale) -> float:
     return scale.settle_s if pipeline.settings.broker_storage == "durable" else scale.memory_wait_s
 
 
-def _kill_one_of_two_workers(pipeline: Pipeline, scale: Scale, say: Say, notes: dict[str, Any]) -> list[float | None]:
+def _kill_one_of_two_workers(pipeline: ChaosPipeline, scale: Scale, say: Say,
+                             notes: dict[str, Any]) -> list[float | None]:
     killed = pipeline.kill("stream-2")
     say("  SIGKILL stream-2; stream-1 takes over its partitions")
     recovery = pipeline.recovered_after(killed, deadline_s=scale.settle_s)
@@ -362,7 +335,7 @@ def _kill_one_of_two_workers(pipeline: Pipeline, scale: Scale, say: Say, notes: 
     return [recovery, pipeline.recovered_after(restarted, deadline_s=scale.settle_s)]
 
 
-def _no_fault(pipeline: Pipeline, scale: Scale, say: Say, notes: dict[str, Any]) -> list[float | None]:
+def _no_fault(pipeline: ChaosPipeline, scale: Scale, say: Say, notes: dict[str, Any]) -> list[float | None]:
     return []
 
 
@@ -388,12 +361,12 @@ def run_scenario(scenario: Scenario, scale: Scale, base_dir: Path, *, seed: int 
     """Run one scenario on a fresh pipeline; the pipeline is stopped whatever happens."""
     label = f"{scenario.name} ({scenario.broker_mode})"
     say(f"[{label}] starting a fresh pipeline")
-    pipeline = Pipeline(base_dir / f"{scenario.name}-{scenario.broker_mode}", broker_mode=scenario.broker_mode,
-                        workers=scenario.workers, ingest_workers=scenario.ingest_workers)
+    pipeline = ChaosPipeline(base_dir / f"{scenario.name}-{scenario.broker_mode}", broker_mode=scenario.broker_mode,
+                             workers=scenario.workers, ingest_workers=scenario.ingest_workers)
     notes: dict[str, Any] = {}
     traffic: Traffic | None = None
     try:
-        pipeline.start()
+        pipeline.start_all()
         config = SimulationConfig(
             messages=scale.messages, rate=scale.rate, seed=seed, duplicate_ratio=scenario.duplicate_ratio,
             reorder_ratio=scenario.reorder_ratio, concurrency=16, timeout_s=15, retry_max_s=5.0,

@@ -16,7 +16,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import httpx
+
 from config.settings import Settings
+from embedded.exceptions import SupervisorError
 from embedded.specs import (
     SEAWEEDFS_PORTS,
     broker_specs,
@@ -26,7 +29,7 @@ from embedded.specs import (
     warehouse_spec,
 )
 from embedded.supervisor import ProcessSpec, Supervisor, free_port, free_port_block
-from ingest.paths import EVENTS_PATH, WEBHOOK_PATH
+from ingest.paths import EVENTS_PATH, WEBHOOK_PATH, flow_registration_path
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +138,11 @@ class Pipeline:
         self.specs[spec.name] = spec
         self.supervisor.start(spec)
 
+    def stop(self, *names: str) -> None:
+        """Stop each named process (SIGTERM, then SIGKILL after a grace period)."""
+        for name in names:
+            self.supervisor.stop(name)
+
     def kill(self, name: str) -> float:
         """SIGKILL the process ``name`` at once; returns when (``time.monotonic()``)."""
         self.supervisor.kill(name)
@@ -158,21 +166,40 @@ class Pipeline:
         self.supervisor.stop_all()
 
 
-def register_simulated_flows(settings: Settings) -> list[str]:
-    """Register the Flow JSON of every flow version the simulator plays, as a business would."""
-    from contract.flowjson import parse_flow_json
-    from flowtools.flowsim import write_flow_jsons
-    from warehouse.client import connect
-    from warehouse.flows import register_flow
+def register_simulated_flows(settings: Settings, *, deadline_s: float = 60.0) -> list[str]:
+    """PUT the Flow JSON of every flow version the simulator plays to the receiver, as a business would.
 
+    The one write path of flow definitions: receiver, broker, stream worker, warehouse; all four must run.
+    Returns once the worker has stored every version, so sessions that follow are checked against their
+    flow's screens from the first event.
+    """
+    from flowtools.simulator.flows import write_flow_jsons
+    from warehouse.client import connect
+    from warehouse.exceptions import WarehouseError
+    from warehouse.flows import load_catalog
+
+    host = "127.0.0.1" if settings.ingest_host in {"0.0.0.0", "", "::"} else settings.ingest_host  # noqa: S104
+    names, keys = [], set()
+    for flow_id, version, path in write_flow_jsons(settings.data_dir / "flows"):
+        url = f"http://{host}:{settings.ingest_port}{flow_registration_path(flow_id, version)}"
+        response = httpx.put(url, content=path.read_bytes(), timeout=15.0,
+                             headers={"Authorization": f"Bearer {settings.events_token}"})
+        if response.status_code != 200:
+            raise SupervisorError(f"the receiver refused flow {flow_id} version {version}: "
+                                  f"{response.status_code} {response.text.strip()}")
+        names.append(f"{flow_id} v{version}")
+        keys.add((flow_id, version))
     client = connect(settings.warehouse_url)
-    names = []
     try:
-        for flow_id, version, path in write_flow_jsons(settings.data_dir / "flows"):
-            raw = path.read_text()
-            register_flow(client, parse_flow_json(raw, flow_id=flow_id, version=version), raw,
-                          registered_at_ms=int(time.time() * 1000))
-            names.append(f"{flow_id} v{version}")
+        deadline = time.monotonic() + deadline_s
+        while True:
+            try:
+                if keys <= load_catalog(client).keys():
+                    return names
+            except WarehouseError:
+                pass  # busy: ask again
+            if time.monotonic() > deadline:
+                raise SupervisorError(f"the stream worker did not store the registered flows within {deadline_s:.0f} s")
+            time.sleep(0.2)
     finally:
         client.close()
-    return names

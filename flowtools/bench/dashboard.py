@@ -23,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
-from embedded.supervisor import Supervisor
+from contract.events import MESSAGE_STATUSES, NODE_ACTIONS, NODE_SOURCES, NODE_TYPES
 from flowtools.bench import Result, Say, percentile
-from flowtools.flowsim import FLOWS
+from flowtools.harness import Pipeline, register_simulated_flows
+from flowtools.simulator.flows import FLOWS
+from warehouse import tables
 
 TARGET_P95_MS = 300.0
 NUMBERS = 20  # business phone numbers
@@ -82,51 +84,98 @@ def load_sql(first: int, count: int, *, total: int, end: datetime) -> list[str]:
                depth = length(path) AND sipHash64(n, 'done') % 10 < 8 AS completes
         FROM numbers({first}, {count})
     """
-    statuses = f"""
-        INSERT INTO message_statuses (event_id, waba_id, phone_number_id, wamid, status, occurred_at, received_at,
-                                      recipient_hash, error_code)
-        SELECT concat(wamid, ':', st.1), '200000000000001', pnid, wamid, st.1,
-               toDateTime(t + toIntervalSecond(st.2)), t + toIntervalSecond(st.2),
-               hex(sipHash64(n, 'user')), if(st.1 = 'failed', {_sql_literal(list(ERROR_CODES))}[n % 6 + 1], 0)
+    status = {value: _allowed(value, MESSAGE_STATUSES) for value in ("sent", "delivered", "read", "failed")}
+    statuses = _insert_select(tables.MESSAGE_STATUSES_TABLE, tables.STATUS_COLUMNS, {
+        "event_id": "concat(wamid, ':', st.1)",
+        "waba_id": "'200000000000001'",
+        "phone_number_id": "pnid",
+        "wamid": "wamid",
+        "status": "st.1",
+        "occurred_at": "toDateTime(t + toIntervalSecond(st.2))",
+        "received_at": "t + toIntervalSecond(st.2)",
+        "recipient_hash": "hex(sipHash64(n, 'user'))",
+        "error_code": f"if(st.1 = {status['failed']}, {_sql_literal(list(ERROR_CODES))}[n % 6 + 1], 0)",
+    }, f"""
         FROM ({base})
         ARRAY JOIN arrayFilter(s -> s.1 != '',
-            [('sent', 0),
-             (if(fate < 92, 'delivered', ''), 4),
-             (if(fate < 60, 'read', ''), 90),
-             (if(fate >= 97, 'failed', ''), 3)]) AS st
-    """
-    sends = f"""
-        INSERT INTO flow_sends (event_id, wamid, flow_id, flow_version, flow_token, campaign, phone_number_id,
-                                recipient_hash, sent_at, received_at)
-        SELECT concat('send.', toString(n)), wamid, {flow_ids}[fv], {versions}[fv], concat('ft.', toString(n)),
-               ['spring_promo', 'reactivation', ''][n % 3 + 1], pnid, hex(sipHash64(n, 'user')), t, t
+            [({status['sent']}, 0),
+             (if(fate < 92, {status['delivered']}, ''), 4),
+             (if(fate < 60, {status['read']}, ''), 90),
+             (if(fate >= 97, {status['failed']}, ''), 3)]) AS st
+    """)
+    sends = _insert_select(tables.FLOW_SENDS_TABLE, tables.FLOW_SEND_COLUMNS, {
+        "event_id": "concat('send.', toString(n))",
+        "wamid": "wamid",
+        "flow_id": f"{flow_ids}[fv]",
+        "flow_version": f"{versions}[fv]",
+        "flow_token": "concat('ft.', toString(n))",
+        "campaign": "['spring_promo', 'reactivation', ''][n % 3 + 1]",
+        "phone_number_id": "pnid",
+        "recipient_hash": "hex(sipHash64(n, 'user'))",
+        "sent_at": "t",
+        "received_at": "t",
+    }, f"""
         FROM ({base})
         WHERE is_flow
-    """
-    nodes = f"""
-        INSERT INTO flow_node_events (event_id, flow_token, flow_id, flow_version, screen, node_type, action,
-                                      source, occurred_at, received_at, field_keys, fields, error)
-        SELECT concat('node.', toString(n), '.', toString(j)), concat('ft.', toString(n)), {flow_ids}[fv],
-               {versions}[fv], path[j], 'form', 'navigate', 'client',
-               t + toIntervalSecond(100 + 25 * j + sipHash64(n, j) % 40), t + toIntervalSecond(100 + 25 * j),
-               [], map(), ''
+    """)
+    nodes = _insert_select(tables.FLOW_NODE_EVENTS_TABLE, tables.NODE_EVENT_COLUMNS, {
+        "event_id": "concat('node.', toString(n), '.', toString(j))",
+        "flow_token": "concat('ft.', toString(n))",
+        "flow_id": f"{flow_ids}[fv]",
+        "flow_version": f"{versions}[fv]",
+        "screen": "path[j]",
+        "node_type": _allowed("form", NODE_TYPES),
+        "action": _allowed("view", NODE_ACTIONS),
+        "source": _allowed("node", NODE_SOURCES),
+        "occurred_at": "t + toIntervalSecond(100 + 25 * j + sipHash64(n, j) % 40)",
+        "received_at": "t + toIntervalSecond(100 + 25 * j)",
+        "field_keys": "[]",
+        "fields": "map()",
+        "error": "''",
+    }, f"""
         FROM ({base})
         ARRAY JOIN range(1, toUInt64(depth) + 1) AS j
         WHERE is_flow AND depth > 0
-    """
-    completions = f"""
-        INSERT INTO flow_completions (event_id, waba_id, phone_number_id, wamid, flow_wamid, flow_token, flow_name,
-                                      occurred_at, received_at, user_hash, response_keys, response_fields)
-        SELECT concat('done.', toString(n)), '200000000000001', pnid, concat('wamid.reply.', toString(n)), wamid,
-               concat('ft.', toString(n)), 'bench', toDateTime(t + toIntervalSecond(130 + 25 * depth)),
-               t + toIntervalSecond(130 + 25 * depth), hex(sipHash64(n, 'user')), [], map()
+    """)
+    completions = _insert_select(tables.FLOW_COMPLETIONS_TABLE, tables.COMPLETION_COLUMNS, {
+        "event_id": "concat('done.', toString(n))",
+        "waba_id": "'200000000000001'",
+        "phone_number_id": "pnid",
+        "wamid": "concat('wamid.reply.', toString(n))",
+        "flow_wamid": "wamid",
+        "flow_token": "concat('ft.', toString(n))",
+        "flow_name": "'bench'",
+        "occurred_at": "toDateTime(t + toIntervalSecond(130 + 25 * depth))",
+        "received_at": "t + toIntervalSecond(130 + 25 * depth)",
+        "user_hash": "hex(sipHash64(n, 'user'))",
+        "response_keys": "[]",
+        "response_fields": "map()",
+    }, f"""
         FROM ({base})
         WHERE is_flow AND completes
-    """
+    """)
     return [statuses, sends, nodes, completions]
 
 
-RAW_TABLES = ("message_statuses", "flow_sends", "flow_node_events", "flow_completions")
+def _insert_select(table: str, columns: tuple[str, ...], values: dict[str, str], source: str) -> str:
+    """``INSERT INTO table (…) SELECT … source`` with each value under its column, in the table's column order."""
+    unknown = sorted(set(values) - set(columns))
+    if unknown:
+        raise ValueError(f"{table} has no column {', '.join(unknown)}")
+    names = [column for column in columns if column in values]
+    return (f"INSERT INTO {table} ({', '.join(names)})\n"
+            f"        SELECT {', '.join(values[column] for column in names)}{source}")
+
+
+def _allowed(value: str, allowed: tuple[str, ...]) -> str:
+    """``value`` as an SQL literal, once the contract allows it."""
+    if value not in allowed:
+        raise ValueError(f"{value!r} is not one of {allowed}")
+    return _sql_literal(value)
+
+
+RAW_TABLES = (tables.MESSAGE_STATUSES_TABLE, tables.FLOW_SENDS_TABLE, tables.FLOW_NODE_EVENTS_TABLE,
+              tables.FLOW_COMPLETIONS_TABLE)
 
 
 def _count(client: Any, source: str) -> int:
@@ -152,8 +201,11 @@ def load(client: Any, events: int, *, end: datetime, say: Say) -> tuple[int, flo
     return stored_events(client), time.monotonic() - started
 
 
-def queries(end: datetime) -> list[tuple[str, Callable[[Any], object]]]:
-    """(label, call) for every query the dashboard pages run, over the ranges users pick."""
+def queries(end: datetime, *, timeout_s: int = Settings.session_timeout_s) -> list[tuple[str, Callable[[Any], object]]]:
+    """(label, call) for every query the dashboard pages run, over the ranges users pick.
+
+    ``timeout_s`` is the session timeout the pages pass (the settings'; their default when not given).
+    """
     from warehouse import flows, health, rejected
     from warehouse import queries as delivery
 
@@ -173,7 +225,7 @@ def queries(end: datetime) -> list[tuple[str, Callable[[Any], object]]]:
     add("delivery.phone_number_ids", delivery.phone_number_ids)
     flow_id, version, _ = _paths()[-1]
     for label, span in (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)), ("7d", timedelta(days=7))):
-        where_flow = flows.FlowFilter(start=end - span, end=end, flow_id=flow_id, now=end)
+        where_flow = flows.FlowFilter(start=end - span, end=end, flow_id=flow_id, now=end, timeout_s=timeout_s)
         one_version = replace(where_flow, flow_version=version)
         bucket = 1 if span <= timedelta(hours=6) else 60
         add(f"flows.funnel by flow {label}", flows.funnel, where_flow, by=("flow_id",))
@@ -193,11 +245,11 @@ def queries(end: datetime) -> list[tuple[str, Callable[[Any], object]]]:
     return out
 
 
-def time_queries(client: Any, end: datetime, *, repeats: int, budget_s: float,
+def time_queries(client: Any, end: datetime, *, repeats: int, budget_s: float, timeout_s: int,
                  say: Say) -> dict[str, list[float]]:
     """Milliseconds of each run of each query (at most ``budget_s`` per query after its first run)."""
     timings: dict[str, list[float]] = {}
-    for label, call in queries(end):
+    for label, call in queries(end, timeout_s=timeout_s):
         runs: list[float] = []
         spent = 0.0
         call(client)  # warm: the page's first render pays this, every refresh after it does not
@@ -216,30 +268,30 @@ def time_queries(client: Any, end: datetime, *, repeats: int, budget_s: float,
 
 def run(settings_factory: SettingsFactory, say: Say, *, quick: bool, events: int | None = None,
         data_dir: Path | None = None) -> list[Result]:
-    from embedded.specs import warehouse_spec
-    from flowscope.up import _register_simulated_flows
     from warehouse.client import connect
-    from warehouse.migrate import migrate
 
     events = events or (300_000 if quick else 100_000_000)
     repeats = 5 if quick else 10
     with tempfile.TemporaryDirectory(prefix="flowscope-bench-", dir=data_dir) as tmp:
-        settings = settings_factory(Path(tmp))
-        with Supervisor(log_dir=Path(tmp) / "logs") as supervisor:
+        settings = settings_factory(Path(tmp), broker_storage="memory")
+        with Pipeline(settings) as pipeline:
             say(f"dashboard: warehouse on {settings.warehouse_url}; loading {events:,} events")
-            supervisor.start(warehouse_spec(settings))
-            migrate(settings.warehouse_url)
-            _register_simulated_flows(settings)
+            # The simulated flows are registered as a business registers them (receiver, broker, stream worker:
+            # the one write path of flow definitions); only the warehouse runs while queries are timed.
+            pipeline.start("broker", "warehouse", "receiver", "stream")
+            register_simulated_flows(settings)
+            pipeline.stop("stream", "receiver", "broker")
             client = connect(settings.warehouse_url, send_receive_timeout=3600)
             end = datetime.now(UTC).replace(tzinfo=None, microsecond=0)
             stored, load_s = load(client, events, end=end, say=say)
             loaded = {
                 "messages": max(1, round(events / EVENTS_PER_MESSAGE)),
-                "sent_statuses": _count(client, "message_statuses WHERE status = 'sent'"),
-                "flow_sends": _count(client, "flow_sends"),
+                "sent_statuses": _count(client, f"{tables.MESSAGE_STATUSES_TABLE} WHERE status = 'sent'"),
+                "flow_sends": _count(client, tables.FLOW_SENDS_TABLE),
             }
             say(f"dashboard: {stored:,} events stored in {load_s:.0f} s ({stored / load_s:,.0f}/s); timing queries")
-            timings = time_queries(client, end, repeats=repeats, budget_s=10 if quick else 15, say=say)
+            timings = time_queries(client, end, repeats=repeats, budget_s=10 if quick else 15,
+                                   timeout_s=settings.session_timeout_s, say=say)
             client.close()
     every = [ms for runs in timings.values() for ms in runs]
     per_query = {label: round(percentile(runs, 95), 1) for label, runs in timings.items()}

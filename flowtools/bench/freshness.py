@@ -14,9 +14,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
-
 from flowtools.bench import Result, Say, percentile
+from flowtools.simulator import payloads
 
 TARGET_P95_MS = 2000.0
 PROBE_PNID = "900000000000777"
@@ -24,10 +23,9 @@ PROBE_TIMEOUT_S = 30.0
 
 
 def probe_body(n: int) -> bytes:
-    status = {"id": f"wamid.probe-{n}", "status": "sent", "timestamp": str(int(time.time())),
-              "recipient_id": "15550001111"}
-    return orjson.dumps({"object": "whatsapp_business_account", "entry": [{"id": "bench", "changes": [
-        {"field": "messages", "value": {"metadata": {"phone_number_id": PROBE_PNID}, "statuses": [status]}}]}]})
+    status = payloads.status(wamid=f"wamid.probe-{n}", status="sent", timestamp=int(time.time()),
+                             recipient_id="15550001111")
+    return payloads.status_post(waba_id="bench", phone_number_id=PROBE_PNID, statuses=[status])
 
 
 def run(say: Say, *, quick: bool, data_dir: Path | None = None) -> list[Result]:
@@ -37,8 +35,8 @@ def run(say: Say, *, quick: bool, data_dir: Path | None = None) -> list[Result]:
 
 
 def run_mode(say: Say, *, quick: bool, broker_mode: str, data_dir: Path | None = None) -> list[Result]:
-    from flowtools.chaos import Pipeline, Traffic
-    from flowtools.simulate import SimulationConfig
+    from flowtools.chaos import ChaosPipeline, Traffic
+    from flowtools.simulator.config import SimulationConfig
     from warehouse.client import connect
     from warehouse.queries import DeliveryFilter, delivery_totals
 
@@ -48,11 +46,11 @@ def run_mode(say: Say, *, quick: bool, broker_mode: str, data_dir: Path | None =
     posted_ms: list[float] = []
     timed_out = 0
     with tempfile.TemporaryDirectory(prefix="flowscope-bench-", dir=data_dir) as tmp:
-        pipeline = Pipeline(Path(tmp) / "pipeline", broker_mode=broker_mode)
+        pipeline = ChaosPipeline(Path(tmp) / "pipeline", broker_mode=broker_mode)
         traffic = None
         try:
             say(f"freshness: starting the pipeline ({broker_mode} broker)")
-            pipeline.start()
+            pipeline.start_all()
             traffic = Traffic(pipeline.webhook_url, pipeline.settings.app_secret,
                               SimulationConfig(messages=0, rate=rate, live_clock=True, seed=11))
             client = connect(pipeline.settings.warehouse_url)

@@ -36,10 +36,13 @@ from starlette.routing import Route
 
 from config.settings import Settings
 from embedded.exceptions import SupervisorError
-from embedded.specs import broker_specs, receiver_spec, warehouse_spec
-from embedded.supervisor import ProcessSpec, Supervisor, free_port, http_ready
+from embedded.supervisor import ProcessSpec, free_port, http_ready
 from flowtools.bench import Result, Say
-from flowtools.simulate import SIGNATURE_HEADER, SimulationConfig, TrafficGenerator, sign
+from flowtools.harness import Pipeline
+from flowtools.simulator.config import SimulationConfig
+from flowtools.simulator.generator import TrafficGenerator
+from ingest.paths import HEALTH_PATH, METRICS_PATH, WEBHOOK_PATH
+from ingest.signatures import SIGNATURE_HEADER, sign
 
 BENCHMARK = "receiver"
 TARGET_RATIO = 0.5
@@ -51,7 +54,6 @@ DURATION_S = 15
 QUICK_DURATION_S = 4
 WARMUP_S = 3
 QUICK_WARMUP_S = 1
-WEBHOOK_PATH = "/webhooks/whatsapp"
 EVENTS_METRIC = "flowscope_ingest_events_total"
 
 SettingsFactory = Callable[..., Settings]
@@ -220,7 +222,7 @@ def noop_app() -> Starlette:
     """A POST route answering 200 with an empty body: the ceiling of Starlette under uvicorn here."""
     return Starlette(routes=[
         Route(WEBHOOK_PATH, _accept, methods=["POST"]),
-        Route("/healthz", _healthz, methods=["GET"]),
+        Route(HEALTH_PATH, _healthz, methods=["GET"]),
     ])
 
 
@@ -238,7 +240,7 @@ def noop_spec(settings: Settings) -> ProcessSpec:
     return ProcessSpec(
         name="noop-endpoint",
         argv=[sys.executable, "-m", "flowtools.bench.receiver"],
-        ready=http_ready(f"http://{host}:{port}/healthz"),
+        ready=http_ready(f"http://{host}:{port}{HEALTH_PATH}"),
         env=settings.as_env(),
         url=f"http://{host}:{port}{WEBHOOK_PATH} (no-op Starlette endpoint)",
     )
@@ -262,7 +264,7 @@ def settled_events_counted(settings: Settings, *, interval_s: float = 0.3, deadl
 
 def events_counted(settings: Settings) -> int:
     """Events the receiver says it wrote to the broker (its ``flowscope_ingest_events_total``, all kinds)."""
-    url = f"http://{settings.ingest_host}:{settings.ingest_port}/metrics"
+    url = f"http://{settings.ingest_host}:{settings.ingest_port}{METRICS_PATH}"
     with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - our own loopback URL
         text = response.read().decode()
     return int(sum(
@@ -327,24 +329,24 @@ def run(settings_factory: SettingsFactory, say: Say, *, quick: bool) -> list[Res
         script = work / "webhook.lua"
         script.write_text(wrk_script(body_path.resolve(), sign(body, settings.app_secret)))
         load = f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{duration_s}s"
-        with Supervisor(log_dir=settings.data_dir / "logs") as supervisor:
+        with Pipeline(settings) as pipeline:
             noop_settings = dataclasses.replace(settings, ingest_port=free_port())
             say(f"receiver: starting the no-op endpoint (uvicorn, {settings.ingest_workers} worker) ...")
-            supervisor.start(noop_spec(noop_settings))
+            pipeline.run(noop_spec(noop_settings))
             noop_url = f"http://{noop_settings.ingest_host}:{noop_settings.ingest_port}{WEBHOOK_PATH}"
             say(f"receiver: warming up the no-op endpoint for {warmup_s} s ...")
             run_wrk(wrk, noop_url, script, duration_s=warmup_s)
             say(f"receiver: {load} against the no-op endpoint ...")
             noop = run_wrk(wrk, noop_url, script, duration_s=duration_s)
             say(f"receiver: no-op endpoint {noop.rps:,.0f} requests/s, p99 {noop.p99_ms:.1f} ms")
-            supervisor.stop("noop-endpoint")
+            pipeline.stop("noop-endpoint")
             if noop.non_2xx or noop.requests == 0:
                 raise SupervisorError(f"the no-op endpoint did not answer 200 to every request: {noop.summary()}")
 
-            for spec in (*broker_specs(settings), warehouse_spec(settings), receiver_spec(settings)):
-                say(f"receiver: starting {spec.name} ...")
-                supervisor.start(spec)
-            url = f"http://{settings.ingest_host}:{settings.ingest_port}{WEBHOOK_PATH}"
+            for component in ("broker", "warehouse", "receiver"):
+                say(f"receiver: starting {component} ...")
+                pipeline.start(component)
+            url = pipeline.webhook_url
             say(f"receiver: warming up the receiver for {warmup_s} s ...")
             warm = run_wrk(wrk, url, script, duration_s=warmup_s)
             say(f"receiver: {load} against the receiver ...")
@@ -355,9 +357,9 @@ def run(settings_factory: SettingsFactory, say: Say, *, quick: bool) -> list[Res
                 f"{ours.non_2xx:,} non-2xx answers")
             say("receiver: counting the events on the broker ...")
             on_topic = asyncio.run(events_on_topic(settings, expect=after))
-            dead = [child.spec.name for child in supervisor.exited() if child.spec.name != "noop-endpoint"]
+            dead = [child.spec.name for child in pipeline.supervisor.exited() if child.spec.name != "noop-endpoint"]
             if dead:
-                raise SupervisorError(f"{dead[0]} stopped during the benchmark:\n{supervisor.tail(dead[0])}")
+                raise SupervisorError(f"{dead[0]} stopped during the benchmark:\n{pipeline.supervisor.tail(dead[0])}")
 
     acknowledged = STATUSES_PER_WEBHOOK * (warm.ok + ours.ok)  # events in the 2xx answers wrk saw
     expected = max(after, acknowledged)

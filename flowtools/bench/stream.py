@@ -29,14 +29,13 @@ from contract.codec import encode_batch, partition_for
 from contract.events import MessageStatus
 from contract.privacy import Pseudonymiser
 from embedded.exceptions import SupervisorError
-from embedded.specs import broker_specs, stream_spec, warehouse_spec
-from embedded.supervisor import Supervisor
 from flowtools.bench import Result, Say
-from flowtools.simulate import SimulationConfig, TrafficGenerator
+from flowtools.harness import Pipeline
+from flowtools.simulator.config import SimulationConfig
+from flowtools.simulator.generator import TrafficGenerator
 from ingest.parsing import WebhookParser
 from stream.consumer import RECORDS_PER_FETCH
 from warehouse.client import connect
-from warehouse.migrate import migrate
 from warehouse.queries import stored_status_count
 
 BENCHMARK = "stream"
@@ -189,12 +188,13 @@ async def bare_consumer(settings: Settings, count: int, *, deadline_s: float) ->
     return _drain(started, first, first_count, last, events)
 
 
-def watch_worker(settings: Settings, supervisor: Supervisor, count: int, say: Say, *, deadline_s: float) -> Drain:
-    """Start one stream worker and poll the warehouse until it holds ``count`` statuses."""
-    client = connect(settings.warehouse_url)
+def watch_worker(pipeline: Pipeline, count: int, say: Say, *, deadline_s: float) -> Drain:
+    """Start one stream worker in ``pipeline`` and poll the warehouse until it holds ``count`` statuses."""
+    supervisor = pipeline.supervisor
+    client = connect(pipeline.settings.warehouse_url)
     try:
         started = time.monotonic()
-        supervisor.start(stream_spec(settings))
+        pipeline.start("stream")
         say(f"stream: worker started in {time.monotonic() - started:.1f} s; waiting for {count:,} rows ...")
         stored = first_count = 0
         first: float | None = None
@@ -259,11 +259,10 @@ def run(settings_factory: SettingsFactory, say: Say, *, quick: bool) -> list[Res
     deadline_s = 60 + count / (TARGET_EVENTS_PER_S / 5)
     with tempfile.TemporaryDirectory(prefix="flowscope-bench-stream-") as tmp:
         settings = settings_factory(Path(tmp), broker_storage="memory", log_level="WARNING")
-        with Supervisor(log_dir=settings.data_dir / "logs") as supervisor:
-            for spec in (*broker_specs(settings), warehouse_spec(settings)):
-                say(f"stream: starting {spec.name} ...")
-                supervisor.start(spec)
-            migrate(settings.warehouse_url)
+        with Pipeline(settings) as pipeline:
+            for component in ("broker", "warehouse"):
+                say(f"stream: starting {component} ...")
+                pipeline.start(component)
             say(f"stream: pre-filling {settings.events_topic} with {count:,} status events "
                 f"({events_per_record(settings)} per record) ...")
             filled = asyncio.run(prefill(settings, count, say))
@@ -273,7 +272,7 @@ def run(settings_factory: SettingsFactory, say: Say, *, quick: bool) -> list[Res
             bare = asyncio.run(bare_consumer(settings, count, deadline_s=deadline_s))
             say(f"stream: bare consumer {bare.rate:,.0f} events/s ({bare.events:,} events)")
             say("stream: starting one stream worker ...")
-            worker = watch_worker(settings, supervisor, count, say, deadline_s=deadline_s)
+            worker = watch_worker(pipeline, count, say, deadline_s=deadline_s)
             spent = worker_time(settings, worker)
             say(f"stream: worker {worker.rate:,.0f} events/s from the first stored row "
                 f"({worker.wall_rate:,.0f}/s from its start), {worker.events:,} / {count:,} stored")
