@@ -28,7 +28,9 @@ SOURCE_FIRST_PARTY = "first_party"
 NODE_ACTIONS: tuple[str, ...] = ("view", "submit", "back", "error")
 NODE_TYPES: tuple[str, ...] = ("buttons", "list", "form", "media", "logic", "other")
 # Where a node event comes from (NodeEvent.source): the Flow's runtime events, or data-endpoint requests.
-NODE_SOURCES: tuple[str, ...] = ("node", "endpoint")
+SOURCE_NODE = "node"  # a screen event the Flow's own client reported
+SOURCE_ENDPOINT = "endpoint"  # a decrypted data-endpoint request
+NODE_SOURCES: tuple[str, ...] = (SOURCE_NODE, SOURCE_ENDPOINT)
 # Data-endpoint actions (decrypted requests) and what they mean for a session.
 ENDPOINT_ACTIONS = {"INIT": "view", "data_exchange": "submit", "BACK": "back"}
 

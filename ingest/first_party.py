@@ -26,7 +26,9 @@ from contract.events import (
     ENDPOINT_ACTIONS,
     NODE_ACTIONS,
     NODE_TYPES,
+    SOURCE_ENDPOINT,
     SOURCE_FIRST_PARTY,
+    SOURCE_NODE,
     AnyEvent,
     FlowSent,
     NodeEvent,
@@ -99,7 +101,7 @@ class FirstPartyParser:
             return self._flow_sent(item, received)
         if kind == "node":
             action = _choice(item, "action", NODE_ACTIONS)
-            return self._node(item, received, screen=_screen(item), action=action, source="node")
+            return self._node(item, received, screen=_screen(item), action=action, source=SOURCE_NODE)
         if kind == "endpoint":
             raw_action = item.get("action")
             if raw_action == "ping":
@@ -107,7 +109,8 @@ class FirstPartyParser:
             if not isinstance(raw_action, str) or raw_action not in ENDPOINT_ACTIONS:
                 raise ItemError(f"action must be one of INIT, data_exchange, BACK, ping; got {raw_action!r}")
             screen = "" if raw_action == "INIT" else _screen(item)
-            return self._node(item, received, screen=screen, action=ENDPOINT_ACTIONS[raw_action], source="endpoint")
+            return self._node(item, received, screen=screen, action=ENDPOINT_ACTIONS[raw_action],
+                              source=SOURCE_ENDPOINT)
         raise ItemError(f"type must be one of flow_sent, node, endpoint; got {kind!r}")
 
     def _flow_sent(self, item: dict[str, Any], received: int) -> FlowSent:

@@ -38,7 +38,11 @@ def create_app(settings: Settings, *, sink: Sink | None = None, gauges: bool = T
     )
     writer = sink if sink is not None else WarehouseSink(settings.warehouse_url)
     def load() -> dict[tuple[str, str], CatalogEntry]:
-        loaded = load_catalog(connect(settings.warehouse_url))
+        client = connect(settings.warehouse_url)
+        try:
+            loaded = load_catalog(client)
+        finally:
+            client.close()
         return {key: CatalogEntry(entry, screens) for key, (entry, screens) in loaded.items()}
 
     catalog = FlowCatalog(load, refresh_s=settings.catalog_refresh_s)
