@@ -76,7 +76,7 @@ def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_flows(settings: Settings, args: argparse.Namespace) -> int:
-    from flowscope.registration import register_flow_json
+    from flowtools.registration import register_flow_json
 
     raw = args.file.read_bytes()
     screens = register_flow_json(settings, flow_id=args.flow_id, version=args.version, flow_json=raw,

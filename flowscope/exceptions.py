@@ -6,12 +6,8 @@ from chserver.exceptions import ServerError
 from config.exceptions import SettingsError
 from contract.exceptions import ContractError
 from embedded.exceptions import SupervisorError
+from flowtools.registration import RegistrationError
 from warehouse.exceptions import WarehouseError
-
-
-class RegistrationError(Exception):
-    """A flow version could not be registered through the receiver; the message says why."""
-
 
 USER_ERRORS: tuple[type[Exception], ...] = (
     SettingsError, ContractError, SupervisorError, WarehouseError, ServerError, RegistrationError,

@@ -25,6 +25,7 @@ from embedded.specs import (
 from embedded.supervisor import (
     Supervisor,
 )
+from flowtools.harness import register_simulated_flows
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def run_up(settings: Settings) -> int:
                 _say(f"starting {spec.name} ...")
                 supervisor.start(spec)
             if settings.simulate_rate > 0:
-                names = _register_simulated_flows(settings)
+                names = register_simulated_flows(settings)
                 _say(f"registered the simulated flows' Flow JSON: {', '.join(names)}")
                 for spec in (simulator_spec(settings), flow_simulator_spec(settings)):
                     _say(f"starting {spec.name} ...")
@@ -101,39 +102,6 @@ def run_up(settings: Settings) -> int:
             supervisor.stop_all()
     _say("stopped; no flowscope process is left running")
     return 0
-
-
-def _register_simulated_flows(settings: Settings, *, deadline_s: float = 60.0) -> list[str]:
-    """Register the Flow JSON of every flow version the simulator plays through the receiver, as a business would.
-
-    Returns once the stream worker has written every version to the warehouse, so the simulated sessions that
-    follow are checked against their flow's screens from the first event.
-    """
-    from flowscope.registration import register_flow_json
-    from flowtools.simulator.flows import write_flow_jsons
-    from warehouse.client import connect
-    from warehouse.exceptions import WarehouseError
-    from warehouse.flows import load_catalog
-
-    names, keys = [], set()
-    for flow_id, version, path in write_flow_jsons(settings.data_dir / "flows"):
-        register_flow_json(settings, flow_id=flow_id, version=version, flow_json=path.read_bytes())
-        names.append(f"{flow_id} v{version}")
-        keys.add((flow_id, version))
-    client = connect(settings.warehouse_url)
-    try:
-        deadline = time.monotonic() + deadline_s
-        while True:
-            try:
-                if keys <= load_catalog(client).keys():
-                    return names
-            except WarehouseError:
-                pass  # busy: ask again
-            if time.monotonic() > deadline:
-                raise SupervisorError(f"the stream worker did not store the registered flows within {deadline_s:.0f} s")
-            time.sleep(0.2)
-    finally:
-        client.close()
 
 
 def _stored(client: object) -> int:

@@ -16,8 +16,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx
-
 from config.settings import Settings
 from embedded.exceptions import SupervisorError
 from embedded.specs import (
@@ -29,7 +27,7 @@ from embedded.specs import (
     warehouse_spec,
 )
 from embedded.supervisor import ProcessSpec, Supervisor, free_port, free_port_block
-from ingest.paths import EVENTS_PATH, WEBHOOK_PATH, flow_registration_path
+from ingest.paths import EVENTS_PATH, WEBHOOK_PATH
 
 logger = logging.getLogger(__name__)
 
@@ -173,20 +171,15 @@ def register_simulated_flows(settings: Settings, *, deadline_s: float = 60.0) ->
     Returns once the worker has stored every version, so sessions that follow are checked against their
     flow's screens from the first event.
     """
+    from flowtools.registration import register_flow_json
     from flowtools.simulator.flows import write_flow_jsons
     from warehouse.client import connect
     from warehouse.exceptions import WarehouseError
     from warehouse.flows import load_catalog
 
-    host = "127.0.0.1" if settings.ingest_host in {"0.0.0.0", "", "::"} else settings.ingest_host  # noqa: S104
     names, keys = [], set()
     for flow_id, version, path in write_flow_jsons(settings.data_dir / "flows"):
-        url = f"http://{host}:{settings.ingest_port}{flow_registration_path(flow_id, version)}"
-        response = httpx.put(url, content=path.read_bytes(), timeout=15.0,
-                             headers={"Authorization": f"Bearer {settings.events_token}"})
-        if response.status_code != 200:
-            raise SupervisorError(f"the receiver refused flow {flow_id} version {version}: "
-                                  f"{response.status_code} {response.text.strip()}")
+        register_flow_json(settings, flow_id=flow_id, version=version, flow_json=path.read_bytes())
         names.append(f"{flow_id} v{version}")
         keys.add((flow_id, version))
     client = connect(settings.warehouse_url)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import httpx
 
 from config.settings import Settings
-from flowscope.exceptions import RegistrationError
 from ingest.paths import flow_registration_path
+
+
+class RegistrationError(Exception):
+    """A flow version could not be registered through the receiver; the message says why."""
 
 
 def receiver_url(settings: Settings) -> str:
