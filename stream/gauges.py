@@ -4,6 +4,14 @@ A worker refreshes them every ``gauge_refresh_s``. They describe the warehouse, 
 with several workers every one reports the same values: aggregate them with ``max()``. A label set
 that disappears from the warehouse (a flow with no session left in range, say) is removed, never
 left at a stale value.
+
+Why they stay in the worker for now, said plainly: each worker runs the same two queries every
+``gauge_refresh_s`` — an all-history ``funnel`` (it merges every session) and ``flow_states`` — so N workers
+cost N identical queries for one set of values. One exporter process would cost one. Moving them renames the
+metrics (``flowscope_stream_*`` is the component prefix), the Prometheus job the alert rules and their
+promtool tests select, and the process set of ``flowscope up`` and docker-compose; the re-layout keeps
+behaviour, so that move belongs with the issue that makes the funnel a read of pre-aggregated sessions
+(dashboards at 100M events), when the exporter's query also becomes cheap.
 """
 
 from __future__ import annotations
