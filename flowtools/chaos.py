@@ -131,6 +131,7 @@ class ChaosPipeline(Pipeline):
     def recovered_after(self, since: float, *, deadline_s: float) -> float | None:
         """Seconds from ``since`` until sentinels posted now (retried like Meta) are all stored."""
         from warehouse.client import connect
+        from warehouse.exceptions import WarehouseError
         from warehouse.queries import statuses_stored_of
 
         body, wamids = self.sentinel_body()
@@ -145,7 +146,7 @@ class ChaosPipeline(Pipeline):
                 client = client or connect(self.settings.warehouse_url)
                 if statuses_stored_of(client, phone_number_id=SENTINEL_PNID, wamids=wamids) == len(wamids):
                     return round(time.monotonic() - since, 1)
-            except Exception:  # warehouse restarting: ask again
+            except WarehouseError:  # warehouse restarting: ask again
                 client = None
             time.sleep(0.2)
         return None
