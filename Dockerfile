@@ -7,11 +7,16 @@ ENV PYTHONUNBUFFERED=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
-COPY flowscope ./flowscope
+COPY contract ./contract
+COPY config ./config
 COPY ingest ./ingest
 COPY stream ./stream
 COPY warehouse ./warehouse
+COPY chserver ./chserver
 COPY dashboards ./dashboards
+COPY embedded ./embedded
+COPY flowtools ./flowtools
+COPY flowscope ./flowscope
 # Production talks to Apache Kafka and ClickHouse server: no embedded extra (tansu, chDB).
 RUN pip install --no-cache-dir . \
     && useradd --create-home --uid 10001 flowscope \

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,12 @@ def test_every_package_is_checked_and_installed() -> None:
         assert f'"{package}"' in text.split("[tool.importlinter]")[1].split("[[tool.importlinter.contracts]]")[0]
     top_level = {path.name for path in ROOT.iterdir() if (path / "__init__.py").exists()} - {"tests"}
     assert top_level == set(PACKAGES)
+    installed = tomllib.loads(text)["tool"]["setuptools"]["packages"]
+    every = {str(init.parent.relative_to(ROOT)).replace("/", ".") for package in PACKAGES
+             for init in (ROOT / package).rglob("__init__.py")}
+    assert every == set(installed)
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert {package for package in PACKAGES if f"COPY {package} ./{package}" not in dockerfile} == set()
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda path: str(path.relative_to(ROOT)))
