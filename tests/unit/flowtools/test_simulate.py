@@ -567,7 +567,9 @@ def test_run_retries_until_every_post_is_acked_and_counted_once(
 
 def test_run_counts_posts_it_could_not_deliver(receiver_factory: Callable[..., Receiver]) -> None:
     receiver = receiver_factory(lambda body, attempt: 503)
-    config = replace(CONFIG, messages=30, rate=2000.0, deadline_s=0.1, retry_initial_s=0.02)
+    # A deadline far beyond one round trip, even on a loaded CI machine: every POST is retried before it fails
+    # (0.1 s once let a slow first answer leave no time for a retry).
+    config = replace(CONFIG, messages=30, rate=2000.0, deadline_s=1.0, retry_initial_s=0.02)
     webhooks, _ = generate(config)
 
     result = asyncio.run(run(receiver.url, config=config, app_secret=DEV_APP_SECRET, progress=False))
