@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
+from urllib.parse import quote, urlparse, urlsplit, urlunsplit
 
 from config.exceptions import SettingsError
 
@@ -24,6 +24,14 @@ DEV_APP_SECRET = "dev-app-secret"  # noqa: S105
 DEV_VERIFY_TOKEN = "dev-verify-token"  # noqa: S105
 DEV_HASH_KEY = "dev-pseudonymisation-key"
 DEV_EVENTS_TOKEN = "dev-events-token"  # noqa: S105
+DEV_WAREHOUSE_PASSWORDS = {  # noqa: S105
+    "admin": "dev-warehouse-admin", "writer": "dev-warehouse-writer", "analyst": "dev-warehouse-analyst",
+}
+DEV_DASHBOARD_PASSWORD = "dev-dashboard-password"  # noqa: S105
+
+# The warehouse's roles: admin (migrations, the only one allowed DDL), writer (the stream worker: INSERT into
+# our tables), analyst (read-only: dashboards and data teams).
+WAREHOUSE_ROLES = ("admin", "writer", "analyst")
 
 
 def _parse_bool(raw: str) -> bool:
@@ -64,8 +72,8 @@ REPLACED = {
 }
 
 
-def _setting(default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"doc": doc})
+def _setting(default: Any, doc: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"doc": doc, "secret": secret})
 
 
 @dataclass(frozen=True)
@@ -73,20 +81,40 @@ class Settings:
     """Typed, frozen configuration. Build it with :meth:`from_env`; never read ``os.environ`` elsewhere."""
 
     # --- secrets -------------------------------------------------------------------------------
-    app_secret: str = _setting(DEV_APP_SECRET, "Meta app secret: HMAC key of X-Hub-Signature-256.")
-    verify_token: str = _setting(DEV_VERIFY_TOKEN, "Token Meta echoes in the GET verification handshake.")
-    hash_key: str = _setting(DEV_HASH_KEY, "Key of the keyed hash that pseudonymises phone numbers.")
+    app_secret: str = _setting(DEV_APP_SECRET, "Meta app secret: HMAC key of X-Hub-Signature-256.", secret=True)
+    verify_token: str = _setting(DEV_VERIFY_TOKEN, "Token Meta echoes in the GET verification handshake.", secret=True)
+    hash_key: str = _setting(DEV_HASH_KEY, "Key of the keyed hash that pseudonymises phone numbers.", secret=True)
     events_token: str = _setting(
-        DEV_EVENTS_TOKEN, "Bearer token (and HMAC key) authenticating first-party events and flow registration."
+        DEV_EVENTS_TOKEN, "Bearer token (and HMAC key) authenticating first-party events and flow registration.",
+        secret=True,
     )
     # --- where things are ----------------------------------------------------------------------
     kafka_bootstrap: str = _setting(
         "127.0.0.1:9092", "Kafka bootstrap servers, comma separated; the embedded broker listens on the first."
     )
     warehouse_url: str = _setting(
-        "http://default:@127.0.0.1:8123/flowscope",
-        "ClickHouse HTTP URL (user, password, database in the path) used by every component; "
+        "http://127.0.0.1:8123/flowscope",
+        "ClickHouse HTTP URL (database in the path) every component connects to, each as its role's user; "
         "the embedded warehouse server listens on its host and port.",
+    )
+    warehouse_admin_user: str = _setting("flowscope_admin", "Warehouse user of migrations: the only one allowed DDL.")
+    warehouse_admin_password: str = _setting(
+        DEV_WAREHOUSE_PASSWORDS["admin"], "Password of the warehouse admin.", secret=True
+    )
+    warehouse_writer_user: str = _setting(
+        "flowscope_writer", "Warehouse user of the stream workers: INSERT into flowscope's tables, nothing else."
+    )
+    warehouse_writer_password: str = _setting(
+        DEV_WAREHOUSE_PASSWORDS["writer"], "Password of the warehouse writer.", secret=True
+    )
+    warehouse_analyst_user: str = _setting(
+        "flowscope_analyst", "Read-only warehouse user of the dashboards and of data teams."
+    )
+    warehouse_analyst_password: str = _setting(
+        DEV_WAREHOUSE_PASSWORDS["analyst"], "Password of the read-only warehouse analyst.", secret=True
+    )
+    warehouse_audit_retention_days: int = _setting(
+        30, "Days the embedded warehouse keeps its audit log of queries (audit.query_log)."
     )
     topic_prefix: str = _setting("flowscope", "Prefix of every Kafka topic name.")
     partitions: int = _setting(4, "Partitions of each topic, when the application creates it.")
@@ -119,6 +147,7 @@ class Settings:
     )
     dashboard_host: str = _setting("127.0.0.1", "Streamlit dashboards bind address.")
     dashboard_port: int = _setting(8501, "Streamlit dashboards port.")
+    dashboard_password: str = _setting(DEV_DASHBOARD_PASSWORD, "Password of the dashboards' login page.", secret=True)
     prometheus_port: int = _setting(9090, "Port of the Prometheus `flowscope up` runs when it is installed.")
     alertmanager_port: int = _setting(9093, "Port of the Alertmanager `flowscope up` runs when it is installed.")
     alert_webhook_url: str = _setting("", "Where `flowscope up`'s Alertmanager posts alerts (empty: only its UI).")
@@ -166,6 +195,12 @@ class Settings:
             raise SettingsError(f"{PREFIX}HASH_KEY must not be empty")
         if not self.app_secret:
             raise SettingsError(f"{PREFIX}APP_SECRET must not be empty")
+        for role in WAREHOUSE_ROLES:
+            if not getattr(self, f"warehouse_{role}_password"):
+                raise SettingsError(f"{PREFIX}WAREHOUSE_{role.upper()}_PASSWORD must not be empty: no warehouse user "
+                                    "is password-less")
+        if len({getattr(self, f"warehouse_{role}_user") for role in WAREHOUSE_ROLES}) != len(WAREHOUSE_ROLES):
+            raise SettingsError("the warehouse admin, writer and analyst must be three different users")
         try:
             self.broker_port, self.warehouse_port  # noqa: B018 - both URLs must name a port
         except ValueError as exc:
@@ -195,8 +230,24 @@ class Settings:
     @property
     def dev_secrets_in_use(self) -> list[str]:
         dev = {"app_secret": DEV_APP_SECRET, "verify_token": DEV_VERIFY_TOKEN, "hash_key": DEV_HASH_KEY,
-               "events_token": DEV_EVENTS_TOKEN}
+               "events_token": DEV_EVENTS_TOKEN, "dashboard_password": DEV_DASHBOARD_PASSWORD,
+               **{f"warehouse_{role}_password": password for role, password in DEV_WAREHOUSE_PASSWORDS.items()}}
         return [PREFIX + name.upper() for name, value in dev.items() if getattr(self, name) == value]
+
+    def warehouse_user(self, role: str) -> tuple[str, str]:
+        """(user, password) of a warehouse role: admin, writer or analyst."""
+        if role not in WAREHOUSE_ROLES:
+            raise SettingsError(f"unknown warehouse role {role!r}; expected one of {', '.join(WAREHOUSE_ROLES)}")
+        return getattr(self, f"warehouse_{role}_user"), getattr(self, f"warehouse_{role}_password")
+
+    def warehouse_url_for(self, role: str) -> str:
+        """The warehouse URL with a role's credentials: what that role's processes connect with."""
+        user, password = self.warehouse_user(role)
+        url = urlsplit(self.warehouse_url)
+        netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{url.hostname}"
+        if url.port:
+            netloc += f":{url.port}"
+        return urlunsplit((url.scheme, netloc, url.path, url.query, url.fragment))
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"
@@ -209,13 +260,25 @@ class Settings:
     def dead_letter_topic(self) -> str:
         return self.topic("dead-letter")
 
-    def as_env(self) -> dict[str, str]:
-        """The environment that reproduces these settings in a child process."""
+    def as_env(self, *, secrets: Collection[str] | None = None) -> dict[str, str]:
+        """The environment that reproduces these settings in a child process.
+
+        ``secrets``: the secret settings the child may see (by field name); every other secret is left out, so
+        the child runs with its development default. ``None`` passes them all (a child that is the same program).
+        """
+        unknown = set(secrets or ()) - set(SECRETS)
+        if unknown:
+            raise SettingsError(f"not secret settings: {sorted(unknown)}")
         env: dict[str, str] = {}
         for f in dataclasses.fields(self):
+            if secrets is not None and f.metadata.get("secret") and f.name not in secrets:
+                continue
             value = getattr(self, f.name)
             env[PREFIX + f.name.upper()] = ",".join(value) if isinstance(value, tuple) else str(value)
         return env
+
+
+SECRETS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Settings) if f.metadata.get("secret"))
 
 
 def describe() -> list[tuple[str, str, str]]:

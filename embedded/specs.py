@@ -89,13 +89,24 @@ def broker_specs(settings: Settings) -> list[ProcessSpec]:
     return [seaweedfs_spec(settings), *specs] if settings.broker_storage == "durable" else specs
 
 
+# The secret settings each process may see: least privilege. Everything else a child needs is not secret.
+PROCESS_SECRETS: dict[str, tuple[str, ...]] = {
+    "warehouse": ("warehouse_admin_password", "warehouse_writer_password", "warehouse_analyst_password"),
+    "receiver": ("app_secret", "verify_token", "hash_key", "events_token"),
+    "stream": ("warehouse_writer_password", "warehouse_analyst_password"),  # writes as writer, reads as analyst
+    "dashboards": ("warehouse_analyst_password", "dashboard_password"),
+    "simulator": ("app_secret",),  # signs its webhooks as Meta would
+    "flow-sessions": ("app_secret", "events_token"),  # signed webhooks and first-party events
+}
+
+
 def warehouse_spec(settings: Settings) -> ProcessSpec:
     host, port = settings.warehouse_host, settings.warehouse_port
     return ProcessSpec(
         name="warehouse",
         argv=flowscope_command("warehouse", "serve"),
         ready=http_ready(f"http://{host}:{port}/ping", expect=b"Ok."),
-        env=settings.as_env(),
+        env=settings.as_env(secrets=PROCESS_SECRETS["warehouse"]),
         url=f"http://{host}:{port} (ClickHouse HTTP interface, chDB)",
     )
 
@@ -106,7 +117,7 @@ def receiver_spec(settings: Settings) -> ProcessSpec:
         name="receiver",
         argv=flowscope_command("ingest"),
         ready=http_ready(f"http://{host}:{port}{HEALTH_PATH}"),
-        env=settings.as_env(),
+        env=settings.as_env(secrets=PROCESS_SECRETS["receiver"]),
         url=f"http://{host}:{port}{WEBHOOK_PATH}  (metrics: {METRICS_PATH}, health: {HEALTH_PATH})",
     )
 
@@ -117,7 +128,7 @@ def stream_spec(settings: Settings, *, name: str = "stream") -> ProcessSpec:
         name=name,
         argv=flowscope_command("stream"),
         ready=http_ready(f"http://127.0.0.1:{port}/metrics") if port else (lambda: True),
-        env=settings.as_env(),
+        env=settings.as_env(secrets=PROCESS_SECRETS["stream"]),
         url=f"http://127.0.0.1:{port}/metrics" if port else "",
     )
 
@@ -128,7 +139,7 @@ def dashboards_spec(settings: Settings) -> ProcessSpec:
         name="dashboards",
         argv=flowscope_command("dashboards"),
         ready=http_ready(f"http://127.0.0.1:{port}/_stcore/health", expect=b"ok"),
-        env=settings.as_env(),
+        env=settings.as_env(secrets=PROCESS_SECRETS["dashboards"]),
         ready_timeout_s=90,
         url=f"http://localhost:{port}",
     )
@@ -142,7 +153,7 @@ def simulator_spec(settings: Settings) -> ProcessSpec:
             "simulate", "--url", url, "--messages", "0", "--rate", str(settings.simulate_rate), "--no-progress"
         ),
         ready=lambda: True,
-        env=settings.as_env(),
+        env=settings.as_env(secrets=PROCESS_SECRETS["simulator"]),
         url=f"{settings.simulate_rate:g} webhook POSTs/s to {url}",
     )
 
@@ -153,7 +164,7 @@ def flow_simulator_spec(settings: Settings) -> ProcessSpec:
         name="flow-sessions",
         argv=flowscope_command("simulate-flows", "--url", url, "--sessions", "0"),
         ready=lambda: True,
-        env=settings.as_env(),
+        env=settings.as_env(secrets=PROCESS_SECRETS["flow-sessions"]),
         url=f"live Flow sessions (3 flows × 2 versions) to {url}{EVENTS_PATH}",
     )
 

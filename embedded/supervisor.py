@@ -26,6 +26,7 @@ from importlib import resources
 from pathlib import Path
 from types import TracebackType
 
+from config.settings import PREFIX as SETTINGS_PREFIX
 from embedded.exceptions import SupervisorError
 
 logger = logging.getLogger(__name__)
@@ -151,7 +152,10 @@ class Supervisor:
 
     def __init__(self, *, log_dir: Path, base_env: Mapping[str, str] | None = None) -> None:
         self.log_dir = log_dir
-        self.base_env = dict(os.environ if base_env is None else base_env)
+        # Children get flowscope settings only from their spec (each process the ones it uses, secrets included),
+        # never by inheriting this process's FLOWSCOPE_* variables.
+        inherited = os.environ if base_env is None else base_env
+        self.base_env = {key: value for key, value in inherited.items() if not key.startswith(SETTINGS_PREFIX)}
         self.children: dict[str, Child] = {}
 
     def __enter__(self) -> Supervisor:

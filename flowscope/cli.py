@@ -46,18 +46,28 @@ def cmd_stream(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_warehouse(settings: Settings, args: argparse.Namespace) -> int:
     if args.warehouse_command == "serve":
-        from chserver.app import serve
+        from chserver.access import AccessConfig, Role, User
 
+        from chserver.app import serve
+        from warehouse.client import database_of
+
+        roles = {"admin": Role.ADMIN, "writer": Role.WRITER, "analyst": Role.ANALYST}
+        access = AccessConfig(
+            users=tuple(User(*settings.warehouse_user(name), role) for name, role in roles.items()),
+            databases=(database_of(settings.warehouse_url),),
+            audit_retention_days=settings.warehouse_audit_retention_days,
+        )
         serve(
             host=settings.warehouse_host,
             port=settings.warehouse_port,
             data_dir=settings.data_dir / "warehouse",
             log_level=settings.log_level.lower(),
+            access=access,
         )
         return 0
     from warehouse.migrate import migrate
 
-    applied = migrate(settings.warehouse_url)
+    applied = migrate(settings.warehouse_url_for("admin"))
     names = ", ".join(m.name for m in applied) or "none (schema up to date)"
     print(f"applied migrations: {names}")  # noqa: T201
     return 0

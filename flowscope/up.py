@@ -54,7 +54,7 @@ def run_up(settings: Settings) -> int:
             for spec in (*broker_specs(settings), warehouse_spec(settings)):
                 _say(f"starting {spec.name} ...")
                 supervisor.start(spec)
-            applied = migrate(settings.warehouse_url)
+            applied = migrate(settings.warehouse_url_for("admin"))
             _say(f"warehouse schema ready ({len(applied)} migrations applied)")
             specs = [receiver_spec(settings), stream_spec(settings), dashboards_spec(settings)]
             if alerting_installed():
@@ -73,12 +73,13 @@ def run_up(settings: Settings) -> int:
             _say(f"flowscope is up after {time.monotonic() - started:.1f} s  (logs: {log_dir}/)")
             for child in supervisor.children.values():
                 _say(f"  {child.spec.name:<11} {child.spec.url}")
-            _say(f"  {'sql':<11} {settings.warehouse_url}")
+            for line in analyst_access(settings):
+                _say(f"  {'':<11} {line}" if line.startswith(("clickhouse", "curl")) else f"  {'sql':<11} {line}")
             note = alerting_note()
             if note:
                 _say(f"  {'alerting':<11} {note}")
             _say("Press Ctrl-C to stop everything.\n")
-            client = connect(settings.warehouse_url)
+            client = connect(settings.warehouse_url_for("analyst"))
             first_data: float | None = None
             while True:
                 dead = supervisor.exited()
@@ -128,6 +129,17 @@ def _embedded(settings: Settings) -> Settings:
         form_fields_allowlist=tuple(allowlist),
         data_dir=Path(settings.data_dir).resolve(),
     )
+
+
+def analyst_access(settings: Settings) -> list[str]:
+    """How a data person reaches the warehouse read-only: the analyst's credentials and two ways to connect."""
+    user, password = settings.warehouse_user("analyst")
+    server = settings.warehouse_url.rstrip("/").rsplit("/", 1)[0]
+    return [
+        f"{settings.warehouse_url} as the read-only analyst: user {user}, password {password}",
+        f'clickhouse-connect: clickhouse_connect.get_client(dsn="{settings.warehouse_url_for("analyst")}")',
+        f"curl: curl -u '{user}:{password}' '{server}/' --data-binary 'SELECT count() FROM flowscope.message_statuses'",
+    ]
 
 
 def main_broker(settings: Settings) -> int:

@@ -143,7 +143,7 @@ class ChaosPipeline(Pipeline):
         client = None
         while time.monotonic() < deadline:
             try:
-                client = client or connect(self.settings.warehouse_url)
+                client = client or connect(self.settings.warehouse_url_for("analyst"))
                 if statuses_stored_of(client, phone_number_id=SENTINEL_PNID, wamids=wamids) == len(wamids):
                     return round(time.monotonic() - since, 1)
             except WarehouseError:  # warehouse restarting: ask again
@@ -222,7 +222,7 @@ def judge(pipeline: Pipeline, result: SimulationResult, *, settle_s: float,
     from warehouse import queries
     from warehouse.client import connect
 
-    client = connect(pipeline.settings.warehouse_url, send_receive_timeout=60)
+    client = connect(pipeline.settings.warehouse_url_for("analyst"), send_receive_timeout=60)
     truth = result.truth
     pnids = tuple(truth.phone_numbers) if truth is not None else ()
     acked_statuses, acked_completions = result.acked_statuses, result.acked_completions

@@ -16,7 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from config.settings import Settings
+from config.settings import WAREHOUSE_ROLES, Settings
 from embedded.exceptions import SupervisorError
 from embedded.specs import (
     SEAWEEDFS_PORTS,
@@ -50,10 +50,13 @@ def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
         "app_secret": secrets.token_hex(16),
         "verify_token": secrets.token_hex(8),
         "hash_key": secrets.token_hex(16),
+        "events_token": secrets.token_hex(16),
         "data_dir": Path(data_dir),
         "seaweedfs_base_port": free_port_block(len(SEAWEEDFS_PORTS)),
         "kafka_bootstrap": f"127.0.0.1:{free_port()}",
-        "warehouse_url": f"http://default:@127.0.0.1:{free_port()}/flowscope",
+        "warehouse_url": f"http://127.0.0.1:{free_port()}/flowscope",
+        **{f"warehouse_{role}_password": secrets.token_hex(12) for role in WAREHOUSE_ROLES},
+        "dashboard_password": secrets.token_hex(12),
         "ingest_port": free_port(),
         "stream_metrics_port": free_port(),
         "dashboard_port": free_port(),
@@ -129,7 +132,7 @@ class Pipeline:
             if component == "warehouse":
                 from warehouse.migrate import migrate
 
-                migrate(self.settings.warehouse_url)
+                migrate(self.settings.warehouse_url_for("admin"))
 
     def run(self, spec: ProcessSpec) -> None:
         """Start a process of the caller's own (a benchmark's no-op endpoint, say) and wait until it is ready."""
@@ -182,7 +185,7 @@ def register_simulated_flows(settings: Settings, *, deadline_s: float = 60.0) ->
         register_flow_json(settings, flow_id=flow_id, version=version, flow_json=path.read_bytes())
         names.append(f"{flow_id} v{version}")
         keys.add((flow_id, version))
-    client = connect(settings.warehouse_url)
+    client = connect(settings.warehouse_url_for("analyst"))
     try:
         deadline = time.monotonic() + deadline_s
         while True:

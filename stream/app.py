@@ -36,9 +36,9 @@ def create_app(settings: Settings, *, sink: Sink | None = None, gauges: bool = T
         producer_acks=-1,
         datadir=str(settings.data_dir / "stream"),
     )
-    writer = sink if sink is not None else WarehouseSink(settings.warehouse_url)
+    writer = sink if sink is not None else WarehouseSink(settings.warehouse_url_for("writer"))
     def load() -> dict[tuple[str, str], CatalogEntry]:
-        client = connect(settings.warehouse_url)
+        client = connect(settings.warehouse_url_for("analyst"))
         try:
             loaded = load_catalog(client)
         finally:

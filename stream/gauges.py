@@ -93,7 +93,7 @@ class GaugePublisher:
 
 def read_values(settings: Settings) -> GaugeValues:
     """Query the warehouse for every gauge's current values (blocking; run it in a thread)."""
-    client = connect(settings.warehouse_url, send_receive_timeout=30)
+    client = connect(settings.warehouse_url_for("analyst"), send_receive_timeout=30)
     try:
         now = datetime.now(UTC).replace(tzinfo=None)
         where = FlowFilter(start=_EPOCH, end=now + timedelta(days=1), timeout_s=settings.session_timeout_s, now=now)

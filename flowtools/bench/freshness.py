@@ -53,7 +53,7 @@ def run_mode(say: Say, *, quick: bool, broker_mode: str, data_dir: Path | None =
             pipeline.start_all()
             traffic = Traffic(pipeline.webhook_url, pipeline.settings.app_secret,
                               SimulationConfig(messages=0, rate=rate, live_clock=True, seed=11))
-            client = connect(pipeline.settings.warehouse_url)
+            client = connect(pipeline.settings.warehouse_url_for("analyst"))
             say(f"freshness: {probes} probes at 2/s under {rate:g} webhook POSTs/s of simulated traffic")
             for n in range(probes):
                 slot = time.monotonic() + 0.5

@@ -191,7 +191,7 @@ async def bare_consumer(settings: Settings, count: int, *, deadline_s: float) ->
 def watch_worker(pipeline: Pipeline, count: int, say: Say, *, deadline_s: float) -> Drain:
     """Start one stream worker in ``pipeline`` and poll the warehouse until it holds ``count`` statuses."""
     supervisor = pipeline.supervisor
-    client = connect(pipeline.settings.warehouse_url)
+    client = connect(pipeline.settings.warehouse_url_for("analyst"))
     try:
         started = time.monotonic()
         pipeline.start("stream")

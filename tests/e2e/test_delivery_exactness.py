@@ -34,7 +34,7 @@ def test_simulated_traffic_lands_exactly_once(stack_factory: Callable[..., Stack
     assert truth["generated"]["duplicated_posts"] > 0
     assert truth["generated"]["reordered_messages"] > 0
 
-    client = connect(stack.settings.warehouse_url)
+    client = connect(stack.settings.warehouse_url_for("analyst"))
     expected_totals = {**truth["statuses"], "delivered_or_read": truth["delivered_or_read"]}
     totals = poll(lambda: {**queries.delivery_totals(client, ALL_TIME)}, want=expected_totals, deadline_s=60)
     assert totals == expected_totals

@@ -53,7 +53,7 @@ def register(stack: Stack, directory: Path) -> list[tuple[str, str]]:
 def test_every_funnel_and_node_number_equals_the_truth(stack_factory: Callable[..., Stack], tmp_path: Path) -> None:
     stack = stack_factory("broker", "warehouse", "receiver", "stream", form_fields_allowlist=ALLOWLIST)
     registered = register(stack, tmp_path / "flows")
-    client = connect(stack.settings.warehouse_url)
+    client = connect(stack.settings.warehouse_url_for("analyst"))
     assert poll(lambda: len(flows.load_catalog(client)), want=len(registered), deadline_s=30) == len(registered)
 
     sessions = generate_sessions(SESSIONS, seed=2026, start_ms=int((time.time() - 7200) * 1000), spacing_ms=200)

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from embedded.specs import SEAWEEDFS_PORTS
+from config.settings import SECRETS, Settings
+from embedded.specs import PROCESS_SECRETS, SEAWEEDFS_PORTS
 from tests.stack import poll, stack_settings
 
 
@@ -48,6 +49,31 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def _component(cmdline: str) -> str:
+    """Which part of the stack a process is, from its command line."""
+    for needle, component in (("warehouse serve", "warehouse"), ("cli ingest", "receiver"), ("cli stream", "stream"),
+                              ("streamlit", "dashboards"), ("simulate-flows", "flow-sessions"),
+                              ("cli simulate", "simulator"), ("weed", "seaweedfs"), ("alertmanager", "alertmanager"),
+                              ("prometheus", "prometheus")):
+        if needle in cmdline:
+            return component
+    return "broker" if "tansu" in cmdline or "calfkit" in cmdline else cmdline
+
+
+def _secrets_by_process(pids: set[int], settings: Settings) -> dict[str, set[str]]:
+    """component → the secret settings whose values appear anywhere in its processes' environments."""
+    seen: dict[str, set[str]] = {}
+    for pid in pids:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # gone meanwhile (a short-lived helper process)
+        names = seen.setdefault(_component(cmdline), set())
+        names.update(name for name in SECRETS if getattr(settings, name).encode() in environ)
+    return seen
 
 
 def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
@@ -94,6 +120,11 @@ def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> No
             "flowscope-receiver": "up", "flowscope-stream": "up"}
         ours = _descendants(process.pid)
         assert len(ours) >= 8  # broker, warehouse, receiver, stream, dashboards, 2 simulators, prometheus, ...
+        seen = _secrets_by_process(ours, settings)
+        assert {component: names for component, names in seen.items() if component in PROCESS_SECRETS} == {
+            component: set(names) for component, names in PROCESS_SECRETS.items()}
+        assert {component: names for component, names in seen.items() if component not in PROCESS_SECRETS} == {
+            component: set() for component in seen if component not in PROCESS_SECRETS}
     finally:
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=60)

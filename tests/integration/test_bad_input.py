@@ -91,7 +91,7 @@ def marker() -> str:
 
 def stored_rejections(stack: Stack, mark: str) -> list[tuple[str, str, str, str, str]]:
     """(source, reason, raw, waba_id, phone_number_id) of the rejections whose raw fragment carries ``mark``."""
-    client = connect(stack.settings.warehouse_url)
+    client = connect(stack.settings.warehouse_url_for("analyst"))
     end = datetime.now(UTC).replace(tzinfo=None) + timedelta(minutes=1)
     frame = rejected.latest(client, end - timedelta(hours=1), end, 10_000)
     return sorted((r.source, r.reason, r.raw, r.waba_id, r.phone_number_id)
@@ -416,7 +416,7 @@ def test_a_failed_status_with_an_out_of_range_error_code_is_stored_with_code_0(s
     body = webhook({"id": wamid, "status": "failed", "timestamp": str(NOW), "errors": [{"code": 2**40}]})
     response = post(stack, body)
     assert (response.status_code, response.json()) == (200, {"accepted": 1, "rejected": 0, "ignored": 0})
-    client = connect(stack.settings.warehouse_url)
+    client = connect(stack.settings.warehouse_url_for("analyst"))
     rows = poll(lambda: client.query("SELECT status, error_code FROM message_statuses FINAL WHERE wamid = {w:String}",
                                      parameters={"w": wamid}).result_rows, want=[("failed", 0)])
     assert rows == [("failed", 0)]
@@ -433,7 +433,7 @@ def test_the_same_receiver_still_answers_after_the_whole_corpus(stack: Stack) ->
     assert (response.status_code, response.json()) == (200, {"accepted": 1, "rejected": 0, "ignored": 0})
     health = httpx.get(f"{base(stack)}/healthz", timeout=10)
     assert (health.status_code, health.json()) == (200, {"status": "ok", "broker": "connected"})
-    client = connect(stack.settings.warehouse_url)
+    client = connect(stack.settings.warehouse_url_for("analyst"))
     count = "SELECT count() FROM message_statuses FINAL WHERE wamid = {w:String}"
     assert poll(lambda: client.query(count, parameters={"w": wamid}).result_rows, want=[(1,)]) == [(1,)]
     # Nothing answered 500: Starlette logs every unhandled exception with this line.

@@ -38,7 +38,7 @@ def test_events_are_validated_resolved_and_checked_against_the_flow(stack_factor
     stack = stack_factory("broker", "warehouse", "receiver", "stream", form_fields_allowlist=("plan",))
     registered = httpx.put(f"{base(stack)}/flows/F1/versions/1", content=orjson.dumps(FLOW_JSON), headers=auth(stack))
     assert registered.status_code == 200
-    client = connect(stack.settings.warehouse_url)
+    client = connect(stack.settings.warehouse_url_for("analyst"))
     assert poll(lambda: flows.load_catalog(client), want={("F1", "1"): ("A", frozenset({"A", "B", "C"}))}) == {
         ("F1", "1"): ("A", frozenset({"A", "B", "C"}))
     }

@@ -109,7 +109,7 @@ def test_flows_webhooks_become_exact_state_history_and_gauges(stack_factory: Cal
         (("event", "CLIENT_ERROR_RATE"),): 1.0, (("event", "FLOW_VERSION_EXPIRY_WARNING"),): 1.0,
     }
 
-    client = connect(stack.settings.warehouse_url)
+    client = connect(stack.settings.warehouse_url_for("analyst"))
     states = {state.flow_id: state for state in flow_states(client)}
     assert (states["A"].status, states["A"].alerts, states["A"].values) == (
         "THROTTLED", {"endpoint_error_rate": False}, {"endpoint_error_rate": 0.025})

@@ -54,7 +54,7 @@ def produce_concurrently(stack: Stack) -> None:
 
 def test_worker_reading_the_tail_loses_no_record_of_concurrent_producers(stack_factory: Callable[..., Stack]) -> None:
     stack = stack_factory("broker", "warehouse", "stream")
-    client = connect(stack.settings.warehouse_url)
+    client = connect(stack.settings.warehouse_url_for("analyst"))
     # The worker is in its group and reading before the first record is written.
     produce_concurrently_once = [status(99, 0)]
     produce_once = encode_batch(produce_concurrently_once)

@@ -62,7 +62,7 @@ def test_events_land_once_and_bad_records_are_kept_with_a_reason(stack_factory: 
     records.append((stack.settings.dead_letter_topic, encode_batch([rejected]), 1))
     produce(stack, records)
 
-    client = connect(stack.settings.warehouse_url)
+    client = connect(stack.settings.warehouse_url_for("analyst"))
     counted = poll(lambda: client.query("SELECT count(), uniqExact(wamid, status) FROM message_statuses").result_rows,
                    want=[(1000, 1000)])
     assert counted == [(1000, 1000)]
@@ -81,7 +81,7 @@ def test_events_land_once_and_bad_records_are_kept_with_a_reason(stack_factory: 
 
 def test_worker_killed_mid_stream_loses_nothing_and_counts_nothing_twice(stack_factory: Callable[..., Stack]) -> None:
     stack = stack_factory("broker", "warehouse", "stream", batch_max_records=200, batch_max_wait_ms=50)
-    client = connect(stack.settings.warehouse_url)
+    client = connect(stack.settings.warehouse_url_for("analyst"))
     first = [status(f"wamid.a{i}", "sent") for i in range(3000)]
     produce(stack, as_records(stack, first, per_record=20))
     poll(lambda: client.command("SELECT count() > 0 FROM message_statuses"), want=1)
@@ -104,7 +104,7 @@ def test_batches_keep_to_their_size_limit_while_writes_overlap_fetches(stack_fac
     stack = stack_factory("broker", "warehouse", "stream", batch_max_records=500, batch_max_wait_ms=200)
     events = [status(f"wamid.c{i}", "sent") for i in range(12_000)]
     produce(stack, as_records(stack, events, per_record=20))  # a backlog: every fetch could take 500 records
-    client = connect(stack.settings.warehouse_url)
+    client = connect(stack.settings.warehouse_url_for("analyst"))
     poll(lambda: client.command("SELECT count() FROM message_statuses"), want=12_000, deadline_s=90)
 
     def batch_histogram() -> dict[str, float]:

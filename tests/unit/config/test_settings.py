@@ -11,10 +11,12 @@ from config.settings import DEV_APP_SECRET, Settings, describe
 def test_defaults_are_the_embedded_mode() -> None:
     settings = Settings.from_env({})
     assert settings.kafka_bootstrap == "127.0.0.1:9092"
-    assert settings.warehouse_url == "http://default:@127.0.0.1:8123/flowscope"
+    assert settings.warehouse_url == "http://127.0.0.1:8123/flowscope"
     assert settings.app_secret == DEV_APP_SECRET
     assert settings.dev_secrets_in_use == [
         "FLOWSCOPE_APP_SECRET", "FLOWSCOPE_VERIFY_TOKEN", "FLOWSCOPE_HASH_KEY", "FLOWSCOPE_EVENTS_TOKEN",
+        "FLOWSCOPE_DASHBOARD_PASSWORD", "FLOWSCOPE_WAREHOUSE_ADMIN_PASSWORD", "FLOWSCOPE_WAREHOUSE_WRITER_PASSWORD",
+        "FLOWSCOPE_WAREHOUSE_ANALYST_PASSWORD",
     ]
 
 
@@ -78,3 +80,32 @@ def test_the_embedded_broker_and_warehouse_listen_where_the_urls_point() -> None
     assert "FLOWSCOPE_BROKER_PORT" not in settings.as_env()
     with pytest.raises(SettingsError, match="FLOWSCOPE_KAFKA_BOOTSTRAP needs host:port"):
         Settings.from_env({"FLOWSCOPE_KAFKA_BOOTSTRAP": "kafka"})
+
+
+def test_each_warehouse_role_connects_with_its_own_credentials() -> None:
+    settings = Settings.from_env({"FLOWSCOPE_WAREHOUSE_URL": "https://ch.example:8443/flowscope",
+                                  "FLOWSCOPE_WAREHOUSE_ANALYST_USER": "ana lyst",
+                                  "FLOWSCOPE_WAREHOUSE_ANALYST_PASSWORD": "p@ss:/word"})
+    assert settings.warehouse_url_for("analyst") == "https://ana%20lyst:p%40ss%3A%2Fword@ch.example:8443/flowscope"
+    assert settings.warehouse_url_for("writer") == "https://flowscope_writer:dev-warehouse-writer@ch.example:8443/flowscope"
+    assert settings.warehouse_user("admin") == ("flowscope_admin", "dev-warehouse-admin")
+    with pytest.raises(SettingsError, match="unknown warehouse role 'default'"):
+        settings.warehouse_url_for("default")
+
+
+def test_no_warehouse_user_is_password_less_and_roles_are_distinct_users() -> None:
+    with pytest.raises(SettingsError, match="FLOWSCOPE_WAREHOUSE_WRITER_PASSWORD must not be empty"):
+        Settings.from_env({"FLOWSCOPE_WAREHOUSE_WRITER_PASSWORD": ""})
+    with pytest.raises(SettingsError, match="three different users"):
+        Settings.from_env({"FLOWSCOPE_WAREHOUSE_ANALYST_USER": "flowscope_admin"})
+
+
+def test_a_child_sees_only_the_secrets_it_is_given() -> None:
+    settings = Settings.from_env({"FLOWSCOPE_APP_SECRET": "s3cret", "FLOWSCOPE_HASH_KEY": "k3y"})
+    env = settings.as_env(secrets=("hash_key",))
+    assert env["FLOWSCOPE_HASH_KEY"] == "k3y"
+    assert [key for key in env if key.endswith(("_SECRET", "_TOKEN", "_PASSWORD"))] == []
+    assert env["FLOWSCOPE_WAREHOUSE_URL"] == settings.warehouse_url
+    assert Settings.from_env(env).app_secret == DEV_APP_SECRET
+    with pytest.raises(SettingsError, match="not secret settings"):
+        settings.as_env(secrets=("warehouse_url",))
