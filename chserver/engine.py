@@ -23,20 +23,29 @@ from typing import Any
 
 import orjson
 
+from chserver.access import AccessConfig, Role
 from chserver.compression import DEFAULT_ZLIB_LEVEL, decode_body, decompress_native_blocks, encode_body
 from chserver.errors import parse_engine_error
 from chserver.exceptions import EngineError, WarehouseServerError
+from chserver.grants import Plan, Request, plan, statement_kind
+from chserver.isolation import check_format_name, check_isolation, denied_names
 from chserver.lock import open_failure
 from chserver.params import DEFAULT_SESSION_TIMEOUT_S
-from chserver.policy import check_allowed, check_output_format
-from chserver.protocol import NOT_IMPLEMENTED, UNKNOWN_SETTING
+from chserver.policy import check_output_format
+from chserver.protocol import NOT_IMPLEMENTED, SYNTAX_ERROR, UNKNOWN_SETTING
 from chserver.sqlscan import quote_identifier, set_assignments, setting_literal, tokenize, use_target
 from chserver.statements import Statement, build_statement
 
 logger = logging.getLogger(__name__)
 
-# What every engine connection starts with, so it behaves like a ClickHouse server rather than clickhouse-local.
-SERVER_PROFILE: Mapping[str, str] = {"implicit_select": "0"}
+# What every engine connection starts with, so it behaves like a ClickHouse server rather than clickhouse-local,
+# and never evaluates expressions found in inserted data (``VALUES (file('/etc/passwd'))``).
+SERVER_PROFILE: Mapping[str, str] = {
+    "implicit_select": "0",
+    "input_format_values_interpret_expressions": "0",
+    "input_format_values_deduce_templates_of_expressions": "0",
+}
+TABLE_CACHE_S = 2.0  # how long the writer's "this table exists" answer is reused
 
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -99,6 +108,8 @@ class Session:
     """A ClickHouse HTTP session: a handle kept (with its settings, database, temporary tables) across requests."""
 
     session_id: str
+    user: str = ""
+    readonly: int = 0  # the session handle's engine readonly level (1 for every user but the admin)
     timeout_s: int = DEFAULT_SESSION_TIMEOUT_S
     handle: Handle | None = None
     busy: bool = False
@@ -125,6 +136,9 @@ class Job:
     method: str
     query: str
     body: bytes
+    user: str = ""
+    role: Role = Role.ANALYST
+    readonly_setting: str | None = None  # the request's readonly setting, as sent
     content_encoding: str | None = None
     native_compressed: bool = False
     default_format: str = "TabSeparated"
@@ -136,6 +150,7 @@ class Job:
     response_encoding: str | None = None
     compression_level: int = DEFAULT_ZLIB_LEVEL
     session: Session | None = None
+    kind: str = "OTHER"  # set by the engine: the statement kind the audit log records
 
 
 @dataclass(frozen=True)
@@ -151,7 +166,7 @@ class Outcome:
 class Engine:
     """The chDB engine on a data directory, with a thread pool and a pool of connection handles."""
 
-    def __init__(self, data_dir: Path, *, threads: int | None = None) -> None:
+    def __init__(self, data_dir: Path, access: AccessConfig, *, threads: int | None = None) -> None:
         import chdb
 
         self._chdb = chdb
@@ -170,11 +185,17 @@ class Engine:
         }
         info = self._admin.query("SELECT version(), timezone()", "TabSeparated").bytes().decode().split("\t")
         self.version, self.timezone = info[0].strip(), info[1].strip()
+        self.access = access
+        listed = self._admin.query("SELECT 'f', name FROM system.table_functions UNION ALL "
+                                   "SELECT 'e', name FROM system.table_engines").bytes().decode().splitlines()
+        pairs = [line.split("\t", 1) for line in listed if "\t" in line]
+        self.denied = denied_names([n for k, n in pairs if k == "f"], [n for k, n in pairs if k == "e"])
+        self._tables: dict[tuple[str, str], float] = {}
         self.server_name = socket.gethostname()
         self.threads = threads or min(32, (os.cpu_count() or 1) + 4)
         self.executor = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="warehouse-query")
-        self.sessions: dict[str, Session] = {}  # touched only by the event loop
-        self._idle: list[Handle] = []
+        self.sessions: dict[tuple[str, str], Session] = {}  # (user, session_id) → session; only the event loop
+        self._idle: dict[int, list[Handle]] = {0: [], 1: [], 2: []}  # pooled handles per readonly level
         self._lock = threading.Lock()
         self._running = 0
         self._closed = False
@@ -182,24 +203,26 @@ class Engine:
         self._admin_closed = False
 
     # handles -----------------------------------------------------------------------------------
-    def _new_handle(self) -> Handle:
+    def _new_handle(self, readonly: int = 0) -> Handle:
         with self._lock:
             connection = self._chdb.connect(self._path)
         handle = Handle(connection, self._baseline)
         for name, value in SERVER_PROFILE.items():
             handle.query(f"SET {name} = {setting_literal(value)}")
+        if readonly:
+            handle.query(f"SET readonly = {readonly}")
         return handle
 
-    def _borrow(self) -> Handle:
+    def _borrow(self, readonly: int) -> Handle:
         with self._lock:
-            if self._idle:
-                return self._idle.pop()
-        return self._new_handle()
+            if self._idle[readonly]:
+                return self._idle[readonly].pop()
+        return self._new_handle(readonly)
 
-    def _give_back(self, handle: Handle, *, discard: bool) -> None:
+    def _give_back(self, handle: Handle, readonly: int, *, discard: bool) -> None:
         with self._lock:
-            if not discard and not self._closed and len(self._idle) < self.threads:
-                self._idle.append(handle)
+            if not discard and not self._closed and len(self._idle[readonly]) < self.threads:
+                self._idle[readonly].append(handle)
                 return
         handle.close()
 
@@ -207,6 +230,56 @@ class Engine:
         if session.handle is not None:
             session.handle.close()
             session.handle = None
+
+    def _fresh_handle(self, readonly: int, database: str, settings: Mapping[str, str],
+                      external: list[ExternalTable]) -> Handle:
+        """A connection for one request: its settings and external tables first, then ``readonly``."""
+        handle = self._new_handle()
+        try:
+            handle.prepare(database, settings)
+            self._load_external(handle, external)
+            handle.query(f"SET readonly = {readonly}")
+        except BaseException:
+            handle.close()
+            raise
+        return handle
+
+    def _load_external(self, handle: Handle, external: list[ExternalTable]) -> None:
+        for table in external:
+            check_isolation(f"({table.structure})", user="", denied=self.denied)
+            if ";" in table.structure:
+                raise EngineError(SYNTAX_ERROR, f"Invalid structure of external table {table.name}", "SYNTAX_ERROR")
+            check_format_name(table.fmt)
+            handle.query(f"CREATE TEMPORARY TABLE {quote_identifier(table.name)} ({table.structure}) "
+                         "ENGINE = Memory")
+            handle.insert(f"INSERT INTO {quote_identifier(table.name)}", table.fmt, table.data)
+
+    def table_exists(self, database: str, table: str) -> bool:
+        """Whether a table exists (asked with the internal connection; a yes is reused for a moment)."""
+        now = time.monotonic()
+        if self._tables.get((database, table), 0.0) > now:
+            return True
+        rows = self.admin_query("SELECT count() FROM system.tables WHERE database = {d:String} AND name = {t:String}",
+                                {"d": database, "t": table})
+        exists = rows.strip() == b"1"
+        if exists:
+            self._tables[(database, table)] = now + TABLE_CACHE_S
+        return exists
+
+    def admin_query(self, sql: str, params: Mapping[str, str] | None = None) -> bytes:
+        """Run a statement of the server itself on its internal (admin) connection."""
+        with self._admin_lock:
+            if self._admin_closed:
+                raise WarehouseServerError("the warehouse engine is closed")
+            result = self._admin.query(sql, "TabSeparated", params)
+            return bytes(result.bytes()) if result is not None else b""
+
+    def admin_insert(self, head: str, fmt: str, data: bytes) -> None:
+        """Insert rows of the server itself (the audit log) on its internal connection."""
+        with self._admin_lock:
+            if self._admin_closed:
+                raise WarehouseServerError("the warehouse engine is closed")
+            self._admin.insert(head, fmt, data)
 
     # running -------------------------------------------------------------------------------------
     def execute(self, job: Job) -> Outcome:
@@ -219,34 +292,50 @@ class Engine:
             with self._lock:
                 self._running -= 1
 
+    def _plan(self, job: Job, statement: Statement) -> Plan:
+        job.kind = statement_kind(statement)
+        check_isolation(statement.sql, user=job.user, denied=self.denied)
+        session = job.session
+        request = Request(
+            user=job.user, role=job.role, method=job.method, readonly=job.readonly,
+            readonly_setting=job.readonly_setting, settings=job.settings,
+            database=job.database or (session.handle.session_database if session and session.handle else "default"),
+            in_session=session is not None,
+        )
+        decided = plan(statement, request, databases=self.access.databases, table_exists=self.table_exists)
+        check_output_format(statement)
+        return decided
+
     def _execute(self, job: Job) -> Outcome:
         body = decode_body(job.body, job.content_encoding)
         if job.native_compressed:
             body = decompress_native_blocks(body)
         statement = build_statement(job.query, body, job.default_format)
-        check_allowed(statement, readonly=job.readonly, method=job.method)
-        check_output_format(statement)
-        session = job.session
-        if session is not None:
-            if session.handle is None:
-                session.handle = self._new_handle()
-            handle = session.handle
-            database = job.database or handle.session_database
+        decided = self._plan(job, statement)
+        session = job.session if not decided.insert_head else None
+        level = decided.readonly
+        fresh = level > 0 and bool(decided.settings or job.external)
+        if session is not None and session.handle is None:
+            session.handle = self._new_handle(session.readonly)
+        if session is not None and session.handle is not None:
+            database = job.database or session.handle.session_database
+            fresh = fresh and session.readonly > 0
+            handle = self._fresh_handle(level, database, decided.settings, job.external) if fresh else session.handle
         else:
-            handle = self._borrow()
             database = job.database or "default"
-        discard = False
-        loaded: list[str] = []
+            handle = self._fresh_handle(level, database, decided.settings, job.external) if fresh \
+                else self._borrow(level)
+        discard = fresh
+        loaded: list[str] = [] if fresh else [table.name for table in job.external]
         try:
-            handle.prepare(database, job.settings)
-            for table in job.external:
-                handle.query(f"CREATE TEMPORARY TABLE {quote_identifier(table.name)} ({table.structure}) "
-                             "ENGINE = Memory")
-                loaded.append(table.name)
-                handle.insert(f"INSERT INTO {quote_identifier(table.name)}", table.fmt, table.data)
+            if not fresh:
+                handle.prepare(database, decided.settings)
+                self._load_external(handle, job.external)
             started = time.perf_counter_ns()
-            if statement.is_insert_with_data:
-                output, summary = self._insert(handle, statement)
+            if decided.insert_head:
+                output, summary = self._insert(handle, decided.insert_head, statement)
+            elif statement.is_insert_with_data:
+                output, summary = self._insert(handle, statement.sql, statement)
             else:
                 result = handle.query(statement.sql, statement.output_format, job.query_params)
                 output = bytes(result.bytes()) if result is not None else b""
@@ -255,29 +344,32 @@ class Engine:
                     "written_rows": int(result.rows_written()), "written_bytes": int(result.bytes_written()),
                 }
             summary["elapsed_ns"] = time.perf_counter_ns() - started
-            if session is not None:
+            if session is not None and not fresh:
                 self._track_session_state(handle, statement)
-            else:  # a pooled handle must come back as it was lent: SET/USE/temporary tables would leak
-                discard = statement.keyword in {"SET", "USE"} or _creates_temporary(statement)
+            elif session is None:  # a pooled handle must come back as it was lent: SET/USE/temporary tables leak
+                discard = discard or statement.keyword in {"SET", "USE"} or _creates_temporary(statement)
         finally:
             for name in loaded:
                 try:
                     handle.query(f"DROP TEMPORARY TABLE IF EXISTS {quote_identifier(name)}")
                 except EngineError:
                     discard = True
-            if session is None:
-                self._give_back(handle, discard=discard)
+            if fresh:
+                handle.close()
+            elif session is None:
+                self._give_back(handle, level, discard=discard)
         encoding = job.response_encoding if output else None
         if encoding:
             output = encode_body(output, encoding, job.compression_level)
         return Outcome(output, statement.output_format, encoding, summary)
 
-    def _insert(self, handle: Handle, statement: Statement) -> tuple[bytes, dict[str, int]]:
-        head_tokens = [t.text.upper() for t in tokenize(statement.sql) if t.kind == "word"]
+    def _insert(self, handle: Handle, head: str, statement: Statement) -> tuple[bytes, dict[str, int]]:
+        head_tokens = [t.text.upper() for t in tokenize(head) if t.kind == "word"]
         if "SELECT" in head_tokens:
             raise EngineError(NOT_IMPLEMENTED, "INSERT … SELECT with inline data (input()) is not supported by the "
                               "embedded warehouse", "NOT_IMPLEMENTED")
-        result = handle.insert(statement.sql, statement.insert_format, statement.data)
+        check_format_name(statement.insert_format)
+        result = handle.insert(head, statement.insert_format, statement.data)
         return b"", {"read_rows": 0, "read_bytes": 0, "written_rows": int(result.rows_written),
                      "written_bytes": int(result.bytes_written)}
 
@@ -300,7 +392,7 @@ class Engine:
         moment = time.monotonic() if now is None else now
         expired = [s for s in self.sessions.values() if s.expired(moment)]
         for session in expired:
-            del self.sessions[session.session_id]
+            del self.sessions[(session.user, session.session_id)]
         return expired
 
     def cancel_running(self) -> None:
@@ -325,7 +417,8 @@ class Engine:
         self.cancel_running()
         self.executor.shutdown(wait=True, cancel_futures=True)
         with self._lock:
-            idle, self._idle = self._idle, []
+            idle = [handle for pool in self._idle.values() for handle in pool]
+            self._idle = {level: [] for level in self._idle}
         for handle in idle:
             handle.close()
         for session in list(self.sessions.values()):

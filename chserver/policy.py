@@ -7,7 +7,7 @@ from chserver.protocol import INTO_OUTFILE_NOT_ALLOWED, READONLY, UNKNOWN_FORMAT
 from chserver.statements import Statement
 
 # Statements allowed when the request is read-only (a GET, or readonly=1|2).
-_READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESC", "DESCRIBE", "EXISTS", "EXPLAIN", "SET", "USE", "FROM"})
+READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESC", "DESCRIBE", "EXISTS", "EXPLAIN", "SET", "USE", "FROM"})
 
 # Formats chDB's Python layer turns into Python objects: never an HTTP format.
 _PYTHON_ONLY_FORMATS = frozenset({"dataframe", "arrowtable", "datastore", "debug"})
@@ -23,7 +23,7 @@ def readonly_level(*, method: str, setting: str = "0") -> int:
 
 def check_allowed(statement: Statement, *, readonly: int, method: str) -> None:
     """Refuse what ClickHouse's HTTP interface refuses: writes in read-only requests, server-side files."""
-    if readonly and statement.keyword not in _READ_KEYWORDS:
+    if readonly and statement.keyword not in READ_KEYWORDS:
         message = "Cannot execute query in readonly mode"
         if method in {"GET", "HEAD"}:
             message += (". For queries over HTTP, method GET implies readonly. "

@@ -26,6 +26,12 @@ WAREHOUSE_STOP_TIMEOUT_S = 30.0
 # The one command that serves the embedded warehouse; where it listens and what it serves come from settings.
 WAREHOUSE_SERVE = [sys.executable, "-m", "flowscope.cli", "warehouse", "serve"]
 WAREHOUSE_DIR_NAME = "warehouse"  # `flowscope warehouse serve` serves <FLOWSCOPE_DATA_DIR>/warehouse
+# The users every test warehouse server has, per role: (user, password).
+WAREHOUSE_USERS = {
+    "admin": ("test_admin", "test-admin-password"),
+    "writer": ("test_writer", "test-writer-password"),
+    "analyst": ("test_analyst", "test-analyst-password"),
+}
 
 
 def _free_port() -> int:
@@ -39,10 +45,15 @@ def warehouse_serve_env(
     if data_dir.name != WAREHOUSE_DIR_NAME:
         raise ValueError(f"the warehouse serves <data dir>/{WAREHOUSE_DIR_NAME}, not {data_dir}")
     inherited = {key: value for key, value in os.environ.items() if not key.startswith("FLOWSCOPE_")}
+    users = {}
+    for role, (user, password) in WAREHOUSE_USERS.items():
+        users[f"FLOWSCOPE_WAREHOUSE_{role.upper()}_USER"] = user
+        users[f"FLOWSCOPE_WAREHOUSE_{role.upper()}_PASSWORD"] = password
     return {
         **inherited,
+        **users,
         "PYTHONUNBUFFERED": "1",
-        "FLOWSCOPE_WAREHOUSE_URL": f"http://{host}:{port}/",
+        "FLOWSCOPE_WAREHOUSE_URL": f"http://{host}:{port}/flowscope",
         "FLOWSCOPE_DATA_DIR": str(data_dir.parent),
         "FLOWSCOPE_LOG_LEVEL": log_level,
     }
@@ -61,9 +72,20 @@ class WarehouseServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/"
 
-    def client(self, **options: Any) -> Client:
-        """A clickhouse-connect client, exactly as for a ClickHouse server."""
-        return clickhouse_connect.get_client(host="127.0.0.1", port=self.port, **options)
+    def client(self, role: str = "admin", **options: Any) -> Client:
+        """A clickhouse-connect client of a role's user (admin by default), exactly as for a ClickHouse server."""
+        user, password = WAREHOUSE_USERS[role]
+        return clickhouse_connect.get_client(host="127.0.0.1", port=self.port, username=user, password=password,
+                                             **options)
+
+    def auth(self, role: str = "admin") -> tuple[str, str]:
+        """(user, password) of a role, e.g. for ``httpx``'s basic ``auth=``."""
+        return WAREHOUSE_USERS[role]
+
+    def url_for(self, role: str = "admin", database: str = "default") -> str:
+        """The server's URL with a role's credentials and a database, as the settings' ``warehouse_url_for``."""
+        user, password = WAREHOUSE_USERS[role]
+        return f"http://{user}:{password}@127.0.0.1:{self.port}/{database}"
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

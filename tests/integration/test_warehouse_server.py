@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import httpx
 import pytest
@@ -46,6 +47,19 @@ SELECT status, uniqExactState(wamid) AS messages FROM statuses GROUP BY status
 COLUMNS = ["wamid", "status", "at", "code", "details"]
 STATUS_NAMES = ("sent", "delivered", "read", "failed")
 DETAILS = "x" * 500  # wide rows: clickhouse-connect splits a few thousand of them into several compressed blocks
+
+
+class HttpxWithAuth:
+    """``httpx.get``/``httpx.post`` with a user's basic auth (what curl -u sends)."""
+
+    def __init__(self, auth: tuple[str, str]) -> None:
+        self._auth = auth
+
+    def get(self, url: str, **options: Any) -> httpx.Response:
+        return httpx.get(url, auth=self._auth, **options)
+
+    def post(self, url: str, **options: Any) -> httpx.Response:
+        return httpx.post(url, auth=self._auth, **options)
 
 
 def status_rows(n: int) -> list[list[object]]:
@@ -147,7 +161,7 @@ def test_settings_apply_to_one_request_only(warehouse_server_factory: ServerFact
     ]
     assert client.command("SELECT getSetting('max_block_size')") == 65409
     # Without a session, requests share pooled engine connections: nothing may leak between them either.
-    with httpx.Client(base_url=server.url) as http:
+    with httpx.Client(base_url=server.url, auth=server.auth()) as http:
         setting = "SELECT getSetting('max_block_size')"
         assert http.post("/", params={"max_block_size": "3"}, content=setting).text == "3\n"
         assert [http.post("/", content=setting).text for _ in range(5)] == ["65409\n"] * 5
@@ -172,7 +186,7 @@ def test_sessions_keep_settings_database_and_temporary_tables(warehouse_server_f
     assert other.command("SELECT getSetting('max_block_size'), currentDatabase()") == ["65409", "default"]
     with pytest.raises(DatabaseError, match="code: 60"):
         other.command("SELECT * FROM scratch")
-    with httpx.Client(base_url=server.url) as http:
+    with httpx.Client(base_url=server.url, auth=server.auth()) as http:
         missing = http.post("/", params={"session_id": "nope", "session_check": "1"}, content="SELECT 1")
         assert (missing.status_code, missing.headers["X-ClickHouse-Exception-Code"]) == (500, "372")
         too_long = http.post("/", params={"session_id": "s", "session_timeout": "99999"}, content="SELECT 1")
@@ -182,57 +196,58 @@ def test_sessions_keep_settings_database_and_temporary_tables(warehouse_server_f
 def test_plain_http_behaves_like_a_clickhouse_server(warehouse_server_factory: ServerFactory) -> None:
     server = warehouse_server_factory()
     base = server.url
-    assert httpx.get(base + "ping").text == "Ok.\n"
+    assert httpx.get(base + "ping").text == "Ok.\n"  # no credentials needed for these two
     assert httpx.get(base).text == "Ok.\n"
-    one = httpx.get(base, params={"query": "SELECT 1"})
+    http = HttpxWithAuth(server.auth())
+    one = http.get(base, params={"query": "SELECT 1"})
     assert (one.status_code, one.content) == (200, b"1\n")
     assert (one.headers["X-ClickHouse-Format"], one.headers["X-ClickHouse-Timezone"]) == ("TabSeparated", "UTC")
     assert one.headers["Content-Type"] == "text/tab-separated-values; charset=UTF-8"
     assert one.headers["X-ClickHouse-Query-Id"] and one.headers["X-ClickHouse-Server-Display-Name"]
-    as_json = httpx.post(base, content=b"SELECT 1 AS x FORMAT JSON")
+    as_json = http.post(base, content=b"SELECT 1 AS x FORMAT JSON")
     assert (as_json.headers["Content-Type"], as_json.headers["X-ClickHouse-Format"]) == (
         "application/json; charset=UTF-8", "JSON"
     )
     assert (as_json.json()["meta"], as_json.json()["data"], as_json.json()["rows"]) == (
         [{"name": "x", "type": "UInt8"}], [{"x": 1}], 1
     )
-    assert httpx.post(base, params={"query": "SELECT"}, content=b" 1 + 1").text == "2\n"  # URL query + body
-    assert httpx.get(base, params={"query": "SELECT 2", "default_format": "JSONEachRow"}).text == '{"2":2}\n'
-    named = httpx.get(base, params={"query": "SELECT {n:UInt8} * 2 AS twice", "param_n": "21"})
+    assert http.post(base, params={"query": "SELECT"}, content=b" 1 + 1").text == "2\n"  # URL query + body
+    assert http.get(base, params={"query": "SELECT 2", "default_format": "JSONEachRow"}).text == '{"2":2}\n'
+    named = http.get(base, params={"query": "SELECT {n:UInt8} * 2 AS twice", "param_n": "21"})
     assert named.text == "42\n"
 
-    assert httpx.post(base, content=b"CREATE TABLE rows (a UInt32, b String) ENGINE = MergeTree ORDER BY a").text == ""
-    inserted = httpx.post(base, params={"query": "INSERT INTO rows FORMAT JSONEachRow"},
+    assert http.post(base, content=b"CREATE TABLE rows (a UInt32, b String) ENGINE = MergeTree ORDER BY a").text == ""
+    inserted = http.post(base, params={"query": "INSERT INTO rows FORMAT JSONEachRow"},
                           content=b'{"b":"x","a":2}\n{"a":1,"b":"y"}\n')
     assert (inserted.status_code, inserted.text) == (200, "")
     assert '"written_rows":"2"' in inserted.headers["X-ClickHouse-Summary"]
-    assert httpx.post(base, content=b"INSERT INTO rows FORMAT CSV\n3,z\n").status_code == 200
-    assert httpx.post(base, content=b"INSERT INTO rows VALUES (4, 'a;b'), (5, 'c')").status_code == 200
-    compressed = httpx.post(base, params={"query": "INSERT INTO rows FORMAT TabSeparated"},
+    assert http.post(base, content=b"INSERT INTO rows FORMAT CSV\n3,z\n").status_code == 200
+    assert http.post(base, content=b"INSERT INTO rows VALUES (4, 'a;b'), (5, 'c')").status_code == 200
+    compressed = http.post(base, params={"query": "INSERT INTO rows FORMAT TabSeparated"},
                             content=gzip.compress(b"6\tgz\n"), headers={"Content-Encoding": "gzip"})
     assert compressed.status_code == 200
-    listed = httpx.get(base, params={"query": "SELECT a, b FROM rows ORDER BY a FORMAT CSV"})
+    listed = http.get(base, params={"query": "SELECT a, b FROM rows ORDER BY a FORMAT CSV"})
     assert listed.text == '1,"y"\n2,"x"\n3,"z"\n4,"a;b"\n5,"c"\n6,"gz"\n'
     assert listed.headers["Content-Type"] == "text/csv; charset=UTF-8; header=absent"
 
-    zipped = httpx.get(base, params={"query": "SELECT number FROM numbers(1000)", "enable_http_compression": "1"},
+    zipped = http.get(base, params={"query": "SELECT number FROM numbers(1000)", "enable_http_compression": "1"},
                        headers={"Accept-Encoding": "gzip"})
     assert (zipped.headers["Content-Encoding"], zipped.text) == ("gzip", "".join(f"{i}\n" for i in range(1000)))
 
-    bad = httpx.get(base, params={"query": "SELECT * FROM nope"})
+    bad = http.get(base, params={"query": "SELECT * FROM nope"})
     assert (bad.status_code, bad.headers["X-ClickHouse-Exception-Code"]) == (404, "60")
     assert bad.text.startswith("Code: 60. DB::Exception: Unknown table expression identifier 'nope'")
     assert bad.text.endswith(". (UNKNOWN_TABLE) (version 26.9.2.1)\n")
-    syntax = httpx.post(base, content=b"SELEC 1")
+    syntax = http.post(base, content=b"SELEC 1")
     assert (syntax.status_code, syntax.headers["X-ClickHouse-Exception-Code"]) == (400, "62")
-    readonly = httpx.get(base, params={"query": "DROP TABLE rows"})
+    readonly = http.get(base, params={"query": "DROP TABLE rows"})
     assert (readonly.status_code, readonly.headers["X-ClickHouse-Exception-Code"]) == (500, "164")
-    assert httpx.get(base, params={"query": "SELECT count() FROM rows"}).text == "6\n"
+    assert http.get(base, params={"query": "SELECT count() FROM rows"}).text == "6\n"
 
 
 def test_migrations_apply_through_the_server(warehouse_server_factory: ServerFactory) -> None:
     server = warehouse_server_factory()
-    url = f"http://default:@127.0.0.1:{server.port}/flowscope"
+    url = server.url_for("admin", "flowscope")
     applied = migrate(url)
     assert [m.version for m in applied] == [m.version for m in load_migrations()]
     assert migrate(url) == []
@@ -250,7 +265,7 @@ def test_ping_answers_during_a_long_query(warehouse_server_factory: ServerFactor
 
     def long_query() -> None:
         try:
-            with httpx.Client(timeout=120) as client:
+            with httpx.Client(timeout=120, auth=server.auth()) as client:
                 query = "SELECT count() FROM numbers(60000000) WHERE sipHash64(number) = 1 SETTINGS max_threads = 1"
                 answers.append(client.get(server.url, params={"query": query}).status_code)
         finally:
@@ -260,7 +275,7 @@ def test_ping_answers_during_a_long_query(warehouse_server_factory: ServerFactor
     worker.start()
     pings_while_busy = 0
     slowest = 0.0
-    with httpx.Client(timeout=5) as ping_client:
+    with httpx.Client(timeout=5, auth=server.auth()) as ping_client:
         while not done.is_set():
             started = time.monotonic()
             assert ping_client.get(server.url + "ping").text == "Ok.\n"
