@@ -1,4 +1,4 @@
-"""What every page shares: settings and one warehouse client per Streamlit server."""
+"""What every page shares: settings and one read-only (analyst) warehouse client per Streamlit server."""
 
 from __future__ import annotations
 
@@ -16,4 +16,4 @@ def settings() -> Settings:
 
 @st.cache_resource
 def warehouse() -> Client:
-    return connect(settings().warehouse_url, autogenerate_session_id=False)
+    return connect(settings().warehouse_url_for("analyst"), autogenerate_session_id=False)

@@ -11,13 +11,8 @@ from playwright.sync_api import expect, sync_playwright
 
 from flowtools.simulator.config import SimulationConfig
 from flowtools.simulator.runner import run
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, log_in
 from tests.stack import Stack
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]
 
 
 def test_delivery_page_shows_the_simulated_totals(stack_factory: Callable[..., Stack], tmp_path: Path) -> None:
@@ -32,7 +27,7 @@ def test_delivery_page_shows_the_simulated_totals(stack_factory: Callable[..., S
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"http://127.0.0.1:{stack.settings.dashboard_port}/")
+            log_in(page, stack)
             expect(page.get_by_role("heading", name="Delivery status")).to_be_visible(timeout=60_000)
             metrics = page.get_by_test_id("stMetric")
             expected = {

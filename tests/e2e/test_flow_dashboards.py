@@ -12,7 +12,7 @@ import orjson
 from playwright.sync_api import Page, expect, sync_playwright
 
 from ingest.signatures import sign
-from tests.e2e.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, log_in
 from tests.samples import FLOW_JSON
 from tests.stack import Stack
 
@@ -63,14 +63,14 @@ def test_funnel_and_node_pages(stack_factory: Callable[..., Stack]) -> None:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
-            page.goto(f"http://127.0.0.1:{stack.settings.dashboard_port}/funnel")
+            log_in(page, stack, "/funnel")
             expect(page.get_by_role("heading", name="Engagement funnel")).to_be_visible(timeout=60_000)
             expect(metric(page, "Completed")).to_have_text("20", timeout=60_000)
             expect(metric(page, "Abandoned")).to_have_text("20", timeout=30_000)
             expect(metric(page, "Ongoing")).to_have_text("0")
             expect(page.locator(".js-plotly-plot").first).to_be_visible()
 
-            page.goto(f"http://127.0.0.1:{stack.settings.dashboard_port}/nodes")
+            log_in(page, stack, "/nodes")  # a new page load is a new session
             expect(page.get_by_role("heading", name="Node performance")).to_be_visible(timeout=60_000)
             worst = page.get_by_text(re.compile("^Worst screen:"))
             expect(worst).to_have_text(

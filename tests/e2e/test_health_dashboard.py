@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from playwright.sync_api import expect, sync_playwright
 
-from tests.e2e.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, log_in
 from tests.e2e.test_flow_dashboards import metric
 from tests.integration.test_flow_health import (
     AVAILABILITY,
@@ -32,7 +32,7 @@ def test_flow_health_page_shows_current_state(stack_factory: Callable[..., Stack
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
-            page.goto(f"http://127.0.0.1:{stack.settings.dashboard_port}/health")
+            log_in(page, stack, "/health")
             expect(page.get_by_role("heading", name="Flow health")).to_be_visible(timeout=60_000)
             expect(metric(page, "Flows reported")).to_have_text("2", timeout=60_000)
             expect(metric(page, "Blocked")).to_have_text("1")

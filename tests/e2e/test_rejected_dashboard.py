@@ -9,7 +9,7 @@ import httpx
 import orjson
 from playwright.sync_api import expect, sync_playwright
 
-from tests.e2e.test_dashboard import CHROMIUM, CHROMIUM_ARGS
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, log_in
 from tests.e2e.test_flow_dashboards import metric
 from tests.integration.test_receiver import post, webhook
 from tests.stack import Stack
@@ -37,7 +37,7 @@ def test_rejected_events_page_counts_by_source_and_reason(stack_factory: Callabl
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
-            page.goto(f"http://127.0.0.1:{stack.settings.dashboard_port}/rejected")
+            log_in(page, stack, "/rejected")
             expect(page.get_by_role("heading", name="Rejected events")).to_be_visible(timeout=60_000)
             expect(metric(page, "Rejected")).to_have_text("6", timeout=60_000)
             expect(metric(page, "From WhatsApp webhooks")).to_have_text("5")
