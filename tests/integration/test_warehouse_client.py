@@ -9,13 +9,15 @@ import pytest
 from clickhouse_connect.driver import exceptions as driver
 
 from embedded.supervisor import free_port
+from tests.conftest import WAREHOUSE_USERS
 from warehouse.client import connect
 from warehouse.exceptions import QueryError, WarehouseError, WarehouseUnavailableError
 
 
 def test_a_server_error_keeps_its_clickhouse_code_and_name(warehouse_server_factory: Callable[..., Any]) -> None:
     server = warehouse_server_factory()
-    client = connect(f"http://default:@127.0.0.1:{server.port}/default")
+    user, password = WAREHOUSE_USERS["admin"]
+    client = connect(f"http://{user}:{password}@127.0.0.1:{server.port}/default")
     try:
         assert client.command("SELECT 41 + 1") == 42
         with pytest.raises(QueryError) as unknown_table:
@@ -35,6 +37,13 @@ def test_a_server_error_keeps_its_clickhouse_code_and_name(warehouse_server_fact
 
 def test_an_unreachable_warehouse_is_its_own_error() -> None:
     with pytest.raises(WarehouseUnavailableError) as unreachable:
-        connect(f"http://default:@127.0.0.1:{free_port()}/flowscope")
+        connect(f"http://test_admin:x@127.0.0.1:{free_port()}/flowscope")
     assert isinstance(unreachable.value, WarehouseError)
     assert "Connection refused" in str(unreachable.value)
+
+
+def test_a_wrong_password_is_clickhouses_authentication_failure(warehouse_server_factory: Callable[..., Any]) -> None:
+    server = warehouse_server_factory()
+    with pytest.raises(QueryError) as refused:
+        connect(f"http://test_admin:wrong@127.0.0.1:{server.port}/default")
+    assert (refused.value.code, refused.value.name) == (516, "AUTHENTICATION_FAILED")
