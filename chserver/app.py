@@ -121,12 +121,13 @@ async def _query(request: Request) -> Response:
         return PlainTextResponse("Ok.\n")
     query_id = request.headers.get("x-clickhouse-query-id", "")
     started, clock = now(), time.monotonic()
+    name = ""
     try:
         name, password = credentials(request.headers, dict(request.query_params))
         user: User = request.app.state.authenticator.authenticate(name, password)
     except EngineError as error:  # nothing of the request is read or run
         query_id = request.query_params.get("query_id") or query_id or str(uuid.uuid4())
-        _audit(request, started, clock, query_id, None, "AUTH", {}, error.code)
+        _audit(request, started, clock, query_id, name, None, "AUTH", {}, error.code)
         return error_response(error, engine.version, query_id, server_name=engine.server_name)
     job: Job | None = None
     summary: dict[str, int] = {}
@@ -141,7 +142,7 @@ async def _query(request: Request) -> Response:
         return error_response(failed.error, engine.version, failed.query_id, server_name=engine.server_name,
                               encoding=failed.encoding)
     finally:
-        _audit(request, started, clock, query_id, user, job.kind if job else "OTHER", summary, code)
+        _audit(request, started, clock, query_id, user.name, user, job.kind if job else "OTHER", summary, code)
 
 
 class _Failed(Exception):
@@ -158,9 +159,9 @@ class _Answer(Response):
     summary: dict[str, int]
 
 
-def _audit(request: Request, started: datetime, clock: float, query_id: str, user: User | None, kind: str,
-           summary: Mapping[str, int], code: int) -> None:
-    name = user.name if user else request.headers.get("x-clickhouse-user") or request.query_params.get("user") or ""
+def _audit(request: Request, started: datetime, clock: float, query_id: str, name: str, user: User | None,
+           kind: str, summary: Mapping[str, int], code: int) -> None:
+    """Record a request (the user name as presented, even when authentication failed; never its text)."""
     request.app.state.audit.record(AuditRecord(
         event_time=started, query_id=query_id, user=name[:128], role=user.role.value if user else "",
         query_kind=kind, query_duration_ms=int((time.monotonic() - clock) * 1000),
