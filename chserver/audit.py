@@ -5,7 +5,9 @@ authentication), when and how long, rows and bytes read and written, the error c
 HTTP method and the client address: never the statement text, a parameter value or a setting value.
 Rows are queued and written in batches by a thread every second and at shutdown, with the server's
 internal admin connection; nobody else may write the ``audit`` database. Rows older than the
-retention are dropped by the table's TTL.
+retention are dropped by the table's TTL. ``read_rows``/``read_bytes`` are what chDB reports for a query
+(the rows and bytes of its result, e.g. 1 for ``SELECT count() …``); ``written_*`` are the rows and bytes
+an INSERT wrote.
 """
 
 from __future__ import annotations

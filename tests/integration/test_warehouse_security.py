@@ -20,6 +20,7 @@ import httpx
 import lz4.frame
 import pytest
 import zstandard
+from clickhouse_connect.driver.exceptions import DatabaseError
 
 from embedded.supervisor import free_port
 from tests.conftest import WAREHOUSE_DIR_NAME, WAREHOUSE_SERVE, WAREHOUSE_USERS, WarehouseServer, warehouse_serve_env
@@ -492,3 +493,13 @@ def test_the_server_refuses_to_start_without_users(tmp_path: Path) -> None:
         serve(host="127.0.0.1", port=free_port(), data_dir=tmp_path / "w", access=None)
     assert refused.value.code == 3
 
+
+
+def test_a_data_person_reads_with_clickhouse_connect_as_the_analyst(server: WarehouseServer) -> None:
+    client = server.client("analyst", database="flowscope", compress="zstd")
+    assert client.command("SELECT getSetting('readonly')") == 1
+    assert client.query("SELECT count() FROM events").result_rows == [(3,)]
+    assert client.query_df("SELECT id FROM events ORDER BY id")["id"].tolist() == [1, 2, 3]
+    assert client.query("SELECT name FROM system.tables WHERE database = 'flowscope'").result_rows == [("events",)]
+    with pytest.raises(DatabaseError, match="code: 164"):
+        client.command("DROP TABLE events")
