@@ -18,9 +18,14 @@ def _logging(settings: Settings) -> None:
     )
 
 
-def _warn_dev_secrets(settings: Settings) -> None:
+def _warn_dev_secrets(settings: Settings, process: str) -> None:
+    """Warn about the development secrets this process holds (it is handed only the secrets it uses)."""
+    from embedded.specs import PROCESS_SECRETS
+
+    held = {f"FLOWSCOPE_{name.upper()}" for name in PROCESS_SECRETS[process]}
     for key in settings.dev_secrets_in_use:
-        logging.getLogger("flowscope").warning("%s is the development default; set it in production", key)
+        if key in held:
+            logging.getLogger("flowscope").warning("%s is the development default; set it in production", key)
 
 
 def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
@@ -32,7 +37,7 @@ def cmd_up(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
     from ingest.app import serve
 
-    _warn_dev_secrets(settings)
+    _warn_dev_secrets(settings, "receiver")
     serve(settings)
     return 0
 
@@ -40,6 +45,7 @@ def cmd_ingest(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_stream(settings: Settings, args: argparse.Namespace) -> int:
     from stream.app import run_worker
 
+    _warn_dev_secrets(settings, "stream")
     run_worker(settings)
     return 0
 
@@ -47,10 +53,10 @@ def cmd_stream(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_warehouse(settings: Settings, args: argparse.Namespace) -> int:
     if args.warehouse_command == "serve":
         from chserver.access import AccessConfig, Role, User
-
         from chserver.app import serve
         from warehouse.client import database_of
 
+        _warn_dev_secrets(settings, "warehouse")
         roles = {"admin": Role.ADMIN, "writer": Role.WRITER, "analyst": Role.ANALYST}
         access = AccessConfig(
             users=tuple(User(*settings.warehouse_user(name), role) for name, role in roles.items()),
@@ -76,6 +82,7 @@ def cmd_warehouse(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_dashboards(settings: Settings, args: argparse.Namespace) -> int:
     from dashboards.launch import run
 
+    _warn_dev_secrets(settings, "dashboards")
     return run(settings)
 
 
