@@ -16,6 +16,7 @@ from starlette.routing import Route
 from config.settings import Settings
 from contract.privacy import Pseudonymiser
 from ingest import routes
+from ingest.fastpath import WebhookFastPath
 from ingest.first_party import FirstPartyParser
 from ingest.parsing import WebhookParser
 from ingest.paths import EVENTS_PATH, FLOW_REGISTRATION_PATH, HEALTH_PATH, METRICS_PATH, WEBHOOK_PATH
@@ -24,7 +25,8 @@ from ingest.producer import EventProducer
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings) -> WebhookFastPath:
+    """The receiver: Starlette routes, with the webhook POST served by the raw ASGI fast path in front."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         producer = EventProducer(settings)
@@ -38,7 +40,6 @@ def create_app(settings: Settings) -> Starlette:
     app = Starlette(
         routes=[
             Route(WEBHOOK_PATH, routes.verify_subscription, methods=["GET"]),
-            Route(WEBHOOK_PATH, routes.receive_webhook, methods=["POST"]),
             Route(EVENTS_PATH, routes.receive_events, methods=["POST"]),
             Route(FLOW_REGISTRATION_PATH, routes.register_flow, methods=["PUT"]),
             Route(HEALTH_PATH, routes.healthz, methods=["GET"]),
@@ -53,17 +54,17 @@ def create_app(settings: Settings) -> Starlette:
     app.state.first_party = FirstPartyParser(
         pseudonymise=Pseudonymiser(settings.hash_key), form_fields_allowlist=settings.form_fields_allowlist
     )
-    return app
+    return WebhookFastPath(app)
 
 
-def create_app_from_env() -> Starlette:
+def create_app_from_env() -> WebhookFastPath:
     """App factory for uvicorn's worker processes: each reads the same environment."""
     return create_app(Settings.from_env())
 
 
 def serve(settings: Settings) -> None:
     """Run the receiver with uvicorn until SIGINT/SIGTERM; several worker processes when configured."""
-    app: Starlette | str = create_app(settings)
+    app: WebhookFastPath | str = create_app(settings)
     workers = settings.ingest_workers
     if workers > 1:
         # Each worker writes its samples under this directory; /metrics sums them. Files of an

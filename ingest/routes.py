@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import logging
 import time
+from typing import Any
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -50,9 +51,14 @@ FIRST_PARTY = "first_party"
 FLOW_DEFINITION = "flow_definition"
 
 
-def _error(status: int, field: str, outcome: str, reason: str) -> Response:
+def _error_body(status: int, field: str, outcome: str, reason: str) -> tuple[int, bytes]:
     metrics.WEBHOOKS.labels(field, outcome).inc()
-    return Response(orjson.dumps({"error": reason}), status_code=status, media_type=_JSON)
+    return status, orjson.dumps({"error": reason})
+
+
+def _error(status: int, field: str, outcome: str, reason: str) -> Response:
+    status, body = _error_body(status, field, outcome, reason)
+    return Response(body, status_code=status, media_type=_JSON)
 
 
 def _count(events: list[AnyEvent]) -> None:
@@ -76,46 +82,43 @@ async def verify_subscription(request: Request) -> Response:
     return PlainTextResponse(params.get("hub.challenge", ""))
 
 
-async def receive_webhook(request: Request) -> Response:
-    started = time.perf_counter()
-    try:
-        return await _receive_webhook(request)
-    finally:
-        metrics.REQUEST_LATENCY.observe(time.perf_counter() - started)
+async def answer_webhook(state: Any, body: bytes | None, *, signature: str | None,
+                         content_type: str) -> tuple[int, bytes]:
+    """Status and JSON body answering a Meta webhook POST (``body`` None: it exceeded the limit).
 
-
-async def _receive_webhook(request: Request) -> Response:
-    state = request.app.state
-    try:
-        body = await read_body(request, state.settings.max_body_bytes)
-    except BodyTooLargeError:
-        return _error(413, UNKNOWN, "too_large", f"body exceeds {state.settings.max_body_bytes} bytes")
-    if not signatures.verify(body, request.headers.get(signatures.SIGNATURE_HEADER), state.settings.app_secret):
-        return _error(401, UNKNOWN, "bad_signature", "missing or invalid X-Hub-Signature-256")
-    content_type = request.headers.get("content-type", "")
+    200 only once the broker acknowledged every event of the request; else 413 / 401 / 415 / 400 / 503 with the
+    reason. Served by :mod:`ingest.fastpath` without Starlette's request and routing layers.
+    """
+    settings = state.settings
+    if body is None:
+        return _error_body(413, UNKNOWN, "too_large", f"body exceeds {settings.max_body_bytes} bytes")
+    if not signatures.verify(body, signature, settings.app_secret):
+        return _error_body(401, UNKNOWN, "bad_signature", "missing or invalid X-Hub-Signature-256")
     if content_type and not content_type.lower().startswith("application/json"):
-        return _error(415, UNKNOWN, "malformed",
-                      f"unsupported content type {content_type!r}, expected application/json")
+        return _error_body(415, UNKNOWN, "malformed",
+                           f"unsupported content type {content_type!r}, expected application/json")
     parser: WebhookParser = state.parser
     try:
         result = parser.parse(body)
     except MalformedPayloadError as exc:
-        return _error(400, UNKNOWN, "malformed", exc.reason)
+        return _error_body(400, UNKNOWN, "malformed", exc.reason)
     field = result.field_label
     started = time.perf_counter()
     events = [*result.events, *result.rejected]
-    refused = await _publish(request, events, field)
-    if refused is not None:
-        return refused
+    producer: EventProducer = state.producer
+    try:
+        await producer.send(events)
+    except BrokerUnavailableError as exc:
+        logger.warning("answering 503: %s", exc)
+        return _error_body(503, field, "broker_unavailable", "event store unavailable, retry later")
     metrics.BROKER_WRITE_LATENCY.observe(time.perf_counter() - started)
     metrics.WEBHOOKS.labels(field, "accepted").inc()
     _count(events)
     for kind, count in result.ignored.items():
         metrics.IGNORED.labels(kind).inc(count)
-    body = b'{"accepted":%d,"rejected":%d,"ignored":%d}' % (
+    return 200, b'{"accepted":%d,"rejected":%d,"ignored":%d}' % (
         len(result.events), len(result.rejected), sum(result.ignored.values())
     )
-    return Response(body, media_type=_JSON)
 
 
 def _authorised(request: Request, body: bytes) -> bool:
