@@ -29,6 +29,9 @@ DEV_WAREHOUSE_PASSWORDS = {  # noqa: S105
 }
 DEV_DASHBOARD_PASSWORD = "dev-dashboard-password"  # noqa: S105
 
+# Producer linger with durable broker storage, where every write becomes one S3 object: few, large batches.
+DURABLE_PRODUCER_LINGER_MS = 50
+
 # The warehouse's roles: admin (migrations, the only one allowed DDL), writer (the stream worker: INSERT into
 # our tables), analyst (read-only: dashboards and data teams).
 WAREHOUSE_ROLES = ("admin", "writer", "analyst")
@@ -124,7 +127,10 @@ class Settings:
     ingest_port: int = _setting(8000, "Receiver port (webhooks, /healthz, /metrics).")
     ingest_workers: int = _setting(1, "Receiver worker processes; metrics are summed across them (multiprocess).")
     max_body_bytes: int = _setting(3 * 1024 * 1024, "Largest webhook body accepted (Meta: up to 3 MB).")
-    producer_linger_ms: int = _setting(5, "Producer linger: how long a batch waits for more records.")
+    producer_linger_ms: int = _setting(
+        -1, "Least age (ms) of a producer batch before it is written; 0: group commit (as soon as the previous "
+            "write finished); -1: by broker storage, 0 in memory, 50 durable (few, large S3 objects)."
+    )
     producer_timeout_s: float = _setting(10.0, "Longest wait for the broker to acknowledge a request's events.")
     # --- stream worker -------------------------------------------------------------------------
     consumer_group: str = _setting("flowscope-stream", "Consumer group of the stream workers.")
@@ -145,6 +151,17 @@ class Settings:
     seaweedfs_base_port: int = _setting(
         18330, "First of 10 consecutive loopback ports of the embedded SeaweedFS (durable broker; S3 = base + 6)."
     )
+    broker_retention_s: float = _setting(
+        86400.0, "Durable broker: records older than this are removed, consumed or not (Kafka's retention.ms)."
+    )
+    broker_retention_bytes: int = _setting(
+        1024**3, "Durable broker: most bytes of records kept per partition; the oldest go first (retention.bytes)."
+    )
+    broker_retention_consumed_s: float = _setting(
+        10.0, "Durable broker: records every consumer group committed past are removed after this many seconds."
+    )
+    broker_retention_interval_s: float = _setting(2.0, "Durable broker: seconds between two retention sweeps.")
+    broker_metrics_port: int = _setting(9103, "Port of the durable broker's retention /metrics endpoint (0 = off).")
     dashboard_host: str = _setting("127.0.0.1", "Streamlit dashboards bind address.")
     dashboard_port: int = _setting(8501, "Streamlit dashboards port.")
     dashboard_password: str = _setting(DEV_DASHBOARD_PASSWORD, "Password of the dashboards' login page.", secret=True)
@@ -189,8 +206,15 @@ class Settings:
     def validate(self) -> None:
         if self.partitions < 1:
             raise SettingsError(f"{PREFIX}PARTITIONS must be at least 1, got {self.partitions}")
+        if self.producer_linger_ms < -1:
+            raise SettingsError(f"{PREFIX}PRODUCER_LINGER_MS must be -1 (by broker storage) or more, "
+                                f"got {self.producer_linger_ms}")
         if self.broker_storage not in {"durable", "memory"}:
             raise SettingsError(f"{PREFIX}BROKER_STORAGE must be 'durable' or 'memory', got {self.broker_storage!r}")
+        for name in ("broker_retention_s", "broker_retention_bytes", "broker_retention_consumed_s",
+                     "broker_retention_interval_s"):
+            if not getattr(self, name) > 0:
+                raise SettingsError(f"{PREFIX}{name.upper()} must be greater than 0, got {getattr(self, name)}")
         if not self.hash_key:
             raise SettingsError(f"{PREFIX}HASH_KEY must not be empty")
         if not self.app_secret:
@@ -251,6 +275,13 @@ class Settings:
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}.{name}"
+
+    @property
+    def resolved_producer_linger_ms(self) -> int:
+        """The producer linger in use: ``producer_linger_ms``, or its broker storage's default when it is -1."""
+        if self.producer_linger_ms >= 0:
+            return self.producer_linger_ms
+        return DURABLE_PRODUCER_LINGER_MS if self.broker_storage == "durable" else 0
 
     @property
     def events_topic(self) -> str:

@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 # tansu's S3 client credentials: SeaweedFS with no identities configured accepts any keys, on loopback.
-_S3_BUCKET = "tansu"
+S3_BUCKET = "tansu"
 _S3_ENV = {"AWS_ACCESS_KEY_ID": "tansu", "AWS_SECRET_ACCESS_KEY": "tansu", "AWS_REGION": "us-east-1",
            "AWS_ALLOW_HTTP": "true"}
 # Offsets from FLOWSCOPE_SEAWEEDFS_BASE_PORT of every port `weed mini` listens on.
@@ -34,6 +34,11 @@ SEAWEEDFS_PORTS = {
 
 def s3_port(settings: Settings) -> int:
     return settings.seaweedfs_base_port + SEAWEEDFS_PORTS["s3.port"]
+
+
+def s3_endpoint(settings: Settings) -> str:
+    """The S3 endpoint of the embedded SeaweedFS (loopback)."""
+    return f"http://127.0.0.1:{s3_port(settings)}"
 
 
 def weed_binary() -> Path:
@@ -55,8 +60,8 @@ def seaweedfs_spec(settings: Settings) -> ProcessSpec:
         name="seaweedfs",
         argv=[str(weed_binary()), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", *ports,
               "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false", "-webdav=false",
-              f"-bucket={_S3_BUCKET}", "-master.telemetry=false"],
-        ready=http_ready(f"http://127.0.0.1:{s3_port(settings)}/{_S3_BUCKET}"),
+              f"-bucket={S3_BUCKET}", "-master.telemetry=false"],
+        ready=http_ready(f"http://127.0.0.1:{s3_port(settings)}/{S3_BUCKET}"),
         ready_timeout_s=90,
         url=f"http://127.0.0.1:{s3_port(settings)} (S3 of the durable broker, data in {data})",
     )
@@ -75,7 +80,7 @@ def broker_spec(settings: Settings) -> ProcessSpec:
             str(tansu_binary()), "broker",
             "--listener-url", url,
             "--advertised-listener-url", url,
-            "--storage-engine", f"s3://{_S3_BUCKET}/" if durable else "memory://tansu/",
+            "--storage-engine", f"s3://{S3_BUCKET}/" if durable else "memory://tansu/",
         ],
         ready=tcp_ready(host, port),
         env=env,
@@ -83,10 +88,24 @@ def broker_spec(settings: Settings) -> ProcessSpec:
     )
 
 
+def broker_retention_spec(settings: Settings) -> ProcessSpec:
+    """The durable broker's retention sweeper (:mod:`embedded.retention`): tansu on S3 removes nothing itself."""
+    port = settings.broker_metrics_port
+    return ProcessSpec(
+        name="broker-retention",
+        argv=flowscope_command("broker", "retention"),
+        ready=http_ready(f"http://127.0.0.1:{port}/metrics") if port else (lambda: True),
+        env=settings.as_env(secrets=()),
+        url=f"http://127.0.0.1:{port}/metrics (broker retention)" if port else "",
+    )
+
+
 def broker_specs(settings: Settings) -> list[ProcessSpec]:
-    """What runs the embedded broker: SeaweedFS then tansu (durable), or tansu alone (memory)."""
+    """What runs the embedded broker: SeaweedFS, tansu and its retention (durable), or tansu alone (memory)."""
     specs = [broker_spec(settings)]
-    return [seaweedfs_spec(settings), *specs] if settings.broker_storage == "durable" else specs
+    if settings.broker_storage != "durable":
+        return specs
+    return [seaweedfs_spec(settings), *specs, broker_retention_spec(settings)]
 
 
 # The secret settings each process may see: least privilege. Everything else a child needs is not secret.

@@ -87,6 +87,12 @@ def cmd_dashboards(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
+    if args.broker_command == "retention":
+        from embedded.retention import main as retention_main
+        from embedded.specs import S3_BUCKET, s3_endpoint
+
+        _logging(settings)
+        return retention_main(settings, endpoint=s3_endpoint(settings), bucket_name=S3_BUCKET)
     from flowscope.up import main_broker
 
     return main_broker(settings)
@@ -119,7 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
     wh.add_argument("warehouse_command", choices=["serve", "migrate"])
     wh.set_defaults(func=cmd_warehouse)
     sub.add_parser("dashboards", help="run the Streamlit dashboards").set_defaults(func=cmd_dashboards)
-    sub.add_parser("broker", help="run the embedded broker (tansu) in the foreground").set_defaults(func=cmd_broker)
+    broker = sub.add_parser("broker", help="run the embedded broker (tansu) in the foreground")
+    broker.add_argument("broker_command", nargs="?", choices=["serve", "retention"], default="serve",
+                        help="serve: the broker and its storage (default); retention: only the durable broker's "
+                             "retention sweeper")
+    broker.set_defaults(func=cmd_broker)
     sub.add_parser("settings", help="list every setting with its default").set_defaults(func=cmd_settings)
     flows = sub.add_parser("flows", help="flow definitions (Flow JSON) per flow version")
     flows_sub = flows.add_subparsers(dest="flows_command", required=True)

@@ -148,7 +148,8 @@ def main_broker(settings: Settings) -> int:
     with Supervisor(log_dir=settings.data_dir / "logs") as supervisor:
         for spec in specs:
             supervisor.start(spec)
-        _say(f"broker listening: {specs[-1].url}; Ctrl-C stops it")
+        broker = next(spec for spec in specs if spec.name == "broker")
+        _say(f"broker listening: {broker.url}; Ctrl-C stops it")
         try:
             while not supervisor.exited():
                 time.sleep(0.5)
@@ -165,6 +166,8 @@ def _check_free(settings: Settings) -> None:
         "FLOWSCOPE_WAREHOUSE_URL": (settings.warehouse_host, settings.warehouse_port),
         "FLOWSCOPE_INGEST_PORT": (settings.ingest_host, settings.ingest_port),
         "FLOWSCOPE_STREAM_METRICS_PORT": ("127.0.0.1", settings.stream_metrics_port),
+        **({"FLOWSCOPE_BROKER_METRICS_PORT": ("127.0.0.1", settings.broker_metrics_port)}
+           if settings.broker_storage == "durable" and settings.broker_metrics_port else {}),
         "FLOWSCOPE_DASHBOARD_PORT": ("127.0.0.1", settings.dashboard_port),
     }
     if alerting_installed():

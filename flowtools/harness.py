@@ -59,6 +59,7 @@ def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
         "dashboard_password": secrets.token_hex(12),
         "ingest_port": free_port(),
         "stream_metrics_port": free_port(),
+        "broker_metrics_port": free_port(),
         "dashboard_port": free_port(),
         "prometheus_port": free_port(),
         "alertmanager_port": free_port(),
