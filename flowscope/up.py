@@ -80,6 +80,7 @@ def run_up(settings: Settings) -> int:
                 _say(f"  {'alerting':<11} {note}")
             _say("Press Ctrl-C to stop everything.\n")
             client = connect(settings.warehouse_url_for("analyst"))
+            status = StatusLine(settings)
             first_data: float | None = None
             while True:
                 dead = supervisor.exited()
@@ -92,8 +93,8 @@ def run_up(settings: Settings) -> int:
                 if stored and first_data is None:
                     first_data = time.monotonic() - started
                     _say(f"first statuses in the warehouse {first_data:.1f} s after start")
-                _say(f"[{time.strftime('%H:%M:%S')}] message statuses stored: {stored:,}")
-                time.sleep(5)
+                _say(status.line(stored))
+                time.sleep(STATUS_INTERVAL_S)
         except KeyboardInterrupt:
             _say("\nstopping ...")
         except SupervisorError as exc:
@@ -103,6 +104,46 @@ def run_up(settings: Settings) -> int:
             supervisor.stop_all()
     _say("stopped; no flowscope process is left running")
     return 0
+
+
+STATUS_INTERVAL_S = 5.0
+BEHIND_WARNING_S = 10.0  # the status line says "FALLING BEHIND" past this
+
+
+class StatusLine:
+    """One line every few seconds: what is stored, how fast, and how far the warehouse is behind.
+
+    *Behind* is the age of the newest event the stream worker wrote (now minus the time the receiver took
+    it in): under steady traffic, the pipeline's freshness; growing, a backlog. Lag is the records the
+    worker has yet to write; broker objects are what the durable broker's fetches list (bounded by retention).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.stream = f"http://127.0.0.1:{settings.stream_metrics_port}/metrics"
+        self.broker = (f"http://127.0.0.1:{settings.broker_metrics_port}/metrics"
+                       if settings.broker_storage == "durable" and settings.broker_metrics_port else None)
+        self.previous: tuple[float, int] | None = None
+
+    def line(self, stored: int) -> str:
+        from embedded.scrape import metric_sum
+
+        now = time.monotonic()
+        parts = [f"[{time.strftime('%H:%M:%S')}] message statuses stored: {stored:,}"]
+        if self.previous is not None and now > self.previous[0]:
+            parts.append(f"+{max(0, stored - self.previous[1]) / (now - self.previous[0]):,.0f}/s")
+        self.previous = (now, stored)
+        newest = metric_sum(self.stream, "flowscope_stream_last_event_received_timestamp_seconds")
+        if newest:
+            behind = max(0.0, time.time() - newest)
+            parts.append(f"behind {behind:.1f} s" + (" FALLING BEHIND" if behind > BEHIND_WARNING_S else ""))
+        lag = metric_sum(self.stream, "flowscope_stream_consumer_lag_messages")
+        if lag is not None:
+            parts.append(f"lag {lag:,.0f} records")
+        if self.broker is not None:
+            objects = metric_sum(self.broker, "flowscope_broker_record_objects")
+            if objects is not None:
+                parts.append(f"broker {objects:,.0f} objects")
+        return " · ".join(parts)
 
 
 def _stored(client: object) -> int:

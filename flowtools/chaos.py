@@ -192,7 +192,7 @@ class Traffic:
             self.loop.close()
 
 
-def _figures(client: Any, result: SimulationResult, pnids: tuple[str, ...]) -> dict[str, tuple[int, int]]:
+def dashboard_figures(client: Any, result: SimulationResult, pnids: tuple[str, ...]) -> dict[str, tuple[int, int]]:
     """Every aggregate the dashboards show: (truth, warehouse)."""
     from warehouse import queries
 
@@ -244,7 +244,7 @@ def judge(pipeline: Pipeline, result: SimulationResult, *, settle_s: float,
         statuses, status_rows, completions, completion_rows = stored()
     lost_raw = len(acked_statuses - statuses) + len(acked_completions - completions)
     double_raw = (status_rows - len(statuses)) + (completion_rows - len(completions))
-    figures = _figures(client, result, pnids)
+    figures = dashboard_figures(client, result, pnids)
     under = {name: t - w for name, (t, w) in figures.items() if w < t}
     over = {name: w - t for name, (t, w) in figures.items() if w > t}
     details: dict[str, Any] = {

@@ -16,7 +16,7 @@ import orjson
 
 from flowtools.bench import Result, Say
 
-BENCHMARKS = ("receiver", "stream", "freshness", "dashboard")
+BENCHMARKS = ("receiver", "stream", "freshness", "soak", "dashboard")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +65,10 @@ def _run_one(name: str, *, quick: bool, events: int | None, data_dir: Path | Non
         from flowtools.bench import freshness
 
         results += freshness.run(say, quick=quick, data_dir=data_dir)
+    elif name == "soak":
+        from flowtools.bench import soak
+
+        results += soak.run(say, quick=quick, data_dir=data_dir)
     else:
         from flowtools.bench import dashboard
 

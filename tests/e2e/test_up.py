@@ -56,7 +56,7 @@ def _component(cmdline: str) -> str:
     for needle, component in (("warehouse serve", "warehouse"), ("cli ingest", "receiver"), ("cli stream", "stream"),
                               ("streamlit", "dashboards"), ("simulate-flows", "flow-sessions"),
                               ("cli simulate", "simulator"), ("weed", "seaweedfs"), ("alertmanager", "alertmanager"),
-                              ("prometheus", "prometheus")):
+                              ("prometheus", "prometheus"), ("broker retention", "broker-retention")):
         if needle in cmdline:
             return component
     return "broker" if "tansu" in cmdline or "calfkit" in cmdline else cmdline
@@ -95,6 +95,11 @@ def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> No
                 break
         first_data = time.monotonic() - started
         assert any(line.startswith("first statuses in the warehouse") for line in output), "".join(output)
+        # The status line says how far behind the warehouse is, the worker's lag and the broker's objects.
+        assert live is not None and re.search(
+            r"stored: [\d,]+( · \+[\d,]+/s)? · behind \d+\.\d s( FALLING BEHIND)? · lag [\d,]+ records"
+            r" · broker [\d,]+ objects$",
+            live.string.rstrip("\n")), live.string if live else "".join(output)
         assert first_data < 60, f"first data after {first_data:.1f} s"
         text = "".join(output)
         for url in (f"http://{settings.ingest_host}:{settings.ingest_port}/webhooks/whatsapp",
@@ -132,7 +137,8 @@ def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> No
     assert process.returncode == 0, "".join(output)
     assert "stopped; no flowscope process is left running" in "".join(output)
     assert [pid for pid in ours if _alive(pid)] == []
-    ports = (settings.broker_port, settings.warehouse_port, settings.ingest_port, settings.stream_metrics_port,
+    ports = (settings.broker_port, settings.broker_metrics_port, settings.warehouse_port, settings.ingest_port,
+             settings.stream_metrics_port,
              settings.dashboard_port, settings.prometheus_port, settings.alertmanager_port,
              *range(settings.seaweedfs_base_port, settings.seaweedfs_base_port + len(SEAWEEDFS_PORTS)))
     assert [port for port in ports if _listening(port)] == []
