@@ -1,10 +1,10 @@
 """Writes canonical events to Kafka in batches and reports when the broker acknowledged them all.
 
-Concurrent requests share broker round trips: each request's events join the current *window*;
-``linger_ms`` after the window opened it is flushed as one record per (topic, partition) holding a
-JSON array of events (see :func:`contract.events.encode_batch`), and every request of the window
-learns the outcome together. Per-event work is a dict append; per-record work is amortised over all
-the events of all the requests of a window.
+Concurrent requests share broker round trips (group commit, :mod:`ingest.batches`): each request's events join
+the open batch, which is written as one record per (topic, partition) holding a JSON array of events (see
+:func:`contract.events.encode_batch`) once the previous write finished and the batch is
+``Settings.resolved_producer_linger_ms`` old; every request of the batch learns the outcome together. Per-event
+work is a dict append; per-record work is amortised over all the events of all the requests of a batch.
 """
 
 from __future__ import annotations
@@ -21,31 +21,13 @@ from config.settings import Settings
 from config.topics import ensure_topics
 from contract.codec import encode_batch, partition_for
 from contract.events import AnyEvent, RejectedEvent
+from ingest.batches import BatchCommitter, Slot
 from ingest.exceptions import BrokerUnavailableError
 
 logger = logging.getLogger(__name__)
 
 # Largest JSON array we put in one record (tansu and Kafka default to 1 MB requests).
 MAX_RECORD_BYTES = 512 * 1024
-
-
-class _Window:
-    """Events gathered for one flush, and the future every contributing request awaits."""
-
-    __slots__ = ("buffers", "waiters")
-
-    def __init__(self) -> None:
-        self.buffers: dict[tuple[str, int], list[AnyEvent]] = {}
-        self.waiters: list[asyncio.Future[None]] = []
-
-    def resolve(self, error: BaseException | None) -> None:
-        for waiter in self.waiters:
-            if waiter.done():
-                continue  # its request was cancelled (client went away)
-            if error is None:
-                waiter.set_result(None)
-            else:
-                waiter.set_exception(error)
 
 
 class EventProducer:
@@ -59,9 +41,11 @@ class EventProducer:
         self._settings = settings
         self._producer: AIOKafkaProducer | None = None
         self._partitions: dict[str, int] = {}
+        self._events_topic, self._dead_letter_topic = settings.events_topic, settings.dead_letter_topic
         self._connector: asyncio.Task[None] | None = None
-        self._window: _Window | None = None
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._batches = BatchCommitter(self._write, place=self._slot,
+                                       linger_s=settings.resolved_producer_linger_ms / 1000,
+                                       timeout_s=settings.producer_timeout_s)
         self._stopping = False
 
     @property
@@ -79,7 +63,7 @@ class EventProducer:
                 bootstrap_servers=self._settings.kafka_bootstrap,
                 acks="all",
                 enable_idempotence=False,  # tansu has no InitProducerId; sinks deduplicate instead
-                linger_ms=0,  # windows linger already
+                linger_ms=0,  # batches linger already
                 max_batch_size=1024 * 1024,
                 max_request_size=2 * 1024 * 1024,
                 request_timeout_ms=int(self._settings.producer_timeout_s * 1000),
@@ -108,8 +92,7 @@ class EventProducer:
             self._connector.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._connector
-        if self._flushes:
-            await asyncio.gather(*self._flushes, return_exceptions=True)
+        await self._batches.drain()
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
@@ -118,53 +101,19 @@ class EventProducer:
         """Write every event; return only once the broker acknowledged all of them."""
         if self._producer is None:
             raise BrokerUnavailableError("not connected to the broker yet")
-        if not events:
-            return
-        window = self._window
-        if window is None:
-            window = self._window = _Window()
-            flush = asyncio.get_running_loop().create_task(self._flush_later(window))
-            self._flushes.add(flush)
-            flush.add_done_callback(self._flushes.discard)
-        events_topic, dead_letter_topic = self._settings.events_topic, self._settings.dead_letter_topic
-        partitions = self._partitions
-        buffers = window.buffers
-        for event in events:
-            topic = dead_letter_topic if type(event) is RejectedEvent else events_topic
-            slot = (topic, partition_for(event.key, partitions[topic]))
-            buffer = buffers.get(slot)
-            if buffer is None:
-                buffers[slot] = [event]
-            else:
-                buffer.append(event)
-        # A plain future per request: cheap, and cancelling one request touches no other.
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        window.waiters.append(waiter)
-        await waiter
+        if events:
+            await self._batches.commit(events)
 
-    async def _flush_later(self, window: _Window) -> None:
-        """After the linger, write the window; its timeout bounds every waiting request."""
-        await asyncio.sleep(self._settings.producer_linger_ms / 1000)
-        if self._window is window:
-            self._window = None
-        try:
-            await asyncio.wait_for(self._write(window), timeout=self._settings.producer_timeout_s)
-        except TimeoutError:
-            window.resolve(BrokerUnavailableError("broker did not acknowledge in time"))
-        except (KafkaError, BrokerUnavailableError) as exc:
-            window.resolve(BrokerUnavailableError(f"broker did not acknowledge: {exc!r}"))
-        except BaseException as exc:  # never leave a request waiting forever
-            window.resolve(BrokerUnavailableError(f"write failed: {exc!r}"))
-            raise
-        else:
-            window.resolve(None)
+    def _slot(self, event: AnyEvent) -> Slot:
+        topic = self._dead_letter_topic if type(event) is RejectedEvent else self._events_topic
+        return topic, partition_for(event.key, self._partitions[topic])
 
-    async def _write(self, window: _Window) -> None:
+    async def _write(self, slots: dict[Slot, list[AnyEvent]]) -> None:
         producer = self._producer
         if producer is None:
             raise BrokerUnavailableError("producer stopped")
         pending = []
-        for (topic, partition), events in window.buffers.items():
+        for (topic, partition), events in slots.items():
             for chunk in _chunks(events):
                 pending.append(await producer.send(topic, value=chunk, partition=partition))
         await asyncio.gather(*pending)

@@ -49,12 +49,17 @@ PROGRESS_S = 2.0
 SettingsFactory = Callable[..., Settings]
 
 
+# How long a receiver with no linger (group commit) gathers a batch under load: about one busy broker write.
+GROUP_COMMIT_BATCH_MS = 5
+
+
 def events_per_record(settings: Settings) -> int:
     """Events in one record when the receivers write ``TARGET_EVENTS_PER_S``.
 
-    A receiver gathers what arrives within ``producer_linger_ms`` into one record per partition.
+    A receiver gathers what arrives within its producer linger (group commit: during the previous write, taken
+    as :data:`GROUP_COMMIT_BATCH_MS`) into one record per partition.
     """
-    per_window = TARGET_EVENTS_PER_S * settings.producer_linger_ms / 1000
+    per_window = TARGET_EVENTS_PER_S * max(settings.resolved_producer_linger_ms, GROUP_COMMIT_BATCH_MS) / 1000
     return max(1, round(per_window / settings.partitions))
 
 
