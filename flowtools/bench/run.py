@@ -26,21 +26,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run, not the measure")
     parser.add_argument("--events", type=int, default=None,
                         help="events in the warehouse for the dashboard benchmark (default 100,000,000)")
+    parser.add_argument("--soak-steps", type=_steps, default=None, metavar="RATE:MINUTES,...",
+                        help="the soak's steps, status events/s and minutes each "
+                             "(default 750:10,1500:10,3000:30,4500:10; --quick 300:0.5,600:0.5)")
     parser.add_argument("--report", type=Path, default=Path("bench-report.json"))
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="where the benchmarks' temporary pipelines live (default: the system temp dir)")
     return parser
 
 
+def _steps(text: str) -> tuple[tuple[int, float], ...]:
+    from flowtools.bench.soak import parse_steps
+
+    try:
+        return parse_steps(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def run_benchmarks(names: tuple[str, ...], *, quick: bool, events: int | None, data_dir: Path | None,
-                   say: Say = print) -> list[Result]:
+                   say: Say = print, soak_steps: tuple[tuple[int, float], ...] | None = None) -> list[Result]:
     emit = say
     results: list[Result] = []
     for name in names:
         started = time.monotonic()
         emit(f"== {name}")
         try:
-            results += _run_one(name, quick=quick, events=events, data_dir=data_dir, say=emit)
+            results += _run_one(name, quick=quick, events=events, data_dir=data_dir, say=emit, soak_steps=soak_steps)
         except Exception as exc:  # one benchmark failing must not hide the others' figures
             emit(f"== {name} failed: {exc}")
             results.append(Result(name, "ran without error", 0.0, 1.0, True, "",
@@ -49,7 +61,8 @@ def run_benchmarks(names: tuple[str, ...], *, quick: bool, events: int | None, d
     return results
 
 
-def _run_one(name: str, *, quick: bool, events: int | None, data_dir: Path | None, say: Say) -> list[Result]:
+def _run_one(name: str, *, quick: bool, events: int | None, data_dir: Path | None, say: Say,
+             soak_steps: tuple[tuple[int, float], ...] | None = None) -> list[Result]:
     from flowtools.harness import isolated_settings
 
     results: list[Result] = []
@@ -68,7 +81,7 @@ def _run_one(name: str, *, quick: bool, events: int | None, data_dir: Path | Non
     elif name == "soak":
         from flowtools.bench import soak
 
-        results += soak.run(say, quick=quick, data_dir=data_dir)
+        results += soak.run(say, quick=quick, data_dir=data_dir, steps=soak_steps)
     else:
         from flowtools.bench import dashboard
 
@@ -94,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     def say(message: str) -> None:
         print(message, flush=True)
 
-    results = run_benchmarks(names, quick=args.quick, events=args.events, data_dir=args.data_dir, say=say)
+    results = run_benchmarks(names, quick=args.quick, events=args.events, data_dir=args.data_dir, say=say,
+                             soak_steps=args.soak_steps)
     table(results, sys.stdout)
     args.report.write_bytes(orjson.dumps([r.to_dict() for r in results], option=orjson.OPT_INDENT_2))
     print(f"report written to {args.report}")

@@ -344,12 +344,31 @@ def max_sustained(steps: list[dict[str, Any]]) -> int:
     return best
 
 
+def parse_steps(text: str) -> tuple[tuple[int, float], ...]:
+    """``"750:10,1500:10"`` → ((750, 10.0), (1500, 10.0)): status events/s and minutes per step."""
+    steps = []
+    for part in text.split(","):
+        rate, _, minutes = part.partition(":")
+        if not rate.strip().isdigit() or int(rate) <= 0:
+            raise ValueError(f"a soak step is EVENTS_PER_S:MINUTES, e.g. 3000:30; got {part!r}")
+        try:
+            length = float(minutes)
+        except ValueError:
+            raise ValueError(f"a soak step is EVENTS_PER_S:MINUTES, e.g. 3000:30; got {part!r}") from None
+        if length <= 0:
+            raise ValueError(f"a soak step lasts more than 0 minutes; got {part!r}")
+        steps.append((int(rate), length))
+    return tuple(steps)
+
+
 def run(say: Say, *, quick: bool, data_dir: Path | None = None,
-        steps: tuple[tuple[int, float], ...] | None = None) -> list[Result]:
+        steps: tuple[tuple[int, float], ...] | None = None, **overrides: Any) -> list[Result]:
+    """The soak; ``overrides`` are settings of the pipeline under test (to compare configurations)."""
     steps = steps or (QUICK_STEPS if quick else STEPS)
     records: list[StepRecord] = []
     with tempfile.TemporaryDirectory(prefix="flowscope-bench-soak-", dir=data_dir) as tmp:
-        settings = isolated_settings(Path(tmp) / "pipeline", broker_storage="durable", log_level="WARNING")
+        settings = isolated_settings(Path(tmp) / "pipeline", broker_storage="durable", log_level="WARNING",
+                                     **overrides)
         with Pipeline(settings) as pipeline:
             say("soak: starting the pipeline (durable broker with retention, receiver, stream worker, warehouse)")
             pipeline.start("broker", "warehouse", "receiver", "stream")
