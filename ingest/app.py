@@ -21,6 +21,7 @@ from ingest.first_party import FirstPartyParser
 from ingest.parsing import WebhookParser
 from ingest.paths import EVENTS_PATH, FLOW_REGISTRATION_PATH, HEALTH_PATH, METRICS_PATH, WEBHOOK_PATH
 from ingest.producer import EventProducer
+from ingest.signatures import Verifier
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def create_app(settings: Settings) -> WebhookFastPath:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.webhook_signature = Verifier(settings.app_secret)
     app.state.parser = WebhookParser(
         pseudonymise=Pseudonymiser(settings.hash_key), form_fields_allowlist=settings.form_fields_allowlist
     )

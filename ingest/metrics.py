@@ -50,6 +50,7 @@ for _field, _outcomes in _EXPECTED.items():
         WEBHOOKS.labels(_field, _outcome)
 
 _event_counters: dict[type, Counter] = {}
+_webhook_counters: dict[tuple[str, str], Counter] = {}
 
 
 def event_counter(kind: type[AnyEvent]) -> Counter:
@@ -57,6 +58,14 @@ def event_counter(kind: type[AnyEvent]) -> Counter:
     counter = _event_counters.get(kind)
     if counter is None:
         counter = _event_counters[kind] = EVENTS.labels(str(kind.__struct_config__.tag))
+    return counter
+
+
+def webhook_counter(field: str, outcome: str) -> Counter:
+    """The webhooks counter child of one (field, outcome): looked up once, not on every request."""
+    counter = _webhook_counters.get((field, outcome))
+    if counter is None:
+        counter = _webhook_counters[field, outcome] = WEBHOOKS.labels(field, outcome)
     return counter
 
 

@@ -52,7 +52,7 @@ FLOW_DEFINITION = "flow_definition"
 
 
 def _error_body(status: int, field: str, outcome: str, reason: str) -> tuple[int, bytes]:
-    metrics.WEBHOOKS.labels(field, outcome).inc()
+    metrics.webhook_counter(field, outcome).inc()
     return status, orjson.dumps({"error": reason})
 
 
@@ -92,7 +92,7 @@ async def answer_webhook(state: Any, body: bytes | None, *, signature: str | Non
     settings = state.settings
     if body is None:
         return _error_body(413, UNKNOWN, "too_large", f"body exceeds {settings.max_body_bytes} bytes")
-    if not signatures.verify(body, signature, settings.app_secret):
+    if not state.webhook_signature(body, signature):
         return _error_body(401, UNKNOWN, "bad_signature", "missing or invalid X-Hub-Signature-256")
     if content_type and not content_type.lower().startswith("application/json"):
         return _error_body(415, UNKNOWN, "malformed",
@@ -112,10 +112,11 @@ async def answer_webhook(state: Any, body: bytes | None, *, signature: str | Non
         logger.warning("answering 503: %s", exc)
         return _error_body(503, field, "broker_unavailable", "event store unavailable, retry later")
     metrics.BROKER_WRITE_LATENCY.observe(time.perf_counter() - started)
-    metrics.WEBHOOKS.labels(field, "accepted").inc()
+    metrics.webhook_counter(field, "accepted").inc()
     _count(events)
-    for kind, count in result.ignored.items():
-        metrics.IGNORED.labels(kind).inc(count)
+    if result.ignored:
+        for kind, count in result.ignored.items():
+            metrics.IGNORED.labels(kind).inc(count)
     return 200, b'{"accepted":%d,"rejected":%d,"ignored":%d}' % (
         len(result.events), len(result.rejected), sum(result.ignored.values())
     )

@@ -16,8 +16,23 @@ def sign(body: bytes, secret: str) -> str:
 
 def verify(body: bytes, header: str | None, secret: str) -> bool:
     """True when ``header`` is a valid signature of ``body``; compared in constant time."""
-    if not header or not header.startswith(PREFIX):
-        return False
-    expected = hmac.digest(secret.encode(), body, "sha256").hex().encode()
-    # Bytes, not str: compare_digest raises on non-ASCII str, and a header may carry any byte.
-    return hmac.compare_digest(expected, header[len(PREFIX):].strip().lower().encode("utf-8", "surrogatepass"))
+    return Verifier(secret)(body, header)
+
+
+class Verifier:
+    """:func:`verify` with one secret, keyed once: each check copies the keyed HMAC instead of keying a new one."""
+
+    __slots__ = ("_keyed",)
+
+    def __init__(self, secret: str) -> None:
+        self._keyed = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+
+    def __call__(self, body: bytes, header: str | None) -> bool:
+        if not header or not header.startswith(PREFIX):
+            return False
+        mac = self._keyed.copy()
+        mac.update(body)
+        # Bytes, not str: compare_digest raises on non-ASCII str, and a header may carry any byte.
+        return hmac.compare_digest(
+            mac.hexdigest().encode(), header[len(PREFIX):].strip().lower().encode("utf-8", "surrogatepass")
+        )
