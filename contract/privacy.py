@@ -12,15 +12,18 @@ PHONE_KEYS = frozenset({"recipient_id", "wa_id", "from", "recipient_participant_
 class Pseudonymiser:
     """Keyed BLAKE2b: stable per key (so joins still work), not reversible without the key."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_keyed",)
 
     def __init__(self, key: str) -> None:
-        self._key = hashlib.blake2b(key.encode(), digest_size=32).digest()
+        # Keyed once: each value copies this state instead of keying a new hash (a block of work per value).
+        self._keyed = hashlib.blake2b(key=hashlib.blake2b(key.encode(), digest_size=32).digest(), digest_size=16)
 
     def __call__(self, value: str) -> str:
         if not value:
             return ""
-        return hashlib.blake2b(value.encode(), key=self._key, digest_size=16).hexdigest()
+        keyed = self._keyed.copy()
+        keyed.update(value.encode())
+        return keyed.hexdigest()
 
     def hide(self, value: Any) -> Any:
         """The hash of a phone-number field's value, whatever its JSON type (a number too); null stays null."""
