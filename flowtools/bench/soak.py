@@ -310,6 +310,8 @@ def summarise(record: StepRecord, probes: list[tuple[float, float]], probe_non_2
     return {
         "target_events_per_s": record.target, "minutes": record.minutes, "posts_per_s": round(record.posts_per_s, 1),
         "accepted_events_per_s": round(accepted, 1), "non_2xx": non_2xx,
+        "post_latency_ms": ({q: round(v * 1000, 1) for q, v in result.latency_quantiles().items()}
+                            if result is not None else {}),
         "answers": dict(result.answers) if result is not None else {},
         "freshness_p95_ms_by_quarter": freshness,
         "freshness_probes": sum(len(q) for q in fresh),

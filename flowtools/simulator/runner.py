@@ -19,6 +19,7 @@ from flowtools.simulator.sender import Backoff, Sender, check_url
 from flowtools.simulator.truth import Tally, Truth
 
 RETRY_JITTER = 0.2  # each retry waits 80 % to 120 % of its backoff
+CONNECTIONS_PER_CLIENT = 8  # POSTs in flight share clients of this many connections (see Sender)
 
 
 @dataclass(kw_only=True)
@@ -164,11 +165,15 @@ async def run(
     clock = (lambda: loop.time() - t0) if endless or config.live_clock else None
     generator = TrafficGenerator(config, clock=clock)
     tally = None if endless else Tally(phone_numbers=generator.phone_numbers, flows=generator.flows)
-    limits = httpx.Limits(max_connections=config.concurrency, max_keepalive_connections=config.concurrency)
+    pools = -(-config.concurrency // CONNECTIONS_PER_CLIENT)
+    per_pool = -(-config.concurrency // pools)
+    limits = httpx.Limits(max_connections=per_pool, max_keepalive_connections=per_pool)
     reporter = _Progress(progress_stream or sys.stderr, total_messages=config.messages) if progress else None
     tasks: set[asyncio.Task[None]] = set()
     finished = False
-    async with httpx.AsyncClient(timeout=config.timeout_s, limits=limits) as client:
+    async with contextlib.AsyncExitStack() as clients:
+        client = [await clients.enter_async_context(httpx.AsyncClient(timeout=config.timeout_s, limits=limits))
+                  for _ in range(pools)]
         backoff = Backoff(initial_s=config.retry_initial_s, max_s=config.retry_max_s, jitter=RETRY_JITTER)
         sender = Sender(client, backoff=backoff, deadline_s=config.deadline_s, stop=stop)
         delivery = _Delivery(url, sender=sender, app_secret=app_secret, tally=tally)
