@@ -32,6 +32,12 @@ SEAWEEDFS_PORTS = {
 }
 
 
+# SeaweedFS for a store of many small, short-lived objects (tansu's record batches, removed by retention):
+# the volume's needle index in leveldb rather than in memory, and removed objects' space vacuumed every
+# minute once 10 % of a volume is garbage, so that neither memory nor disk grows with what was ever written.
+SEAWEEDFS_TUNING = ("-volume.index=leveldb", "-master.vacuumIntervalSeconds=60", "-master.garbageThreshold=0.1")
+
+
 def s3_port(settings: Settings) -> int:
     return settings.seaweedfs_base_port + SEAWEEDFS_PORTS["s3.port"]
 
@@ -60,7 +66,7 @@ def seaweedfs_spec(settings: Settings) -> ProcessSpec:
         name="seaweedfs",
         argv=[str(weed_binary()), "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", *ports,
               "-s3.port.iceberg=0", "-s3.port.lance=0", "-admin.ui=false", "-webdav=false",
-              f"-bucket={S3_BUCKET}", "-master.telemetry=false"],
+              f"-bucket={S3_BUCKET}", "-master.telemetry=false", *SEAWEEDFS_TUNING],
         ready=http_ready(f"http://127.0.0.1:{s3_port(settings)}/{S3_BUCKET}"),
         ready_timeout_s=90,
         url=f"http://127.0.0.1:{s3_port(settings)} (S3 of the durable broker, data in {data})",

@@ -148,6 +148,21 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
+def _disk_mb(directory: Path) -> float | None:
+    """MB of files under ``directory`` (the durable broker's SeaweedFS volumes, filer store and logs)."""
+    total = 0
+    try:
+        for path in directory.rglob("*"):
+            try:
+                if path.is_file():
+                    total += path.stat().st_size
+            except OSError:
+                continue  # removed meanwhile (compaction)
+    except OSError:
+        return None
+    return total / 2**20
+
+
 def _cpu_s(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -195,6 +210,7 @@ class Soak:
             "lag": metric_sum(self.lag_url, "flowscope_stream_consumer_lag_messages"),
             "objects": metric_sum(self.broker_url, "flowscope_broker_record_objects"),
             "bytes": metric_sum(self.broker_url, "flowscope_broker_record_bytes"),
+            "disk": _disk_mb(self.pipeline.settings.data_dir / "broker"),
             "rss": {name: _rss_mb(pid) for name, pid in self.pids().items()},
         }
 
@@ -294,7 +310,7 @@ def summarise(record: StepRecord, probes: list[tuple[float, float]], probe_non_2
     rss = {name: [_mean([s["rss"][name] for s in q if s["rss"].get(name) is not None]) for q in by_quarter]
            for name in processes}
     freshness = [round(percentile(q, 95), 1) if q else None for q in fresh]
-    lag, objects, size = peak("lag"), peak("objects"), peak("bytes")
+    lag, objects, size, disk = peak("lag"), peak("objects"), peak("bytes"), peak("disk")
     non_2xx = (sum(result.answers.values()) if result is not None else 0) + probe_non_2xx
     accepted = (result.status_updates_acked / wall) if result is not None and wall > 0 else 0.0
     checks = {
@@ -319,6 +335,7 @@ def summarise(record: StepRecord, probes: list[tuple[float, float]], probe_non_2
         "lag_max_by_quarter": lag,
         "rss_mb_by_quarter": {name: [None if v is None else round(v, 1) for v in q] for name, q in rss.items()},
         "broker_objects_by_quarter": objects, "broker_bytes_by_quarter": size,
+        "broker_disk_mb_by_quarter": [None if d is None else round(d, 1) for d in disk],
         "cpu_percent_of_one_core": record.cpu,
         "exact": bool(exactness.get("exact")), "exactness": exactness,
         "checks": checks, "sustained": all(checks.values()),

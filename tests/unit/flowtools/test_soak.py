@@ -31,7 +31,7 @@ def _record(*, lag: list[float], objects: list[float], rss: list[float], events:
     """A 40 s step at 1,000 events/s with one sample per quarter (at 5, 15, 25, 35 s)."""
     record = soak.StepRecord(target=1000, minutes=40 / 60, posts_per_s=130.0, started=100.0, ended=140.0)
     for n in range(4):
-        record.samples.append({"at": 105.0 + 10 * n, "lag": lag[n], "objects": objects[n], "bytes": 1e6,
+        record.samples.append({"at": 105.0 + 10 * n, "lag": lag[n], "objects": objects[n], "bytes": 1e6, "disk": 50.0,
                                "rss": {"receiver": rss[n], soak.LOAD: 100.0 * (n + 1)}})
     record.result = _result(events, answers)
     return record
