@@ -79,10 +79,11 @@ def test_the_load_generator_may_grow_it_holds_the_truth() -> None:
     assert step["rss_mb_by_quarter"][soak.LOAD] == [100, 200, 300, 400] and step["checks"]["rss_flat"] is True
 
 
-def test_max_sustained_is_the_top_of_an_unbroken_run_from_the_first_step() -> None:
+def test_max_sustained_is_the_highest_sustained_step() -> None:
     def step(target: int, ok: bool) -> dict[str, Any]:
         return {"target_events_per_s": target, "sustained": ok}
 
     assert soak.max_sustained([step(750, True), step(1500, True), step(3000, True), step(4500, False)]) == 3000
-    assert soak.max_sustained([step(750, True), step(1500, False), step(3000, True)]) == 750
+    assert soak.max_sustained([step(750, False), step(1500, True), step(3000, True)]) == 3000
+    assert soak.max_sustained([step(750, True), step(1500, False)]) == 750
     assert soak.max_sustained([step(750, False)]) == 0
