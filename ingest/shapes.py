@@ -1,6 +1,6 @@
 """The common Meta webhook, typed: a ``messages`` change carrying statuses only (see ``WebhookParser.parse``).
 
-``msgspec.convert`` checks a parsed body against these shapes in C, much faster than walking it in Python; a body
+``msgspec`` decodes a body into these shapes in C, much faster than walking it in Python; a body
 of any other shape (inbound messages, errors, other fields, a value of an unexpected type) fails the conversion and
 takes the parser's general walk. Only the fields the parser reads are declared; the others are ignored.
 """
@@ -63,3 +63,8 @@ class StatusesEntry(msgspec.Struct):
 
 class StatusesWebhook(msgspec.Struct):
     entry: list[StatusesEntry]
+    object: str | None = None
+
+
+# Decodes a raw body straight into the shape: one pass in C, no intermediate dicts.
+decode_statuses_webhook = msgspec.json.Decoder(StatusesWebhook).decode

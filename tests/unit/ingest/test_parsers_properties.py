@@ -277,6 +277,37 @@ def test_typed_statuses_parse_exactly_as_the_general_walk(body: bytes) -> None:
     assert [encode(e) for e in result.events] == [encode(e) for e in expected.events]
 
 
+def _status_webhook(statuses: int, **extra: Any) -> bytes:
+    value = {"metadata": {"phone_number_id": "990000000000001"}, **extra,
+             "statuses": [{"id": f"wamid.{i}", "status": "delivered", "timestamp": "1767000000",
+                           "recipient_id": "5511999990000"} for i in range(statuses)]}
+    return orjson.dumps({"object": WHATSAPP_OBJECT, "entry": [{"id": "1", "changes": [
+        {"field": "messages", "value": value}]}]})
+
+
+def test_a_large_status_webhook_reads_as_the_general_walk() -> None:
+    # 120 statuses: more brackets than MAX_DEPTH, so the typed shape is checked on the parsed body instead.
+    body = _status_webhook(120)
+    assert body.count(b"{") + body.count(b"[") > 100
+    result = WEBHOOKS.parse(body, received_at_ms=RECEIVED_MS)
+    assert len(result.events) == 120
+    assert result == GENERAL.parse(body, received_at_ms=RECEIVED_MS)
+
+
+def test_deep_nesting_in_a_field_the_typed_shape_skips_is_refused() -> None:
+    deep: Any = "x"
+    for _ in range(120):
+        deep = [deep]
+    body = _status_webhook(1, messaging_product=deep)
+    for parser in (WEBHOOKS, GENERAL):
+        try:
+            parser.parse(body, received_at_ms=RECEIVED_MS)
+        except MalformedPayloadError as exc:
+            assert exc.reason == "body is nested deeper than 100 levels"
+        else:
+            raise AssertionError("a body nested 120 levels deep was accepted")
+
+
 def _non_phone_strings(node: Any) -> set[str]:
     """Strings that are not under a phone-number key (those may legitimately repeat a number)."""
     if isinstance(node, dict):
