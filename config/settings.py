@@ -119,6 +119,10 @@ class Settings:
     warehouse_audit_retention_days: int = _setting(
         30, "Days the embedded warehouse keeps its audit log of queries (audit.query_log)."
     )
+    warehouse_retention_days: int = _setting(
+        400, "Days the warehouse keeps raw events, derived tables at least as long (TTLs set at every migrate; "
+             "docs/warehouse.md); 0 = forever."
+    )
     topic_prefix: str = _setting("flowscope", "Prefix of every Kafka topic name.")
     partitions: int = _setting(4, "Partitions of each topic, when the application creates it.")
     replication_factor: int = _setting(1, "Replication factor of topics the application creates.")
@@ -206,6 +210,9 @@ class Settings:
     def validate(self) -> None:
         if self.partitions < 1:
             raise SettingsError(f"{PREFIX}PARTITIONS must be at least 1, got {self.partitions}")
+        if self.warehouse_retention_days < 0:
+            raise SettingsError(f"{PREFIX}WAREHOUSE_RETENTION_DAYS must be 0 (keep forever) or more, "
+                                f"got {self.warehouse_retention_days}")
         if self.producer_linger_ms < -1:
             raise SettingsError(f"{PREFIX}PRODUCER_LINGER_MS must be -1 (by broker storage) or more, "
                                 f"got {self.producer_linger_ms}")

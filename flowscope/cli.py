@@ -73,9 +73,11 @@ def cmd_warehouse(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     from warehouse.migrate import migrate
 
-    applied = migrate(settings.warehouse_url_for("admin"))
+    applied = migrate(settings.warehouse_url_for("admin"), retention_days=settings.warehouse_retention_days)
     names = ", ".join(m.name for m in applied) or "none (schema up to date)"
     print(f"applied migrations: {names}")  # noqa: T201
+    kept = f"{settings.warehouse_retention_days} days" if settings.warehouse_retention_days else "forever"
+    print(f"retention: raw events kept {kept}, derived tables at least as long")  # noqa: T201
     return 0
 
 

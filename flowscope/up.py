@@ -54,7 +54,7 @@ def run_up(settings: Settings) -> int:
             for spec in (*broker_specs(settings), warehouse_spec(settings)):
                 _say(f"starting {spec.name} ...")
                 supervisor.start(spec)
-            applied = migrate(settings.warehouse_url_for("admin"))
+            applied = migrate(settings.warehouse_url_for("admin"), retention_days=settings.warehouse_retention_days)
             _say(f"warehouse schema ready ({len(applied)} migrations applied)")
             specs = [receiver_spec(settings), stream_spec(settings), dashboards_spec(settings)]
             if alerting_installed():

@@ -10,6 +10,7 @@ from importlib import resources
 from clickhouse_connect.driver.client import Client
 
 from warehouse.client import connect, database_of
+from warehouse.retention import apply_retention
 from warehouse.tables import SCHEMA_MIGRATIONS_TABLE
 
 logger = logging.getLogger(__name__)
@@ -54,8 +55,12 @@ def load_migrations() -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
-def migrate(url: str) -> list[Migration]:
-    """Create the database if needed and apply every migration not applied yet; returns those applied."""
+def migrate(url: str, *, retention_days: int | None = None) -> list[Migration]:
+    """Create the database if needed and apply every migration not applied yet; returns those applied.
+
+    With ``retention_days`` (``Settings.warehouse_retention_days``), then set every table's TTL for it
+    (:mod:`warehouse.retention`; 0 removes them); without, TTLs are left as they are.
+    """
     database = database_of(url)
     if not _IDENTIFIER.match(database):
         raise MigrationError(f"unsupported database name {database!r}")
@@ -66,7 +71,10 @@ def migrate(url: str) -> list[Migration]:
         admin.close()
     client = connect(url)
     try:
-        return _apply(client)
+        applied = _apply(client)
+        if retention_days is not None:
+            apply_retention(client, retention_days)
+        return applied
     finally:
         client.close()
 
