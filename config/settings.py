@@ -147,6 +147,14 @@ class Settings:
     session_timeout_s: int = _setting(1800, "A session with no activity for this long, not completed, is abandoned.")
     catalog_refresh_s: float = _setting(10.0, "Least time between two reloads of registered flow definitions.")
     dedup_window: int = _setting(1_000_000, "Event ids each worker remembers to drop duplicates before insert.")
+    rollup_interval_s: float = _setting(5.0, "Seconds between two passes of the warehouse rollup.")
+    rollup_seal_after_s: int = _setting(
+        120, "Minutes of delivery counts this old are sealed into sums (a later status reseals its minute)."
+    )
+    rollup_reads_interval_s: float = _setting(
+        15.0, "Seconds between two refreshes of the messages read without a delivered status."
+    )
+    rollup_metrics_port: int = _setting(9104, "Port of the warehouse rollup's /metrics endpoint (0 = off).")
     # --- embedded stack ------------------------------------------------------------------------
     data_dir: Path = _setting(Path("data"), "Where the embedded stack keeps its data (warehouse, broker).")
     broker_storage: str = _setting(

@@ -123,6 +123,7 @@ PROCESS_SECRETS: dict[str, tuple[str, ...]] = {
     "warehouse": ("warehouse_admin_password", "warehouse_writer_password", "warehouse_analyst_password"),
     "receiver": ("app_secret", "verify_token", "hash_key", "events_token"),
     "stream": ("warehouse_writer_password", "warehouse_analyst_password"),  # writes as writer, reads as analyst
+    "rollup": ("warehouse_writer_password", "warehouse_analyst_password"),  # as the stream
     "dashboards": ("warehouse_analyst_password", "dashboard_password"),
     "simulator": ("app_secret",),  # signs its webhooks as Meta would
     "flow-sessions": ("app_secret", "events_token"),  # signed webhooks and first-party events
@@ -159,6 +160,18 @@ def stream_spec(settings: Settings, *, name: str = "stream") -> ProcessSpec:
         ready=http_ready(f"http://127.0.0.1:{port}/metrics") if port else (lambda: True),
         env=settings.as_env(secrets=PROCESS_SECRETS["stream"]),
         url=f"http://127.0.0.1:{port}/metrics" if port else "",
+    )
+
+
+def rollup_spec(settings: Settings) -> ProcessSpec:
+    """The warehouse rollup (:mod:`stream.rollup`): sealed delivery counts; one per warehouse."""
+    port = settings.rollup_metrics_port
+    return ProcessSpec(
+        name="rollup",
+        argv=flowscope_command("warehouse", "rollup"),
+        ready=http_ready(f"http://127.0.0.1:{port}/metrics") if port else (lambda: True),
+        env=settings.as_env(secrets=PROCESS_SECRETS["rollup"]),
+        url=f"http://127.0.0.1:{port}/metrics (warehouse rollup)" if port else "",
     )
 
 

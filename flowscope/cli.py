@@ -71,6 +71,12 @@ def cmd_warehouse(settings: Settings, args: argparse.Namespace) -> int:
             access=access,
         )
         return 0
+    if args.warehouse_command == "rollup":
+        from stream.rollup import main as rollup_main
+
+        _logging(settings)
+        _warn_dev_secrets(settings, "rollup")
+        return rollup_main(settings)
     from warehouse.migrate import migrate
 
     applied = migrate(settings.warehouse_url_for("admin"), retention_days=settings.warehouse_retention_days)
@@ -123,8 +129,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="run the whole embedded pipeline with simulated traffic").set_defaults(func=cmd_up)
     sub.add_parser("ingest", help="run the webhook receiver").set_defaults(func=cmd_ingest)
     sub.add_parser("stream", help="run one stream worker").set_defaults(func=cmd_stream)
-    wh = sub.add_parser("warehouse", help="the warehouse: serve the embedded one, or migrate a schema")
-    wh.add_argument("warehouse_command", choices=["serve", "migrate"])
+    wh = sub.add_parser("warehouse", help="the warehouse: serve the embedded one, migrate a schema, run its rollup")
+    wh.add_argument("warehouse_command", choices=["serve", "migrate", "rollup"],
+                    help="serve: the embedded warehouse; migrate: apply the schema; rollup: keep the sealed "
+                         "delivery counts (one process per warehouse)")
     wh.set_defaults(func=cmd_warehouse)
     sub.add_parser("dashboards", help="run the Streamlit dashboards").set_defaults(func=cmd_dashboards)
     broker = sub.add_parser("broker", help="run the embedded broker (tansu) in the foreground")

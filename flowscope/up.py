@@ -18,6 +18,7 @@ from embedded.specs import (
     dashboards_spec,
     flow_simulator_spec,
     receiver_spec,
+    rollup_spec,
     simulator_spec,
     stream_spec,
     warehouse_spec,
@@ -56,7 +57,7 @@ def run_up(settings: Settings) -> int:
                 supervisor.start(spec)
             applied = migrate(settings.warehouse_url_for("admin"), retention_days=settings.warehouse_retention_days)
             _say(f"warehouse schema ready ({len(applied)} migrations applied)")
-            specs = [receiver_spec(settings), stream_spec(settings), dashboards_spec(settings)]
+            specs = [receiver_spec(settings), stream_spec(settings), rollup_spec(settings), dashboards_spec(settings)]
             if alerting_installed():
                 specs += [alertmanager_spec(settings, webhook_url=settings.alert_webhook_url),
                           prometheus_spec(settings)]
@@ -207,6 +208,7 @@ def _check_free(settings: Settings) -> None:
         "FLOWSCOPE_WAREHOUSE_URL": (settings.warehouse_host, settings.warehouse_port),
         "FLOWSCOPE_INGEST_PORT": (settings.ingest_host, settings.ingest_port),
         "FLOWSCOPE_STREAM_METRICS_PORT": ("127.0.0.1", settings.stream_metrics_port),
+        "FLOWSCOPE_ROLLUP_METRICS_PORT": ("127.0.0.1", settings.rollup_metrics_port),
         **({"FLOWSCOPE_BROKER_METRICS_PORT": ("127.0.0.1", settings.broker_metrics_port)}
            if settings.broker_storage == "durable" and settings.broker_metrics_port else {}),
         "FLOWSCOPE_DASHBOARD_PORT": ("127.0.0.1", settings.dashboard_port),

@@ -23,6 +23,7 @@ from embedded.specs import (
     broker_specs,
     dashboards_spec,
     receiver_spec,
+    rollup_spec,
     stream_spec,
     warehouse_spec,
 )
@@ -60,6 +61,7 @@ def isolated_settings(data_dir: Path, **overrides: object) -> Settings:
         "ingest_port": free_port(),
         "stream_metrics_port": free_port(),
         "broker_metrics_port": free_port(),
+        "rollup_metrics_port": free_port(),
         "dashboard_port": free_port(),
         "prometheus_port": free_port(),
         "alertmanager_port": free_port(),
@@ -126,14 +128,18 @@ class Pipeline:
         return [_SPECS[component](self.settings)]
 
     def start(self, *components: str) -> None:
-        """Start each component and wait until it is ready; a started warehouse gets its migrations."""
+        """Start each component and wait until it is ready; a started warehouse gets its migrations and its
+        rollup (process ``rollup``)."""
         for component in components:
             for spec in self.specs_of(component):
                 self.run(spec)
             if component == "warehouse":
                 from warehouse.migrate import migrate
 
-                migrate(self.settings.warehouse_url_for("admin"))
+                migrate(self.settings.warehouse_url_for("admin"),
+                        retention_days=self.settings.warehouse_retention_days)
+                if "rollup" not in self.specs:
+                    self.run(rollup_spec(self.settings))
 
     def run(self, spec: ProcessSpec) -> None:
         """Start a process of the caller's own (a benchmark's no-op endpoint, say) and wait until it is ready."""

@@ -20,8 +20,10 @@ __all__ = ["Stack", "poll", "stack_factory", "stack_settings"]
 
 
 def stack_settings(data_dir: Path, **overrides: object) -> Settings:
-    # Memory storage by default: fast. Tests of durability ask for broker_storage="durable".
-    return isolated_settings(data_dir, **{"broker_storage": "memory", "log_level": "INFO", **overrides})
+    # Memory storage by default: fast. Tests of durability ask for broker_storage="durable". The rollup
+    # refreshes its read-without-delivered set every 2 s, so that figures settle within the tests' deadlines.
+    return isolated_settings(data_dir, **{"broker_storage": "memory", "log_level": "INFO",
+                                          "rollup_interval_s": 1.0, "rollup_reads_interval_s": 2.0, **overrides})
 
 
 def _alive(pid: int) -> bool:

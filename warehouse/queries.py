@@ -1,7 +1,10 @@
 """Typed queries the dashboards (and tests, and data teams) run. Dashboards hold no SQL of their own.
 
-Delivery figures come from ``message_status_minute`` (uniqExact states per minute), never from a
-rescan of raw statuses: counts are distinct messages, exact under duplicates and replays.
+Delivery figures never rescan raw statuses. They add up per-minute counts of distinct messages: sealed
+minutes' counts from ``message_status_counts`` (kept by :mod:`warehouse.rollup`), and for the minutes after
+the seal (the live edge, a few minutes) counts of the sets in ``message_status_minute``. Counts of different
+minutes add up exactly (a message reaches a status at one timestamp), so the figures are the distinct
+messages, exact under duplicates and replays, and long ranges cost a sum instead of a union of sets.
 """
 
 from __future__ import annotations
@@ -15,7 +18,15 @@ from clickhouse_connect.driver.client import Client
 
 from contract.events import MESSAGE_STATUSES
 from warehouse.error_codes import meaning
-from warehouse.tables import FLOW_COMPLETIONS_TABLE, MESSAGE_STATUS_MINUTE_TABLE, MESSAGE_STATUSES_TABLE
+from warehouse.rollup import DELIVERY_SEALED
+from warehouse.tables import (
+    FLOW_COMPLETIONS_TABLE,
+    MESSAGE_STATUS_COUNTS_TABLE,
+    MESSAGE_STATUS_MINUTE_TABLE,
+    MESSAGE_STATUSES_TABLE,
+    MESSAGES_READ_UNDELIVERED_TABLE,
+    ROLLUP_PROGRESS_TABLE,
+)
 
 # The statuses delivery figures count: the contract's, except "played" (a voice message was played).
 DELIVERY_STATUSES: tuple[str, ...] = tuple(status for status in MESSAGE_STATUSES if status != "played")
@@ -24,6 +35,25 @@ _FILTER = (
     "minute >= toStartOfMinute({start:DateTime('UTC')}) AND minute <= {end:DateTime('UTC')}"
     " AND (empty({phone_number_ids:Array(String)}) OR has({phone_number_ids:Array(String)}, phone_number_id))"
 )
+# Distinct messages per (phone number, minute, status, error code) in the filter's range: sealed minutes'
+# counts, then the sets of the minutes after the seal counted minute by minute. Rows of different minutes
+# add up exactly; ``sealed`` is read once, so every minute comes from exactly one side.
+_COUNTS = f"""
+    sealed AS (
+        SELECT toDateTime(max(until), 'UTC') AS until
+        FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = '{DELIVERY_SEALED}'
+    ),
+    counts AS (
+        SELECT phone_number_id, minute, status, error_code, messages
+        FROM {MESSAGE_STATUS_COUNTS_TABLE} FINAL
+        WHERE {_FILTER} AND minute < (SELECT until FROM sealed)
+        UNION ALL
+        SELECT phone_number_id, minute, status, error_code, uniqExactMerge(messages) AS messages
+        FROM {MESSAGE_STATUS_MINUTE_TABLE}
+        WHERE {_FILTER} AND minute >= (SELECT until FROM sealed)
+        GROUP BY phone_number_id, minute, status, error_code
+    )
+"""
 
 
 @dataclass(frozen=True)
@@ -50,30 +80,36 @@ def phone_number_ids(client: Client) -> list[str]:
 
 
 def delivery_totals(client: Client, where: DeliveryFilter) -> dict[str, int]:
-    """Distinct messages per status in the range; ``delivered_or_read`` counts a read as delivered."""
+    """Distinct messages per status in the range; ``delivered_or_read``: messages delivered in the range,
+    counting a message read with no delivered status at all as delivered when it was read."""
     sql = f"""
-        SELECT status, uniqExactMerge(messages)
-        FROM {MESSAGE_STATUS_MINUTE_TABLE}
-        WHERE {_FILTER}
-        GROUP BY status
+        WITH {_COUNTS}
+        SELECT status, sum(messages) FROM counts GROUP BY status
         UNION ALL
-        SELECT 'delivered_or_read', uniqExactMerge(messages)
-        FROM {MESSAGE_STATUS_MINUTE_TABLE}
-        WHERE {_FILTER} AND status IN ('delivered', 'read')
+        SELECT 'read_undelivered', count()
+        FROM {MESSAGES_READ_UNDELIVERED_TABLE} FINAL
+        WHERE toStartOfMinute(read_at) >= toStartOfMinute({{start:DateTime('UTC')}})
+          AND toStartOfMinute(read_at) <= {{end:DateTime('UTC')}}
+          AND (empty({{phone_number_ids:Array(String)}}) OR has({{phone_number_ids:Array(String)}}, phone_number_id))
     """
     totals = {status: 0 for status in (*DELIVERY_STATUSES, "delivered_or_read")}
+    read_undelivered = 0
     for status, count in client.query(sql, parameters=where.parameters).result_rows:
-        totals[status] = int(count)
+        if status == "read_undelivered":
+            read_undelivered = int(count)
+        else:
+            totals[status] = int(count)
+    totals["delivered_or_read"] = totals.get("delivered", 0) + read_undelivered
     return totals
 
 
 def delivery_timeseries(client: Client, where: DeliveryFilter, *, bucket_minutes: int = 1) -> pd.DataFrame:
     """Distinct messages per status per time bucket: columns bucket, status, messages."""
     sql = f"""
+        WITH {_COUNTS}
         SELECT toStartOfInterval(minute, toIntervalMinute({{bucket:UInt32}})) AS bucket, status,
-               uniqExactMerge(messages) AS messages
-        FROM {MESSAGE_STATUS_MINUTE_TABLE}
-        WHERE {_FILTER}
+               sum(messages) AS messages
+        FROM counts
         GROUP BY bucket, status
         ORDER BY bucket, status
     """
@@ -86,9 +122,10 @@ def delivery_timeseries(client: Client, where: DeliveryFilter, *, bucket_minutes
 def failures_by_error_code(client: Client, where: DeliveryFilter) -> pd.DataFrame:
     """Failed messages per Meta error code: columns error_code, meaning, messages."""
     sql = f"""
-        SELECT error_code, uniqExactMerge(messages) AS messages
-        FROM {MESSAGE_STATUS_MINUTE_TABLE}
-        WHERE {_FILTER} AND status = 'failed'
+        WITH {_COUNTS}
+        SELECT error_code, sum(messages) AS messages
+        FROM counts
+        WHERE status = 'failed'
         GROUP BY error_code
         ORDER BY messages DESC, error_code
     """
@@ -102,10 +139,8 @@ def failures_by_error_code(client: Client, where: DeliveryFilter) -> pd.DataFram
 def delivery_by_phone_number(client: Client, where: DeliveryFilter) -> dict[str, dict[str, int]]:
     """Distinct messages per business phone number id and status."""
     sql = f"""
-        SELECT phone_number_id, status, uniqExactMerge(messages)
-        FROM {MESSAGE_STATUS_MINUTE_TABLE}
-        WHERE {_FILTER}
-        GROUP BY phone_number_id, status
+        WITH {_COUNTS}
+        SELECT phone_number_id, status, sum(messages) FROM counts GROUP BY phone_number_id, status
     """
     result: dict[str, dict[str, int]] = {}
     for pnid, status, count in client.query(sql, parameters=where.parameters).result_rows:

@@ -26,8 +26,10 @@ from warehouse.tables import (
     FLOW_SENDS_TABLE,
     FLOW_SESSIONS_TABLE,
     MESSAGE_STATE_TABLE,
+    MESSAGE_STATUS_COUNTS_TABLE,
     MESSAGE_STATUS_MINUTE_TABLE,
     MESSAGE_STATUSES_TABLE,
+    MESSAGES_READ_UNDELIVERED_TABLE,
     NEVER_DATETIME,
     REJECTED_EVENTS_TABLE,
 )
@@ -68,6 +70,8 @@ DERIVED = (
               "[sent_at, delivered_at, read_at, failed_at, toDateTime(0, 'UTC')]))", derived=True),
     Retention(FLOW_SESSIONS_TABLE, "last_activity_at", derived=True),
     Retention(FLOW_SENDS_BY_TIME_TABLE, "sent_at", derived=True),
+    Retention(MESSAGE_STATUS_COUNTS_TABLE, "minute + INTERVAL 1 MINUTE", derived=True),
+    Retention(MESSAGES_READ_UNDELIVERED_TABLE, "read_at", derived=True),
 )
 RETENTIONS = RAW + DERIVED
 

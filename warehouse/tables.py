@@ -23,6 +23,10 @@ FLOW_SELECTIONS_TABLE = "flow_selections"
 MESSAGE_STATE_TABLE = "message_state"
 FLOW_HEALTH_EVENTS_TABLE = "flow_health_events"
 FLOW_HEALTH_CURRENT_TABLE = "flow_health_current"
+MESSAGE_STATUS_COUNTS_TABLE = "message_status_counts"
+MESSAGE_STATUS_TOUCHES_TABLE = "message_status_touches"
+MESSAGES_READ_UNDELIVERED_TABLE = "messages_read_undelivered"
+ROLLUP_PROGRESS_TABLE = "rollup_progress"
 
 # "Never" in the time columns of migration 0004, which the flow queries compare against: the sessions'
 # DateTime64 columns hold 2200-01-01; message_state's DateTime columns hold 2106-01-01, since a DateTime

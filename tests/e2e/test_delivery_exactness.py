@@ -13,19 +13,23 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import httpx
+import pytest
 
 from flowtools.simulator.config import SimulationConfig
 from flowtools.simulator.runner import run
 from tests.stack import Stack, poll
 from warehouse import queries
 from warehouse.client import connect
+from warehouse.rollup import DELIVERY_SEALED
 
 ALL_TIME = queries.DeliveryFilter(start=datetime(2014, 1, 1), end=datetime.now() + timedelta(days=1))
 
 
-
-def test_simulated_traffic_lands_exactly_once(stack_factory: Callable[..., Stack]) -> None:
-    stack = stack_factory("broker", "warehouse", "receiver", "stream")
+# Sealed at once, every minute before the current one is counted as soon as it ends and statuses still arriving
+# for it (delayed, reordered, duplicated) reseal it: the figures must not move from the truth either way.
+@pytest.mark.parametrize("seal_after_s", [120, 0], ids=["live-minutes", "sealed-minutes"])
+def test_simulated_traffic_lands_exactly_once(stack_factory: Callable[..., Stack], seal_after_s: int) -> None:
+    stack = stack_factory("broker", "warehouse", "receiver", "stream", rollup_seal_after_s=seal_after_s)
     config = SimulationConfig(messages=3000, rate=400, seed=11, concurrency=16, deadline_s=120)
     result = asyncio.run(run(stack.webhook_url, config=config, app_secret=stack.settings.app_secret, progress=False))
     assert result.truth is not None
@@ -38,6 +42,13 @@ def test_simulated_traffic_lands_exactly_once(stack_factory: Callable[..., Stack
     expected_totals = {**truth["statuses"], "delivered_or_read": truth["delivered_or_read"]}
     totals = poll(lambda: {**queries.delivery_totals(client, ALL_TIME)}, want=expected_totals, deadline_s=60)
     assert totals == expected_totals
+    if seal_after_s == 0:  # once every minute is sealed, the figures are sums of sealed counts alone
+        newest = client.command("SELECT toStartOfMinute(max(occurred_at)) + 60 FROM message_statuses")
+        sealed = poll(lambda: client.command(
+            f"SELECT max(until) >= '{newest}' FROM rollup_progress FINAL WHERE task = '{DELIVERY_SEALED}'"),
+            want=1, deadline_s=90)
+        assert sealed == 1
+        assert queries.delivery_totals(client, ALL_TIME) == expected_totals
 
     by_number = queries.delivery_by_phone_number(client, ALL_TIME)
     assert {pnid: {s: c for s, c in counts.items() if c} for pnid, counts in by_number.items()} == {

@@ -39,6 +39,7 @@ OURS = {
     "migrate": ["warehouse", "migrate"],
     "receiver": ["ingest"],
     "stream": ["stream"],
+    "rollup": ["warehouse", "rollup"],
     "dashboards": ["dashboards"],
 }
 # The secret settings each service may see: those `flowscope up` gives the same process (migrations run as admin).
@@ -46,6 +47,7 @@ SERVICE_SECRETS = {
     "migrate": ("warehouse_admin_password",),
     "receiver": PROCESS_SECRETS["receiver"],
     "stream": PROCESS_SECRETS["stream"],
+    "rollup": PROCESS_SECRETS["rollup"],
     "dashboards": PROCESS_SECRETS["dashboards"],
 }
 # Settings only one service uses (where it listens, how many workers); everything else is the same everywhere.
@@ -53,6 +55,7 @@ SERVICE_SETTINGS = {
     "migrate": set(),
     "receiver": {"FLOWSCOPE_INGEST_HOST", "FLOWSCOPE_INGEST_WORKERS"},
     "stream": {"FLOWSCOPE_STREAM_METRICS_HOST"},
+    "rollup": {"FLOWSCOPE_STREAM_METRICS_HOST"},
     "dashboards": {"FLOWSCOPE_DASHBOARD_HOST"},
 }
 DEFAULTS = Settings()
@@ -464,9 +467,11 @@ def test_prometheus_loads_the_shipped_rules_and_scrapes_every_flowscope_process(
     jobs = {job["job_name"]: job["dns_sd_configs"][0] for job in config["scrape_configs"]}
     receiver_port = Settings.from_env(environment(services["receiver"])).ingest_port
     stream_port = Settings.from_env(environment(services["stream"])).stream_metrics_port
+    rollup_port = Settings.from_env(environment(services["rollup"])).rollup_metrics_port
     assert jobs == {
         "flowscope-receiver": {"names": ["receiver"], "type": "A", "port": receiver_port},
         "flowscope-stream": {"names": ["stream"], "type": "A", "port": stream_port},
+        "flowscope-rollup": {"names": ["rollup"], "type": "A", "port": rollup_port},
     }
     checked = subprocess.run([_tool("promtool"), "check", "config", "--syntax-only", str(config_path)],
                              capture_output=True, text=True, timeout=60, check=False)

@@ -23,7 +23,7 @@ def lint(url: str) -> tuple[int, str]:
     return checked.returncode, (checked.stdout + checked.stderr).decode()
 
 
-def test_receiver_and_stream_metrics_pass_promtool(stack_factory: Callable[..., Stack]) -> None:
+def test_receiver_stream_and_rollup_metrics_pass_promtool(stack_factory: Callable[..., Stack]) -> None:
     stack = stack_factory("broker", "warehouse", "receiver", "stream", gauge_refresh_s=0.5)
     assert post(stack, flows_webhook(BLOCKED, ERRORS_ON)).status_code == 200
     stream = f"http://127.0.0.1:{stack.settings.stream_metrics_port}/metrics"
@@ -31,7 +31,10 @@ def test_receiver_and_stream_metrics_pass_promtool(stack_factory: Callable[..., 
     assert poll(lambda: "flowscope_stream_flow_alert_active{" in httpx.get(stream).text, want=True,
                 deadline_s=60)
     receiver = f"http://127.0.0.1:{stack.settings.ingest_port}/metrics"
-    for url in (receiver, stream):
+    rollup = f"http://127.0.0.1:{stack.settings.rollup_metrics_port}/metrics"
+    assert poll(lambda: "flowscope_rollup_pass_duration_seconds_count 0.0" not in httpx.get(rollup).text,
+                want=True, deadline_s=60)  # a pass ran
+    for url in (receiver, stream, rollup):
         assert lint(url) == (0, ""), url
         names = [line for line in httpx.get(url).text.splitlines() if line.startswith("flowscope_")]
         assert names and not [line for line in names if any(word in line for word in USER_DATA)]

@@ -1,0 +1,86 @@
+"""The rollup worker: one process beside the stream workers that keeps the warehouse's sealed figures.
+
+Every ``rollup_interval_s`` it runs a pass of :class:`warehouse.rollup.DeliveryRollup`, reading as the
+warehouse analyst and inserting as the writer. One runs per warehouse (passes are idempotent: a second
+one only repeats work). When the warehouse is away the pass fails, is counted, and the next one tries
+again; the dashboards' figures stay exact meanwhile (they merge sets for whatever is not sealed).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from datetime import UTC
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+from config.settings import Settings
+from warehouse.client import connect
+from warehouse.exceptions import WarehouseError
+from warehouse.rollup import EPOCH, DeliveryRollup
+
+logger = logging.getLogger(__name__)
+
+SEALED_UNTIL = Gauge(
+    "flowscope_rollup_sealed_until_timestamp_seconds",
+    "Every minute of delivery counts before this time is sealed (0: nothing yet).",
+)
+SEALED_PERIODS = Counter(
+    "flowscope_rollup_sealed_periods_total", "One-minute periods of delivery counts sealed (those with a status)."
+)
+RESEALED_PERIODS = Counter(
+    "flowscope_rollup_resealed_periods_total",
+    "Sealed one-minute periods (per phone number) counted again after a status landed in them late.",
+)
+PASS_SECONDS = Histogram(
+    "flowscope_rollup_pass_duration_seconds",
+    "Time of one rollup pass.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
+)
+PASS_FAILURES = Counter(
+    "flowscope_rollup_pass_failures_total", "Rollup passes that failed (the warehouse was away or refused)."
+)
+
+
+def run(settings: Settings, *, stop: threading.Event) -> None:
+    """Run passes until ``stop`` is set."""
+    if settings.rollup_metrics_port:
+        start_http_server(settings.rollup_metrics_port, addr=settings.stream_metrics_host)
+    rollup: DeliveryRollup | None = None
+    logger.info("rollup: a pass every %.1f s, minutes sealed after %d s",
+                settings.rollup_interval_s, settings.rollup_seal_after_s)
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            if rollup is None:
+                rollup = DeliveryRollup(connect(settings.warehouse_url_for("analyst")),
+                                        writer=connect(settings.warehouse_url_for("writer")),
+                                        seal_after_s=settings.rollup_seal_after_s,
+                                        reads_interval_s=settings.rollup_reads_interval_s)
+            done = rollup.run_once()
+        except WarehouseError as exc:
+            PASS_FAILURES.inc()
+            logger.warning("rollup pass failed (%s); retrying", exc)
+            if rollup is not None:
+                rollup.close()
+            rollup = None
+        else:
+            SEALED_PERIODS.inc(done.sealed_minutes)
+            RESEALED_PERIODS.inc(done.resealed_minutes)
+            if done.sealed_until > EPOCH:
+                SEALED_UNTIL.set(done.sealed_until.replace(tzinfo=UTC).timestamp())
+            PASS_SECONDS.observe(time.monotonic() - started)
+        stop.wait(max(0.0, settings.rollup_interval_s - (time.monotonic() - started)))
+    if rollup is not None:
+        rollup.close()
+
+
+def main(settings: Settings) -> int:
+    """The ``flowscope warehouse rollup`` process: passes until SIGTERM or Ctrl-C."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    run(settings, stop=stop)
+    return 0
