@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from config.settings import Settings, describe
@@ -71,6 +73,8 @@ def cmd_warehouse(settings: Settings, args: argparse.Namespace) -> int:
             access=access,
         )
         return 0
+    if args.warehouse_command == "rebuild":
+        return _rebuild(settings, args)
     if args.warehouse_command == "rollup":
         from stream.rollup import main as rollup_main
 
@@ -85,6 +89,28 @@ def cmd_warehouse(settings: Settings, args: argparse.Namespace) -> int:
     kept = f"{settings.warehouse_retention_days} days" if settings.warehouse_retention_days else "forever"
     print(f"retention: raw events kept {kept}, derived tables at least as long")  # noqa: T201
     return 0
+
+
+def _rebuild(settings: Settings, args: argparse.Namespace) -> int:
+    from warehouse.client import connect, database_of
+    from warehouse.rebuild import rebuild
+
+    url = settings.warehouse_url_for("admin")
+    client = connect(url)
+    started = time.monotonic()
+    try:
+        count = rebuild(client, database_of(url), since=args.since, until=args.until,
+                        say=lambda line: print(f"[{time.monotonic() - started:6.1f} s] {line}", flush=True))  # noqa: T201
+    finally:
+        client.close()
+    print(f"rebuilt in {time.monotonic() - started:.1f} s ({count} statements)")  # noqa: T201
+    return 0
+
+
+def _moment(text: str) -> datetime:
+    """An ISO date or date-time, as naive UTC (a time zone, if given, is converted)."""
+    moment = datetime.fromisoformat(text)
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo is not None else moment
 
 
 def cmd_dashboards(settings: Settings, args: argparse.Namespace) -> int:
@@ -130,9 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("ingest", help="run the webhook receiver").set_defaults(func=cmd_ingest)
     sub.add_parser("stream", help="run one stream worker").set_defaults(func=cmd_stream)
     wh = sub.add_parser("warehouse", help="the warehouse: serve the embedded one, migrate a schema, run its rollup")
-    wh.add_argument("warehouse_command", choices=["serve", "migrate", "rollup"],
+    wh.add_argument("warehouse_command", choices=["serve", "migrate", "rollup", "rebuild"],
                     help="serve: the embedded warehouse; migrate: apply the schema; rollup: keep the sealed "
-                         "delivery counts (one process per warehouse)")
+                         "delivery counts (one process per warehouse); rebuild: recompute every derived table "
+                         "from the raw tables (idempotent)")
+    wh.add_argument("--since", type=_moment, default=None,
+                    help="rebuild: only what raw events from this time (ISO, UTC unless a zone is given) feed")
+    wh.add_argument("--until", type=_moment, default=None, help="rebuild: ... up to this time (excluded)")
     wh.set_defaults(func=cmd_warehouse)
     sub.add_parser("dashboards", help="run the Streamlit dashboards").set_defaults(func=cmd_dashboards)
     broker = sub.add_parser("broker", help="run the embedded broker (tansu) in the foreground")

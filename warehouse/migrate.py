@@ -10,6 +10,7 @@ from importlib import resources
 from clickhouse_connect.driver.client import Client
 
 from warehouse.client import connect, database_of
+from warehouse.rebuild import DERIVED, SOURCE_TIME, rebuild
 from warehouse.retention import apply_retention
 from warehouse.tables import SCHEMA_MIGRATIONS_TABLE
 
@@ -71,12 +72,39 @@ def migrate(url: str, *, retention_days: int | None = None) -> list[Migration]:
         admin.close()
     client = connect(url)
     try:
+        before = _tables(client, database)
         applied = _apply(client)
+        backfill_new_derived_tables(client, database, created=_tables(client, database) - before)
         if retention_days is not None:
             apply_retention(client, retention_days)
         return applied
     finally:
         client.close()
+
+
+def backfill_new_derived_tables(client: Client, database: str, *, created: set[str]) -> list[str]:
+    """Fill the derived tables a migration just created from the raw rows already stored (a warehouse with
+    history), through :mod:`warehouse.rebuild`, the code ``flowscope warehouse rebuild`` runs."""
+    new = tuple(d.table for d in DERIVED if d.table in created)
+    if new and before_any_raw_row(client, database):
+        return []
+    if new:
+        rebuild(client, database, tables=new)
+    return list(new)
+
+
+def before_any_raw_row(client: Client, database: str) -> bool:
+    """True for a warehouse that holds no raw row yet (a first migrate): nothing to backfill."""
+    counts = client.query(
+        "SELECT sum(total_rows) FROM system.tables WHERE database = {db:String} AND has({raw:Array(String)}, name)",
+        parameters={"db": database, "raw": list(SOURCE_TIME)}).result_rows
+    return not counts or not counts[0][0]
+
+
+def _tables(client: Client, database: str) -> set[str]:
+    rows = client.query("SELECT name FROM system.tables WHERE database = {db:String}",
+                        parameters={"db": database}).result_rows
+    return {row[0] for row in rows}
 
 
 def _apply(client: Client) -> list[Migration]:

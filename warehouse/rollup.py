@@ -49,6 +49,8 @@ logger = logging.getLogger(__name__)
 DELIVERY_SEALED = "delivery_sealed"
 # rollup_progress task: touches up to its ``until`` (less the margin) have been resealed.
 DELIVERY_TOUCHES = "delivery_touches"
+# rollup_progress task: a rebuild (warehouse/rebuild.py) runs until its ``until``; passes wait meanwhile.
+REBUILDING = "rebuilding"
 # Before any seal: the readers' "nothing sealed" (rollup_progress has no row; max() of nothing is the epoch).
 EPOCH = datetime(1970, 1, 1)
 # Touches recorded up to this long before a pass began are read again by the next one: an insert's touch is
@@ -96,6 +98,7 @@ class RollupPass:
     resealed_minutes: int  # sealed (phone number, minute) pairs counted again after a late status
     reads_refreshed: bool
     read_undelivered_changes: int  # rows written to messages_read_undelivered (new, moved or deleted)
+    waited: bool = False  # a rebuild was running: the pass did nothing
 
 
 def progress(client: Client, task: str) -> datetime | None:
@@ -133,6 +136,10 @@ class DeliveryRollup:
         client = self.client
         began = server_now(client)
         sealed = progress(client, DELIVERY_SEALED) or EPOCH
+        rebuilding = progress(client, REBUILDING)
+        if rebuilding is not None and rebuilding > began:
+            logger.info("rollup: waiting, a rebuild runs (its lease ends %s)", rebuilding)
+            return RollupPass(sealed, 0, 0, False, 0, waited=True)
         touches_since = progress(client, DELIVERY_TOUCHES)
         horizon = _minute(began - self.seal_after)
 
@@ -171,6 +178,34 @@ class DeliveryRollup:
             logger.info("rollup: sealed %d minutes (until %s), resealed %d, %d read-undelivered changes",
                         sealed_minutes, sealed, resealed, changes)
         return RollupPass(sealed, sealed_minutes, resealed, refreshed, changes)
+
+    def reseal(self, *, since: datetime | None, until: datetime | None, sealed_at: datetime) -> int:
+        """Count again the sealed minutes in [since, until) (default: all sealed) and drop keys not counted now.
+
+        For a rebuild, as the admin: the new counts replace the old ones key by key (no moment without a count),
+        then keys counted before ``sealed_at`` and not again (a derivation fixed, say) are deleted.
+        Returns the minutes counted.
+        """
+        sealed = progress(self.client, DELIVERY_SEALED)
+        counted = 0
+        if sealed is not None:
+            start = since if since is not None else self._first_minute() or sealed
+            end = min(until, sealed) if until is not None else sealed
+            chunk = start
+            while chunk < end:
+                stop = min(end, chunk + SEAL_CHUNK)
+                rows = self.client.query(_COUNTS_OF_MINUTES, parameters={"start": chunk, "end": stop}).result_rows
+                self._write_counts(rows, sealed_at)
+                counted += len({row[1] for row in rows})
+                chunk = stop
+            if start < end:
+                self.writer.command(
+                    f"DELETE FROM {MESSAGE_STATUS_COUNTS_TABLE} WHERE minute >= {{start:DateTime('UTC')}} "
+                    "AND minute < {end:DateTime('UTC')} AND sealed_at < {sealed_at:DateTime64(3, 'UTC')}",
+                    parameters={"start": start, "end": end, "sealed_at": sealed_at},
+                    settings={"lightweight_deletes_sync": 2})
+        self.refresh_read_undelivered(sealed_at)
+        return counted
 
     def refresh_read_undelivered(self, version: datetime) -> int:
         """Bring ``messages_read_undelivered`` up to date; returns the rows written."""
