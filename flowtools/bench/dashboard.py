@@ -1,12 +1,13 @@
 """Dashboard queries at scale: p95 of every query the dashboard pages run, on a warehouse of N events.
 
-The warehouse (our chDB server, the same one ``flowscope up`` runs) is filled inside ClickHouse with
-``INSERT … SELECT FROM numbers()`` into the raw tables, so every materialized view and rollup is fed
-exactly as the stream worker feeds it. The traffic: outbound messages spread over 30 days across 20
-business numbers, each with its status path (sent, then delivered 92 %, read 60 %, or failed 3 % with
-a Meta error code); every second message is a Flow message with its ``flow_sent`` record, screen
-events along its version's path (dropping off on the way) and a completion for most that reach the
-end. "Events" counts rows of the four raw tables: statuses, sends, screen events and completions.
+The warehouse (our chDB server, the same one ``flowscope up`` runs) is filled through the stream worker's
+write path (the per-event-kind inserts of :mod:`warehouse.writer`, in large batches), so every materialized
+view is fed exactly as in production; the rollup then seals the history before queries are timed. The
+traffic: outbound messages spread over 30 days across 20 business numbers, each with its status path
+(sent, then delivered 92 %, read 60 %, or failed 3 % with a Meta error code); every second message is a
+Flow message with its ``flow_sent`` record, screen events along its version's path (dropping off on the
+way) and a completion for most that reach the end. "Events" counts rows of the four raw tables:
+statuses, sends, screen events and completions.
 
 Each query runs as the page runs it on a refresh (same typed function, same default filters), for
 the time ranges a user picks; the figure judged is the p95 over all of them.
@@ -23,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from config.settings import Settings
-from contract.events import MESSAGE_STATUSES, NODE_ACTIONS, NODE_SOURCES, NODE_TYPES
+from embedded.exceptions import SupervisorError
 from flowtools.bench import Result, Say, percentile
-from flowtools.harness import Pipeline, register_simulated_flows
+from flowtools.harness import Pipeline, poll, register_simulated_flows
 from flowtools.simulator.flows import FLOWS
 from warehouse import tables
 
@@ -34,7 +35,7 @@ NUMBERS = 20  # business phone numbers
 DAYS = 30
 EVENTS_PER_MESSAGE = 4.3  # about: 2.55 statuses + half a Flow session (1 send + ~2.3 screens + ~0.35 completion)
 ERROR_CODES = (131026, 131047, 131048, 131056, 130429, 131000)
-CHUNK_MESSAGES = 2_000_000
+CHUNK_MESSAGES = 50_000  # messages per write: about 215,000 events
 
 SettingsFactory = Callable[..., Settings]
 
@@ -55,123 +56,65 @@ def _paths() -> list[tuple[str, str, list[str]]]:
     return out
 
 
-def _sql_literal(value: Any) -> str:
-    if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_sql_literal(v) for v in value) + "]"
-    return str(value)
+def _mix(n: int, salt: int) -> int:
+    """A deterministic pseudo-random number of message ``n`` (the traffic's dice), in 0 .. 2**32 - 1."""
+    x = (n * 0x9E3779B1 + salt * 0x85EBCA77) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x2C1B3C6D) & 0xFFFFFFFF
+    return x ^ (x >> 12)
 
 
-def load_sql(first: int, count: int, *, total: int, end: datetime) -> list[str]:
-    """The INSERT … SELECT statements that write messages ``first`` .. ``first + count - 1`` and their events."""
+def events_of(first: int, count: int, *, total: int, end: datetime) -> dict[str, list[Any]]:
+    """The events of messages ``first`` .. ``first + count - 1``, as the stream worker receives them: statuses,
+    Flow sends, screen events and completions (keyword arguments of :func:`warehouse.writer.inserts`)."""
+    from contract.events import FlowCompletion, FlowSent, MessageStatus, NodeEvent
+
     paths = _paths()
-    flow_ids = _sql_literal([p[0] for p in paths])
-    versions = _sql_literal([p[1] for p in paths])
-    screens = _sql_literal([p[2] for p in paths])
     start_ms = int((end - timedelta(days=DAYS)).timestamp() * 1000)
     step_ms = DAYS * 86_400_000 // max(total, 1)
-    base = f"""
-        SELECT number AS n,
-               concat('wamid.bench.', toString(n)) AS wamid,
-               toString(100000000000000 + n % {NUMBERS}) AS pnid,
-               fromUnixTimestamp64Milli(toInt64({start_ms} + n * {step_ms}), 'UTC') AS t,
-               sipHash64(n, 'fate') % 100 AS fate,
-               n % 2 = 0 AS is_flow,
-               intDiv(n, 2) % {len(paths)} + 1 AS fv,
-               {screens}[fv] AS path,
-               least(sipHash64(n, 'depth') % (length(path) + 2), length(path)) AS depth,
-               depth = length(path) AND sipHash64(n, 'done') % 10 < 8 AS completes
-        FROM numbers({first}, {count})
-    """
-    status = {value: _allowed(value, MESSAGE_STATUSES) for value in ("sent", "delivered", "read", "failed")}
-    statuses = _insert_select(tables.MESSAGE_STATUSES_TABLE, tables.STATUS_COLUMNS, {
-        "event_id": "concat(wamid, ':', st.1)",
-        "waba_id": "'200000000000001'",
-        "phone_number_id": "pnid",
-        "wamid": "wamid",
-        "status": "st.1",
-        "occurred_at": "toDateTime(t + toIntervalSecond(st.2))",
-        "received_at": "t + toIntervalSecond(st.2)",
-        "recipient_hash": "hex(sipHash64(n, 'user'))",
-        "error_code": f"if(st.1 = {status['failed']}, {_sql_literal(list(ERROR_CODES))}[n % 6 + 1], 0)",
-    }, f"""
-        FROM ({base})
-        ARRAY JOIN arrayFilter(s -> s.1 != '',
-            [({status['sent']}, 0),
-             (if(fate < 92, {status['delivered']}, ''), 4),
-             (if(fate < 60, {status['read']}, ''), 90),
-             (if(fate >= 97, {status['failed']}, ''), 3)]) AS st
-    """)
-    sends = _insert_select(tables.FLOW_SENDS_TABLE, tables.FLOW_SEND_COLUMNS, {
-        "event_id": "concat('send.', toString(n))",
-        "wamid": "wamid",
-        "flow_id": f"{flow_ids}[fv]",
-        "flow_version": f"{versions}[fv]",
-        "flow_token": "concat('ft.', toString(n))",
-        "campaign": "['spring_promo', 'reactivation', ''][n % 3 + 1]",
-        "phone_number_id": "pnid",
-        "recipient_hash": "hex(sipHash64(n, 'user'))",
-        "sent_at": "t",
-        "received_at": "t",
-    }, f"""
-        FROM ({base})
-        WHERE is_flow
-    """)
-    nodes = _insert_select(tables.FLOW_NODE_EVENTS_TABLE, tables.NODE_EVENT_COLUMNS, {
-        "event_id": "concat('node.', toString(n), '.', toString(j))",
-        "flow_token": "concat('ft.', toString(n))",
-        "flow_id": f"{flow_ids}[fv]",
-        "flow_version": f"{versions}[fv]",
-        "screen": "path[j]",
-        "node_type": _allowed("form", NODE_TYPES),
-        "action": _allowed("view", NODE_ACTIONS),
-        "source": _allowed("node", NODE_SOURCES),
-        "occurred_at": "t + toIntervalSecond(100 + 25 * j + sipHash64(n, j) % 40)",
-        "received_at": "t + toIntervalSecond(100 + 25 * j)",
-        "field_keys": "[]",
-        "fields": "map()",
-        "error": "''",
-    }, f"""
-        FROM ({base})
-        ARRAY JOIN range(1, toUInt64(depth) + 1) AS j
-        WHERE is_flow AND depth > 0
-    """)
-    completions = _insert_select(tables.FLOW_COMPLETIONS_TABLE, tables.COMPLETION_COLUMNS, {
-        "event_id": "concat('done.', toString(n))",
-        "waba_id": "'200000000000001'",
-        "phone_number_id": "pnid",
-        "wamid": "concat('wamid.reply.', toString(n))",
-        "flow_wamid": "wamid",
-        "flow_token": "concat('ft.', toString(n))",
-        "flow_name": "'bench'",
-        "occurred_at": "toDateTime(t + toIntervalSecond(130 + 25 * depth))",
-        "received_at": "t + toIntervalSecond(130 + 25 * depth)",
-        "user_hash": "hex(sipHash64(n, 'user'))",
-        "response_keys": "[]",
-        "response_fields": "map()",
-    }, f"""
-        FROM ({base})
-        WHERE is_flow AND completes
-    """)
-    return [statuses, sends, nodes, completions]
-
-
-def _insert_select(table: str, columns: tuple[str, ...], values: dict[str, str], source: str) -> str:
-    """``INSERT INTO table (…) SELECT … source`` with each value under its column, in the table's column order."""
-    unknown = sorted(set(values) - set(columns))
-    if unknown:
-        raise ValueError(f"{table} has no column {', '.join(unknown)}")
-    names = [column for column in columns if column in values]
-    return (f"INSERT INTO {table} ({', '.join(names)})\n"
-            f"        SELECT {', '.join(values[column] for column in names)}{source}")
-
-
-def _allowed(value: str, allowed: tuple[str, ...]) -> str:
-    """``value`` as an SQL literal, once the contract allows it."""
-    if value not in allowed:
-        raise ValueError(f"{value!r} is not one of {allowed}")
-    return _sql_literal(value)
+    statuses: list[MessageStatus] = []
+    sends: list[FlowSent] = []
+    nodes: list[NodeEvent] = []
+    completions: list[FlowCompletion] = []
+    for n in range(first, first + count):
+        wamid, pnid = f"wamid.bench.{n}", str(100000000000000 + n % NUMBERS)
+        sent_ms = start_ms + n * step_ms
+        sent_s = sent_ms // 1000
+        user = f"{_mix(n, 1):08x}"
+        fate = _mix(n, 2) % 100
+        path_of = [("sent", 0)]
+        if fate < 92:
+            path_of.append(("delivered", 4))
+        if fate < 60:
+            path_of.append(("read", 90))
+        if fate >= 97:
+            path_of.append(("failed", 3))
+        for status, after in path_of:
+            statuses.append(MessageStatus(
+                event_id=f"{wamid}:{status}", waba_id="200000000000001", phone_number_id=pnid, wamid=wamid,
+                status=status, occurred_at=sent_s + after, received_at_ms=sent_ms + after * 1000,
+                recipient_hash=user, error_code=ERROR_CODES[n % 6] if status == "failed" else 0))
+        if n % 2:
+            continue
+        flow_id, version, path = paths[(n // 2) % len(paths)]
+        token = f"ft.{n}"
+        sends.append(FlowSent(event_id=f"send.{n}", wamid=wamid, flow_id=flow_id, flow_version=version,
+                              flow_token=token, campaign=("spring_promo", "reactivation", "")[n % 3],
+                              phone_number_id=pnid, recipient_hash=user, occurred_at_ms=sent_ms,
+                              received_at_ms=sent_ms))
+        depth = min(_mix(n, 3) % (len(path) + 2), len(path))
+        for j in range(1, depth + 1):
+            nodes.append(NodeEvent(event_id=f"node.{n}.{j}", flow_token=token, flow_id=flow_id, flow_version=version,
+                                   screen=path[j - 1], node_type="form", action="view",
+                                   occurred_at_ms=sent_ms + (100 + 25 * j + _mix(n, 10 + j) % 40) * 1000,
+                                   received_at_ms=sent_ms + (100 + 25 * j) * 1000, source="node"))
+        if depth == len(path) and _mix(n, 4) % 10 < 8:
+            done_ms = sent_ms + (130 + 25 * depth) * 1000
+            completions.append(FlowCompletion(
+                event_id=f"done.{n}", waba_id="200000000000001", phone_number_id=pnid, wamid=f"wamid.reply.{n}",
+                flow_wamid=wamid, flow_token=token, flow_name="bench", occurred_at=done_ms // 1000,
+                received_at_ms=done_ms, user_hash=user))
+    return {"statuses": statuses, "flow_sends": sends, "node_events": nodes, "completions": completions}
 
 
 RAW_TABLES = (tables.MESSAGE_STATUSES_TABLE, tables.FLOW_SENDS_TABLE, tables.FLOW_NODE_EVENTS_TABLE,
@@ -187,18 +130,36 @@ def stored_events(client: Any) -> int:
 
 
 def load(client: Any, events: int, *, end: datetime, say: Say) -> tuple[int, float]:
-    """Fill the warehouse with about ``events`` raw events; returns (events stored, seconds)."""
+    """Fill the warehouse with about ``events`` raw events through the stream worker's write path (the
+    warehouse's per-event-kind inserts, :mod:`warehouse.writer`, in large batches); returns (stored, seconds)."""
+    from warehouse import writer
+
     messages = max(1, round(events / EVENTS_PER_MESSAGE))
     started = time.monotonic()
-    first = 0
+    first = written = 0
     while first < messages:
         count = min(CHUNK_MESSAGES, messages - first)
-        for sql in load_sql(first, count, total=messages, end=end):
-            client.command(sql, settings={"max_insert_threads": 2, "max_threads": 2})
+        batch = writer.inserts(**events_of(first, count, total=messages, end=end))
+        writer.write(client, *batch)
+        written += sum(insert.rows for insert in batch)
         first += count
         elapsed = time.monotonic() - started
-        say(f"  loaded {first:,} / {messages:,} messages ({first / messages:.0%}), {elapsed:.0f} s")
+        say(f"  loaded {first:,} / {messages:,} messages ({first / messages:.0%}), {written:,} events, "
+            f"{elapsed:.0f} s ({written / elapsed:,.0f} events/s)")
     return stored_events(client), time.monotonic() - started
+
+
+def wait_for_rollup(client: Any, settings: Settings, *, deadline_s: float = 3600) -> float:
+    """Seconds until the rollup has sealed every minute it may (all but its last ``rollup_seal_after_s``)."""
+    from warehouse.rollup import DELIVERY_SEALED, progress, server_now
+
+    started = time.monotonic()
+    horizon = server_now(client) - timedelta(seconds=settings.rollup_seal_after_s + 60)
+    sealed = poll(lambda: (progress(client, DELIVERY_SEALED) or datetime(1970, 1, 1)) >= horizon, want=True,
+                  deadline_s=deadline_s, interval_s=1.0)
+    if not sealed:
+        raise SupervisorError(f"the rollup did not seal the loaded history within {deadline_s:.0f} s")
+    return time.monotonic() - started
 
 
 def queries(end: datetime, *, timeout_s: int = Settings.session_timeout_s) -> list[tuple[str, Callable[[Any], object]]]:
@@ -289,7 +250,10 @@ def run(settings_factory: SettingsFactory, say: Say, *, quick: bool, events: int
                 "sent_statuses": _count(client, f"{tables.MESSAGE_STATUSES_TABLE} WHERE status = 'sent'"),
                 "flow_sends": _count(client, tables.FLOW_SENDS_TABLE),
             }
-            say(f"dashboard: {stored:,} events stored in {load_s:.0f} s ({stored / load_s:,.0f}/s); timing queries")
+            say(f"dashboard: {stored:,} events stored in {load_s:.0f} s ({stored / load_s:,.0f}/s); "
+                "waiting for the rollup to seal them")
+            seal_s = wait_for_rollup(client, settings)
+            say(f"dashboard: sealed in {seal_s:.0f} s; timing queries")
             client.close()
             reader = connect(settings.warehouse_url_for("analyst"), send_receive_timeout=3600)  # as the dashboards
             timings = time_queries(reader, end, repeats=repeats, budget_s=10 if quick else 15,
@@ -298,7 +262,9 @@ def run(settings_factory: SettingsFactory, say: Say, *, quick: bool, events: int
     every = [ms for runs in timings.values() for ms in runs]
     per_query = {label: round(percentile(runs, 95), 1) for label, runs in timings.items()}
     slowest = sorted(per_query.items(), key=lambda kv: -kv[1])[:8]
-    details = {**loaded, "events": stored, "load_s": round(load_s, 1), "queries": len(timings), "runs": len(every),
+    details = {**loaded, "events": stored, "load_s": round(load_s, 1),
+               "load_events_per_s": round(stored / load_s), "seal_s": round(seal_s, 1), "queries": len(timings),
+               "runs": len(every),
                "p95_ms_by_query": per_query, "slowest": dict(slowest),
                "over_target": sorted(q for q, ms in per_query.items() if ms > TARGET_P95_MS)}
     return [
