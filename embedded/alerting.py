@@ -19,6 +19,7 @@ DEPLOY_DIR = Path(__file__).resolve().parents[1] / "deploy"
 RULES_DIR = DEPLOY_DIR / "prometheus" / "rules"
 RECEIVER_JOB = "flowscope-receiver"
 STREAM_JOB = "flowscope-stream"
+ROLLUP_JOB = "flowscope-rollup"
 INSTALL_HINT = "sudo apt-get install prometheus prometheus-alertmanager"
 
 
@@ -50,8 +51,10 @@ def alerting_note() -> str | None:
 
 
 def prometheus_config(*, receiver_targets: Sequence[str], stream_targets: Sequence[str], alertmanager: str,
-                      interval_s: float, rules_dir: Path = RULES_DIR) -> dict[str, object]:
+                      interval_s: float, rules_dir: Path = RULES_DIR,
+                      rollup_targets: Sequence[str] = ()) -> dict[str, object]:
     interval = f"{interval_s:g}s"
+    rollup = [{"job_name": ROLLUP_JOB, "static_configs": [{"targets": list(rollup_targets)}]}] if rollup_targets else []
     return {
         "global": {"scrape_interval": interval, "evaluation_interval": interval, "scrape_timeout": interval},
         "rule_files": [str(rules_dir / "*.yml")],
@@ -59,6 +62,7 @@ def prometheus_config(*, receiver_targets: Sequence[str], stream_targets: Sequen
         "scrape_configs": [
             {"job_name": RECEIVER_JOB, "static_configs": [{"targets": list(receiver_targets)}]},
             {"job_name": STREAM_JOB, "static_configs": [{"targets": list(stream_targets)}]},
+            *rollup,
         ],
     }
 
@@ -81,7 +85,7 @@ def alertmanager_config(*, webhook_url: str, group_wait_s: float, group_interval
 
 def prometheus_spec(settings: Settings, *, stream_targets: Sequence[str] = (), interval_s: float = 5.0,
                     name: str = "prometheus") -> ProcessSpec:
-    """Prometheus scraping the receiver and the stream workers, evaluating the shipped rules."""
+    """Prometheus scraping the receiver, the stream workers and the rollup, evaluating the shipped rules."""
     binary = prometheus_binary()
     if binary is None:
         raise FileNotFoundError(f"prometheus is not installed ({INSTALL_HINT})")
@@ -90,6 +94,7 @@ def prometheus_spec(settings: Settings, *, stream_targets: Sequence[str] = (), i
     config = prometheus_config(
         receiver_targets=[f"{settings.ingest_host}:{settings.ingest_port}"],
         stream_targets=list(stream_targets) or [f"127.0.0.1:{settings.stream_metrics_port}"],
+        rollup_targets=[f"127.0.0.1:{settings.rollup_metrics_port}"] if settings.rollup_metrics_port else [],
         alertmanager=f"127.0.0.1:{settings.alertmanager_port}",
         interval_s=interval_s,
     )

@@ -53,7 +53,8 @@ def _alive(pid: int) -> bool:
 
 def _component(cmdline: str) -> str:
     """Which part of the stack a process is, from its command line."""
-    for needle, component in (("warehouse serve", "warehouse"), ("cli ingest", "receiver"), ("cli stream", "stream"),
+    for needle, component in (("warehouse serve", "warehouse"), ("warehouse rollup", "rollup"),
+                              ("cli ingest", "receiver"), ("cli stream", "stream"),
                               ("streamlit", "dashboards"), ("simulate-flows", "flow-sessions"),
                               ("cli simulate", "simulator"), ("weed", "seaweedfs"), ("alertmanager", "alertmanager"),
                               ("prometheus", "prometheus"), ("broker retention", "broker-retention")):
@@ -121,8 +122,8 @@ def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> No
             active = httpx.get(f"{prometheus}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
             return {target["labels"]["job"]: target["health"] for target in active}
 
-        assert poll(targets, want={"flowscope-receiver": "up", "flowscope-stream": "up"}, deadline_s=30) == {
-            "flowscope-receiver": "up", "flowscope-stream": "up"}
+        every_up = {"flowscope-receiver": "up", "flowscope-stream": "up", "flowscope-rollup": "up"}
+        assert poll(targets, want=every_up, deadline_s=30) == every_up
         ours = _descendants(process.pid)
         assert len(ours) >= 8  # broker, warehouse, receiver, stream, dashboards, 2 simulators, prometheus, ...
         seen = _secrets_by_process(ours, settings)
@@ -138,7 +139,7 @@ def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> No
     assert "stopped; no flowscope process is left running" in "".join(output)
     assert [pid for pid in ours if _alive(pid)] == []
     ports = (settings.broker_port, settings.broker_metrics_port, settings.warehouse_port, settings.ingest_port,
-             settings.stream_metrics_port,
+             settings.stream_metrics_port, settings.rollup_metrics_port,
              settings.dashboard_port, settings.prometheus_port, settings.alertmanager_port,
              *range(settings.seaweedfs_base_port, settings.seaweedfs_base_port + len(SEAWEEDFS_PORTS)))
     assert [port for port in ports if _listening(port)] == []

@@ -28,7 +28,7 @@ def test_generated_configurations_pass_promtool_and_amtool(tmp_path: Path) -> No
     prometheus = tmp_path / "prometheus.yml"
     prometheus.write_text(json.dumps(prometheus_config(
         receiver_targets=["127.0.0.1:8000"], stream_targets=["127.0.0.1:9102", "127.0.0.1:9103"],
-        alertmanager="127.0.0.1:9093", interval_s=1)))
+        rollup_targets=["127.0.0.1:9104"], alertmanager="127.0.0.1:9093", interval_s=1)))
     alertmanager = tmp_path / "alertmanager.yml"
     alertmanager.write_text(json.dumps(alertmanager_config(webhook_url="http://127.0.0.1:5001/hook",
                                                            group_wait_s=1, group_interval_s=1)))
