@@ -173,6 +173,9 @@ class Settings:
         10.0, "Durable broker: records every consumer group committed past are removed after this many seconds."
     )
     broker_retention_interval_s: float = _setting(2.0, "Durable broker: seconds between two retention sweeps.")
+    broker_retention_meta_log_s: float = _setting(
+        600.0, "Durable broker: seconds SeaweedFS's metadata change log is kept (only replication reads it)."
+    )
     broker_metrics_port: int = _setting(9103, "Port of the durable broker's retention /metrics endpoint (0 = off).")
     dashboard_host: str = _setting("127.0.0.1", "Streamlit dashboards bind address.")
     dashboard_port: int = _setting(8501, "Streamlit dashboards port.")
@@ -227,7 +230,7 @@ class Settings:
         if self.broker_storage not in {"durable", "memory"}:
             raise SettingsError(f"{PREFIX}BROKER_STORAGE must be 'durable' or 'memory', got {self.broker_storage!r}")
         for name in ("broker_retention_s", "broker_retention_bytes", "broker_retention_consumed_s",
-                     "broker_retention_interval_s"):
+                     "broker_retention_interval_s", "broker_retention_meta_log_s"):
             if not getattr(self, name) > 0:
                 raise SettingsError(f"{PREFIX}{name.upper()} must be greater than 0, got {getattr(self, name)}")
         if not self.hash_key:

@@ -14,6 +14,11 @@ the retention tansu does not, every ``broker_retention_interval_s``:
 - **size**: while a partition holds more than ``broker_retention_bytes``, its oldest objects are removed
   (Kafka's ``retention.bytes``).
 
+It also bounds SeaweedFS's own bookkeeping: its filer logs every metadata change (each object written or
+removed) to files under ``/topics/.system/log/<day>/<HH-MM>.<filer>``, one a minute (about 7 MB a minute at
+1,500 events/s), for metadata subscribers (replication, which the embedded broker does not run) and
+removes none. Log files older than ``broker_retention_meta_log_s`` are removed.
+
 The newest object of a partition is always kept, as Kafka keeps the active segment. A consumer that asks
 for an offset whose object is gone gets the next object that exists, as Kafka's consumers skip deleted
 segments. Each sweep reports objects and bytes per topic, and what it removed, as Prometheus metrics.
@@ -44,11 +49,17 @@ _NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _RECORD = re.compile(r"^clusters/([^/]+)/topics/([^/]+)/partitions/(\d+)/records/(\d+)\.batch$")
 _COMMIT = re.compile(r"^clusters/([^/]+)/groups/consumers/([^/]+)/offsets/([^/]+)/partitions/(\d+)\.json$")
 
+# The filer writes one metadata log file a minute: sweeping it every few sweeps is enough.
+META_LOG_INTERVAL_S = 30.0
+
 OBJECTS = Gauge("flowscope_broker_record_objects", "Record objects the durable broker holds, by topic.", ["topic"])
 BYTES = Gauge("flowscope_broker_record_bytes", "Bytes of record objects the durable broker holds, by topic.",
               ["topic"])
 REMOVED = Counter("flowscope_broker_retention_removed_objects_total",
-                  "Record objects removed by retention, by reason (consumed, time, size).", ["reason"])
+                  "Objects removed by retention, by reason (consumed, time, size: record objects; meta_log: "
+                  "SeaweedFS's metadata change log files).", ["reason"])
+META_LOG_BYTES = Gauge("flowscope_broker_meta_log_bytes",
+                       "Bytes of SeaweedFS's metadata change log the durable broker's store keeps.")
 SWEEP_SECONDS = Histogram("flowscope_broker_retention_sweep_duration_seconds", "Time of one retention sweep.",
                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0))
 SWEEP_FAILURES = Counter("flowscope_broker_retention_sweep_failures_total",
@@ -165,6 +176,70 @@ class S3Bucket:
             answer.raise_for_status()
 
 
+class FilerLog:
+    """SeaweedFS's metadata change log, through its filer's HTTP API (loopback, no credentials)."""
+
+    ROOT = "/topics/.system/log"
+
+    def __init__(self, endpoint: str, *, timeout_s: float = 10.0) -> None:
+        self.http = httpx.Client(base_url=endpoint.rstrip("/"), timeout=timeout_s,
+                                 headers={"Accept": "application/json"})
+
+    def close(self) -> None:
+        self.http.close()
+
+    def entries(self, directory: str) -> Iterator[tuple[str, int, float, bool]]:
+        """(path, size, modified, is a directory) of each entry of ``directory``, page after page."""
+        last = ""
+        while True:
+            answer = self.http.get(f"{directory}/", params={"limit": "1000", "lastFileName": last})
+            if answer.status_code == 404:
+                return
+            answer.raise_for_status()
+            listing = orjson.loads(answer.content)
+            found = listing.get("Entries") or []
+            for entry in found:
+                is_directory = bool(entry.get("Mode", 0) & 0x80000000)  # Go's os.ModeDir
+                yield entry["FullPath"], int(entry.get("FileSize") or 0), _go_time(entry["Mtime"]), is_directory
+            if not listing.get("ShouldDisplayLoadMore") or not found:
+                return
+            last = listing.get("LastFileName") or found[-1]["FullPath"].rsplit("/", 1)[-1]
+
+    def delete(self, path: str) -> None:
+        answer = self.http.delete(path, params={"recursive": "true"})
+        if answer.status_code not in (200, 202, 204, 404):
+            answer.raise_for_status()
+
+    def sweep(self, keep_s: float, *, now: float | None = None) -> tuple[int, int]:
+        """Remove log files older than ``keep_s`` (and emptied days); returns (files removed, bytes kept)."""
+        now = time.time() if now is None else now
+        removed = kept = 0
+        for day, _, _, is_directory in list(self.entries(self.ROOT)):
+            if not is_directory:
+                continue
+            left = 0
+            for path, size, modified, _ in list(self.entries(day)):
+                if now - modified > keep_s:
+                    self.delete(path)
+                    removed += 1
+                else:
+                    kept += size
+                    left += 1
+            if not left and day.rsplit("/", 1)[-1] < time.strftime("%Y-%m-%d", time.gmtime(now - keep_s)):
+                self.delete(day)  # a past day with nothing left
+        return removed, kept
+
+
+def _go_time(text: str) -> float:
+    """Unix seconds of a Go RFC 3339 time with up to nanoseconds ("2026-12-01T02:50:28.274314905Z")."""
+    text = text.replace("Z", "+00:00")
+    if "." in text:
+        whole, rest = text.split(".", 1)
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{whole}.{rest[:min(digits, 6)]}{rest[digits:]}"
+    return datetime.fromisoformat(text).timestamp()
+
+
 def inventory(bucket: S3Bucket) -> Inventory:
     """Every record object and every committed offset in the store."""
     records: dict[tuple[str, str, int], list[RecordObject]] = defaultdict(list)
@@ -203,11 +278,15 @@ def sweep(bucket: S3Bucket, policy: Policy, *, now: float | None = None) -> tupl
     return found, dict(removed)
 
 
-def run(settings: Settings, *, endpoint: str, bucket_name: str, stop: threading.Event | None = None) -> None:
-    """Sweep every ``broker_retention_interval_s`` until ``stop`` is set (SIGTERM/SIGINT set it)."""
+def run(settings: Settings, *, endpoint: str, bucket_name: str, filer: str = "",
+        stop: threading.Event | None = None) -> None:
+    """Sweep every ``broker_retention_interval_s`` until ``stop`` is set (SIGTERM/SIGINT set it); the filer's
+    metadata log (when ``filer`` is given) at most every ``META_LOG_INTERVAL_S``."""
     stop = stop or threading.Event()
     policy = Policy.of(settings)
     bucket = S3Bucket(endpoint, bucket_name)
+    meta_log = FilerLog(filer) if filer else None
+    meta_swept = 0.0
     if settings.broker_metrics_port:
         start_http_server(settings.broker_metrics_port, addr="127.0.0.1")
     logger.info("broker retention on %s: consumed after %.0f s, time %.0f s, size %d bytes per partition",
@@ -232,17 +311,24 @@ def run(settings: Settings, *, endpoint: str, bucket_name: str, stop: threading.
                     OBJECTS.labels(topic).set(n)
                     BYTES.labels(topic).set(size)
                 seen_topics |= by_topic.keys()
+                if meta_log is not None and started - meta_swept >= META_LOG_INTERVAL_S:
+                    files, kept = meta_log.sweep(settings.broker_retention_meta_log_s)
+                    REMOVED.labels("meta_log").inc(files)
+                    META_LOG_BYTES.set(kept)
+                    meta_swept = started
                 SWEEP_SECONDS.observe(time.monotonic() - started)
             stop.wait(max(0.0, settings.broker_retention_interval_s - (time.monotonic() - started)))
     finally:
         bucket.close()
+        if meta_log is not None:
+            meta_log.close()
 
 
-def main(settings: Settings, *, endpoint: str, bucket_name: str) -> int:
+def main(settings: Settings, *, endpoint: str, bucket_name: str, filer: str = "") -> int:
     """The ``flowscope broker retention`` process: sweeps until SIGTERM or Ctrl-C."""
     stop = threading.Event()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per S3 request otherwise
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    run(settings, endpoint=endpoint, bucket_name=bucket_name, stop=stop)
+    run(settings, endpoint=endpoint, bucket_name=bucket_name, filer=filer, stop=stop)
     return 0

@@ -45,6 +45,11 @@ def s3_port(settings: Settings) -> int:
     return settings.seaweedfs_base_port + SEAWEEDFS_PORTS["s3.port"]
 
 
+def filer_endpoint(settings: Settings) -> str:
+    """The filer HTTP endpoint of the embedded SeaweedFS (loopback)."""
+    return f"http://127.0.0.1:{settings.seaweedfs_base_port + SEAWEEDFS_PORTS['filer.port']}"
+
+
 def s3_endpoint(settings: Settings) -> str:
     """The S3 endpoint of the embedded SeaweedFS (loopback)."""
     return f"http://127.0.0.1:{s3_port(settings)}"

@@ -123,10 +123,11 @@ def cmd_dashboards(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_broker(settings: Settings, args: argparse.Namespace) -> int:
     if args.broker_command == "retention":
         from embedded.retention import main as retention_main
-        from embedded.specs import S3_BUCKET, s3_endpoint
+        from embedded.specs import S3_BUCKET, filer_endpoint, s3_endpoint
 
         _logging(settings)
-        return retention_main(settings, endpoint=s3_endpoint(settings), bucket_name=S3_BUCKET)
+        return retention_main(settings, endpoint=s3_endpoint(settings), bucket_name=S3_BUCKET,
+                              filer=filer_endpoint(settings))
     from flowscope.up import main_broker
 
     return main_broker(settings)

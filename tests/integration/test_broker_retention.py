@@ -10,8 +10,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 
-from embedded.retention import S3Bucket, inventory
-from embedded.specs import S3_BUCKET, s3_endpoint
+from embedded.retention import FilerLog, S3Bucket, inventory
+from embedded.specs import S3_BUCKET, filer_endpoint, s3_endpoint
 from flowtools.harness import poll
 from tests.stack import Stack
 
@@ -119,3 +119,26 @@ def test_time_retention_removes_old_batches_consumed_or_not(stack_factory: Calla
     produce(stack, [f"t{n}".encode() for n in range(20)])
     poll(lambda: objects_per_partition(stack), want=[1, 1], deadline_s=30)
     assert metric(stack, "flowscope_broker_retention_removed_objects_total", reason="time") == 18.0
+
+
+def test_seaweedfs_metadata_log_is_swept(stack_factory: Callable[..., Stack]) -> None:
+    # SeaweedFS's filer logs every object written to a file a minute under /topics/.system/log and removes none.
+    stack = stack_factory("broker", broker_storage="durable")
+    create_topic(stack)
+    produce(stack, [f"m{n}".encode() for n in range(10)])
+    log = FilerLog(filer_endpoint(stack.settings))
+    try:
+        def files() -> list[tuple[str, int]]:
+            return [(path, size) for day, _, _, is_dir in log.entries(FilerLog.ROOT) if is_dir
+                    for path, size, _, _ in log.entries(day)]
+
+        assert poll(lambda: bool(files()), want=True, deadline_s=90), "the filer wrote no metadata log"
+        written = files()
+        assert all(size > 0 for _, size in written)
+        removed, kept = log.sweep(3600)  # all younger than an hour: kept (a new minute's file may have come)
+        assert removed == 0 and kept >= sum(size for _, size in written)
+        removed, kept = log.sweep(0)
+        assert removed >= len(written) and kept == 0
+        assert not [path for path, _ in files() if path in dict(written)]
+    finally:
+        log.close()
