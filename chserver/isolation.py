@@ -127,6 +127,8 @@ def check_isolation(sql: str, *, user: str, denied: frozenset[str]) -> None:
         after, before = _text(tokens, i + 1), _text(tokens, i - 1)
         if lower in denied and (after == "(" or before == "ENGINE" or (before == "=" and _text(tokens, i - 2)
                                                                          == "ENGINE")):
+            if lower == _ROCKSDB and _rocksdb_in_its_table(tokens, i):
+                continue
             raise access_denied(user, _grant(lower), f"{name} reaches the host")
         if token.kind == "word" and is_denied_setting(name) and after == "=":
             raise setting_violation(name)
@@ -135,6 +137,21 @@ def check_isolation(sql: str, *, user: str, denied: frozenset[str]) -> None:
         if keyword == "ATTACH" and token.kind == "word" and token.text.upper() == "FROM" and i + 1 < len(tokens) \
                 and tokens[i + 1].kind == "quoted" and tokens[i + 1].text[:1] == "'":
             raise access_denied(user, "ATTACH", "ATTACH … FROM '<path>' reads the host")
+
+
+_ROCKSDB = "embeddedrocksdb"
+
+
+def _rocksdb_in_its_table(tokens: list[Token], i: int) -> bool:
+    """``ENGINE = EmbeddedRocksDB`` with no argument or only a TTL: the key-value store lives in the table's own
+    data directory. Its other arguments (``rocksdb_dir``, ``read_only``) would name a directory of the host."""
+    if _text(tokens, i + 1) != "(":
+        return True
+    close = i + 2
+    while close < len(tokens) and tokens[close].text != ")":
+        close += 1
+    arguments = tokens[i + 2:close]
+    return len(arguments) == 1 and arguments[0].text.isdigit()
 
 
 def check_settings_isolation(names: Iterable[str]) -> None:

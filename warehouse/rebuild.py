@@ -38,6 +38,7 @@ from warehouse.tables import (
     FLOW_SENDS_BY_TIME_TABLE,
     FLOW_SENDS_TABLE,
     FLOW_SESSIONS_TABLE,
+    MESSAGE_DELIVERED_INDEX_TABLE,
     MESSAGE_STATE_TABLE,
     MESSAGE_STATUS_MINUTE_TABLE,
     MESSAGE_STATUSES_TABLE,
@@ -69,6 +70,7 @@ DERIVED = (
     Derived(FLOW_SESSIONS_TABLE, key=("flow_token",)),
     Derived(FLOW_SELECTIONS_TABLE, key=("flow_id", "flow_version", "screen")),
     Derived(FLOW_HEALTH_CURRENT_TABLE, key=("flow_id", "event")),
+    Derived(MESSAGE_DELIVERED_INDEX_TABLE, key=("wamid",)),
 )
 # The event time of each raw table's rows: what ``since``/``until`` select.
 SOURCE_TIME = {

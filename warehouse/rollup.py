@@ -16,8 +16,10 @@ A pass (:meth:`DeliveryRollup.run_once`):
    pass began (less a margin for inserts still in flight). A new count replaces the old one (ReplacingMergeTree
    on ``sealed_at``).
 3. Every ``reads_interval_s``, refresh ``messages_read_undelivered``: messages with a read status but no
-   delivered one. "Delivered" in a range is the delivered statuses in it plus these by the minute of their read
-   (read implies delivered), which over all time is exactly the messages delivered or read.
+   delivered one (the new reads looked up in ``message_delivered_index``, see
+   :meth:`DeliveryRollup.refresh_read_undelivered`). "Delivered" in a range is the delivered statuses in it
+   plus these by the minute of their read (read implies delivered), which over all time is exactly the
+   messages delivered or read.
 
 Everything is computed from what the warehouse holds: passes are idempotent, and any number of them, crashed
 or repeated, leaves the same counts. The rollup writes as the warehouse *writer* (plain INSERTs of the rows it
@@ -35,6 +37,8 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from warehouse.tables import (
+    MESSAGE_DELIVERED_INDEX_TABLE,
+    MESSAGE_READ_TOUCHES_TABLE,
     MESSAGE_STATUS_COUNTS_TABLE,
     MESSAGE_STATUS_MINUTE_TABLE,
     MESSAGE_STATUS_TOUCHES_TABLE,
@@ -49,6 +53,8 @@ logger = logging.getLogger(__name__)
 DELIVERY_SEALED = "delivery_sealed"
 # rollup_progress task: touches up to its ``until`` (less the margin) have been resealed.
 DELIVERY_TOUCHES = "delivery_touches"
+# rollup_progress task: reads inserted up to its ``until`` (less the margin) have been checked.
+READS_CHECKED = "reads_checked"
 # rollup_progress task: a rebuild (warehouse/rebuild.py) runs until its ``until``; passes wait meanwhile.
 REBUILDING = "rebuilding"
 # Before any seal: the readers' "nothing sealed" (rollup_progress has no row; max() of nothing is the epoch).
@@ -87,6 +93,21 @@ _READ_UNDELIVERED_NOW = f"""
     HAVING countIf(status = 'delivered') = 0
 """
 _READ_UNDELIVERED_STORED = f"SELECT phone_number_id, wamid, read_at FROM {MESSAGES_READ_UNDELIVERED_TABLE} FINAL"
+# Members of the set that have a delivered status by now (key lookups in the index).
+_MEMBERS_DELIVERED = f"""
+    SELECT phone_number_id, wamid FROM {MESSAGES_READ_UNDELIVERED_TABLE} FINAL
+    WHERE wamid IN (SELECT wamid FROM {MESSAGE_DELIVERED_INDEX_TABLE}
+                    WHERE wamid IN (SELECT wamid FROM {MESSAGES_READ_UNDELIVERED_TABLE} FINAL))
+"""
+# Reads inserted since a time whose message has no delivered status (key lookups in the index).
+_NEW_READS_UNDELIVERED = f"""
+    SELECT phone_number_id, wamid, min(read_at)
+    FROM {MESSAGE_READ_TOUCHES_TABLE}
+    WHERE touched_at >= {{since:DateTime64(3, 'UTC')}}
+      AND wamid NOT IN (SELECT wamid FROM {MESSAGE_DELIVERED_INDEX_TABLE} WHERE wamid IN (
+          SELECT wamid FROM {MESSAGE_READ_TOUCHES_TABLE} WHERE touched_at >= {{since:DateTime64(3, 'UTC')}}))
+    GROUP BY phone_number_id, wamid
+"""
 
 
 @dataclass(frozen=True)
@@ -204,14 +225,31 @@ class DeliveryRollup:
                     "AND minute < {end:DateTime('UTC')} AND sealed_at < {sealed_at:DateTime64(3, 'UTC')}",
                     parameters={"start": start, "end": end, "sealed_at": sealed_at},
                     settings={"lightweight_deletes_sync": 2})
-        self.refresh_read_undelivered(sealed_at)
+        self.refresh_read_undelivered(sealed_at, full=True)
         return counted
 
-    def refresh_read_undelivered(self, version: datetime) -> int:
-        """Bring ``messages_read_undelivered`` up to date; returns the rows written."""
-        now = {(pnid, wamid): read_at for pnid, wamid, read_at in self.client.query(_READ_UNDELIVERED_NOW).result_rows}
+    def refresh_read_undelivered(self, version: datetime, *, full: bool = False) -> int:
+        """Bring ``messages_read_undelivered`` up to date; returns the rows written (new, moved or deleted).
+
+        Incremental once it has run: the reads inserted since the previous refresh (``message_read_touches``,
+        less the touch margin) and the current members are looked up by key in ``message_delivered_index``;
+        reads without a delivered status join, members that got one leave. Cost: the new reads, not the
+        history. ``full`` (and the first refresh) recompute the set from every status stored.
+        """
+        checked = None if full else progress(self.client, READS_CHECKED)
         stored = {(pnid, wamid): read_at for pnid, wamid, read_at in
                   self.client.query(_READ_UNDELIVERED_STORED).result_rows}
+        if checked is None:
+            now = {(pnid, wamid): read_at for pnid, wamid, read_at in
+                   self.client.query(_READ_UNDELIVERED_NOW).result_rows}
+        else:
+            since = {"since": checked - self.touch_margin}
+            now = {key: read_at for key, read_at in stored.items()}
+            for pnid, wamid in self.client.query(_MEMBERS_DELIVERED).result_rows:
+                now.pop((pnid, wamid), None)
+            for pnid, wamid, read_at in self.client.query(_NEW_READS_UNDELIVERED, parameters=since).result_rows:
+                key = (pnid, wamid)
+                now[key] = min(read_at, now.get(key, read_at))
         rows: list[Sequence[Any]] = [
             (pnid, wamid, read_at, version, 0) for (pnid, wamid), read_at in now.items()
             if stored.get((pnid, wamid)) != read_at
@@ -220,6 +258,7 @@ class DeliveryRollup:
                  if (pnid, wamid) not in now]
         if rows:
             self.writer.insert(MESSAGES_READ_UNDELIVERED_TABLE, rows, column_names=list(READ_UNDELIVERED_COLUMNS))
+        self._set_progress(READS_CHECKED, version, version)
         return len(rows)
 
     def _first_minute(self) -> datetime | None:

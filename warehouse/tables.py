@@ -27,6 +27,8 @@ MESSAGE_STATUS_COUNTS_TABLE = "message_status_counts"
 MESSAGE_STATUS_TOUCHES_TABLE = "message_status_touches"
 MESSAGES_READ_UNDELIVERED_TABLE = "messages_read_undelivered"
 ROLLUP_PROGRESS_TABLE = "rollup_progress"
+MESSAGE_DELIVERED_INDEX_TABLE = "message_delivered_index"
+MESSAGE_READ_TOUCHES_TABLE = "message_read_touches"
 
 # "Never" in the time columns of migration 0004, which the flow queries compare against: the sessions'
 # DateTime64 columns hold 2200-01-01; message_state's DateTime columns hold 2106-01-01, since a DateTime

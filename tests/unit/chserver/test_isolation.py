@@ -7,7 +7,8 @@ import pytest
 from chserver.exceptions import EngineError
 from chserver.isolation import check_isolation, check_settings_isolation, denied_names
 
-DENIED = denied_names(["file", "url", "numbers", "remote", "s3", "generateRandom"], ["File", "MergeTree", "Kafka"])
+DENIED = denied_names(["file", "url", "numbers", "remote", "s3", "generateRandom"],
+                      ["File", "MergeTree", "Kafka", "EmbeddedRocksDB"])
 
 
 def test_only_local_functions_and_engines_are_allowed() -> None:
@@ -32,6 +33,8 @@ def test_only_local_functions_and_engines_are_allowed() -> None:
         ("INSERT INTO TABLE FUNCTION null('a UInt8') SELECT 1", 497),
         ("ATTACH TABLE t FROM '/var/x' (a UInt8) ENGINE = MergeTree ORDER BY a", 497),
         ("BACKUP TABLE t TO Disk('d', 'x')", 497),
+        ("CREATE TABLE t (k String) ENGINE = EmbeddedRocksDB(0, '/var/lib/x') PRIMARY KEY k", 497),
+        ("CREATE TABLE t (k String) ENGINE = EmbeddedRocksDB(0, '/x', 1) PRIMARY KEY k", 497),
         ("SYSTEM SHUTDOWN", 497),
         ("system reload config", 497),
         ("SELECT 1 SETTINGS format_schema = '/etc/passwd'", 452),
@@ -53,6 +56,8 @@ def test_host_access_is_refused(sql: str, code: int) -> None:
         "INSERT INTO t (file, url) VALUES",
         "SYSTEM FLUSH LOGS",
         "SELECT 1 -- file('/etc/passwd')",
+        "CREATE TABLE t (k String) ENGINE = EmbeddedRocksDB PRIMARY KEY k",  # in the table's own directory
+        "CREATE TABLE t (k String) ENGINE = EmbeddedRocksDB(3600) PRIMARY KEY k",
     ],
 )
 def test_local_statements_pass(sql: str) -> None:

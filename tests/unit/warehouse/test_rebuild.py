@@ -80,6 +80,7 @@ FIGURES = {
         "GROUP BY ALL ORDER BY ALL",
     tables.FLOW_HEALTH_CURRENT_TABLE:
         "SELECT flow_id, event, argMaxMerge(latest), uniqExactMerge(events) FROM {t} GROUP BY ALL ORDER BY ALL",
+    tables.MESSAGE_DELIVERED_INDEX_TABLE: "SELECT wamid, phone_number_id FROM {t} ORDER BY ALL",
 }
 
 
