@@ -162,6 +162,14 @@ def wait_for_rollup(client: Any, settings: Settings, *, deadline_s: float = 3600
     return time.monotonic() - started
 
 
+def bytes_per_million_events(client: Any, events: int) -> dict[str, int]:
+    """Bytes on disk of each table (active parts) per million raw events stored."""
+    rows = client.query(
+        "SELECT table, sum(bytes_on_disk) FROM system.parts WHERE database = currentDatabase() AND active "
+        "GROUP BY table ORDER BY table").result_rows
+    return {table: round(size * 1_000_000 / max(events, 1)) for table, size in rows}
+
+
 def queries(end: datetime, *, timeout_s: int = Settings.session_timeout_s) -> list[tuple[str, Callable[[Any], object]]]:
     """(label, call) for every query the dashboard pages run, over the ranges users pick.
 
@@ -254,6 +262,7 @@ def run(settings_factory: SettingsFactory, say: Say, *, quick: bool, events: int
                 "waiting for the rollup to seal them")
             seal_s = wait_for_rollup(client, settings)
             say(f"dashboard: sealed in {seal_s:.0f} s; timing queries")
+            footprint = bytes_per_million_events(client, stored)
             client.close()
             reader = connect(settings.warehouse_url_for("analyst"), send_receive_timeout=3600)  # as the dashboards
             timings = time_queries(reader, end, repeats=repeats, budget_s=10 if quick else 15,
@@ -264,7 +273,7 @@ def run(settings_factory: SettingsFactory, say: Say, *, quick: bool, events: int
     slowest = sorted(per_query.items(), key=lambda kv: -kv[1])[:8]
     details = {**loaded, "events": stored, "load_s": round(load_s, 1),
                "load_events_per_s": round(stored / load_s), "seal_s": round(seal_s, 1), "queries": len(timings),
-               "runs": len(every),
+               "runs": len(every), "bytes_per_million_events": footprint,
                "p95_ms_by_query": per_query, "slowest": dict(slowest),
                "over_target": sorted(q for q, ms in per_query.items() if ms > TARGET_P95_MS)}
     return [
