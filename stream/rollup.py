@@ -1,6 +1,7 @@
 """The rollup worker: one process beside the stream workers that keeps the warehouse's sealed figures.
 
-Every ``rollup_interval_s`` it runs a pass of :class:`warehouse.rollup.DeliveryRollup`, reading as the
+Every ``rollup_interval_s`` it runs a pass of :class:`warehouse.rollup.DeliveryRollup` (sealed delivery
+counts) and of :class:`warehouse.resolution.SessionRollup` (resolved Flow sessions), reading as the
 warehouse analyst and inserting as the writer. One runs per warehouse (passes are idempotent: a second
 one only repeats work). When the warehouse is away the pass fails, is counted, and the next one tries
 again; the dashboards' figures stay exact meanwhile (they merge sets for whatever is not sealed).
@@ -19,7 +20,8 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from config.settings import Settings
 from warehouse.client import connect
 from warehouse.exceptions import WarehouseError
-from warehouse.rollup import EPOCH, DeliveryRollup
+from warehouse.resolution import SessionRollup
+from warehouse.rollup import EPOCH, DeliveryRollup, server_now
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ SEALED_PERIODS = Counter(
 RESEALED_PERIODS = Counter(
     "flowscope_rollup_resealed_periods_total",
     "Sealed one-minute periods (per phone number) counted again after a status landed in them late.",
+)
+RESOLVED_SESSIONS = Counter(
+    "flowscope_rollup_resolved_sessions_total", "Flow sessions resolved (written to flow_session_rows)."
 )
 PASS_SECONDS = Histogram(
     "flowscope_rollup_pass_duration_seconds",
@@ -60,6 +65,9 @@ def run(settings: Settings, *, stop: threading.Event) -> None:
                                         seal_after_s=settings.rollup_seal_after_s,
                                         reads_interval_s=settings.rollup_reads_interval_s)
             done = rollup.run_once()
+            if not done.waited:
+                sessions = SessionRollup(rollup.client, writer=rollup.writer).run_once(server_now(rollup.client))
+                RESOLVED_SESSIONS.inc(sessions.sessions)
         except WarehouseError as exc:
             PASS_FAILURES.inc()
             logger.warning("rollup pass failed (%s); retrying", exc)

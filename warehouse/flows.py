@@ -33,11 +33,19 @@ from warehouse.tables import (
     FLOW_SELECTIONS_TABLE,
     FLOW_SENDS_BY_TIME_TABLE,
     FLOW_SENDS_TABLE,
+    FLOW_SESSION_ROWS_TABLE,
+    FLOW_SESSION_TOUCHES_TABLE,
     FLOW_SESSIONS_TABLE,
     MESSAGE_STATE_TABLE,
     NEVER_DATETIME,
     NEVER_DATETIME64,
+    ROLLUP_PROGRESS_TABLE,
 )
+
+# rollup_progress task: every session touched before its ``until`` (less TOUCH_MARGIN_S) has its resolved row.
+SESSIONS_RESOLVED = "sessions_resolved"
+# Touches this long before the rollup's last pass are read again: an insert may become visible a little late.
+TOUCH_MARGIN_S = 60
 
 STAGES = ("sent", "delivered", "read", "opened", "completed")
 STATES = ("completed", "abandoned", "ongoing", "failed")
@@ -45,45 +53,85 @@ STATES = ("completed", "abandoned", "ongoing", "failed")
 _NEVER = f"toDateTime64('{NEVER_DATETIME64}', 3, 'UTC')"  # flow_sessions' "never"
 _NEVER_DT = f"toDateTime('{NEVER_DATETIME}', 'UTC')"  # message_state's "never"
 
-_SESSIONS = f"""
-sessions AS (
+# The sessions of ``which`` (an SQL condition on flow_token) merged from every source, each with its Flow
+# message's statuses: one row per sent session with the columns of ``flow_session_rows`` (less resolved_at).
+# The rollup resolves touched sessions with it (warehouse/resolution.py); the queries merge with it the
+# sessions touched since the rollup's last pass.
+def merged_sessions(which: str) -> str:
+    return f"""
+merged AS (
     SELECT flow_token,
            max(flow_id) AS flow_id, max(flow_version) AS flow_version, max(campaign) AS campaign,
            max(wamid) AS wamid, min(sent_at) AS sent_at, min(completed_at) AS completed_at,
            max(last_activity_at) AS last_activity_at,
-           arraySort(groupUniqArrayMerge(node_events)) AS events
+           arraySort(groupUniqArrayMerge(node_events)) AS all_events
     FROM {FLOW_SESSIONS_TABLE}
-    WHERE flow_token IN (
-        SELECT flow_token FROM {FLOW_SENDS_BY_TIME_TABLE}
-        WHERE sent_at >= {{start:DateTime64(3, 'UTC')}} AND sent_at <= {{end:DateTime64(3, 'UTC')}}
-          AND ({{flow_id:String}} = '' OR flow_id = {{flow_id:String}}))
+    WHERE {which}
     GROUP BY flow_token
     HAVING sent_at < {_NEVER}
-       AND sent_at >= {{start:DateTime64(3, 'UTC')}} AND sent_at <= {{end:DateTime64(3, 'UTC')}}
-       AND ({{flow_id:String}} = '' OR flow_id = {{flow_id:String}})
-       AND ({{flow_version:String}} = '' OR flow_version = {{flow_version:String}})
-       AND ({{campaign:String}} = '' OR campaign = {{campaign:String}})
 ),
 states AS (
     SELECT wamid, min(delivered_at) AS delivered_at, min(read_at) AS read_at, min(failed_at) AS failed_at
     FROM {MESSAGE_STATE_TABLE}
-    WHERE wamid IN (SELECT wamid FROM sessions)
+    WHERE wamid IN (SELECT wamid FROM merged)
     GROUP BY wamid
 ),
-resolved AS (
-    SELECT s.flow_token AS flow_token, s.flow_id AS flow_id, s.flow_version AS flow_version,
-           s.campaign AS campaign, s.sent_at AS sent_at, s.completed_at AS completed_at,
-           length(s.events) > 0 AS has_events,
-           arrayFilter(e -> e.2 != '', s.events) AS events,
-           st.wamid != '' AND (st.delivered_at < {_NEVER_DT} OR st.read_at < {_NEVER_DT}) AS delivered,
-           st.wamid != '' AND st.read_at < {_NEVER_DT} AS read,
-           st.wamid != '' AND st.failed_at < {_NEVER_DT} AS failed,
-           s.completed_at < {_NEVER} AS completed,
-           has_events OR completed AS opened,
-           greatest(s.last_activity_at,
-                    if(st.wamid != '' AND st.read_at < {_NEVER_DT}, toDateTime64(st.read_at, 3, 'UTC'), s.sent_at),
+live AS (
+    SELECT m.flow_token AS flow_token, m.flow_id AS flow_id, m.flow_version AS flow_version,
+           m.campaign AS campaign, m.wamid AS wamid, m.sent_at AS sent_at, m.completed_at AS completed_at,
+           greatest(m.last_activity_at,
+                    if(st.wamid != '' AND st.read_at < {_NEVER_DT}, toDateTime64(st.read_at, 3, 'UTC'), m.sent_at),
                     if(st.wamid != '' AND st.delivered_at < {_NEVER_DT},
-                       toDateTime64(st.delivered_at, 3, 'UTC'), s.sent_at)) AS last_activity,
+                       toDateTime64(st.delivered_at, 3, 'UTC'), m.sent_at)) AS last_activity,
+           toUInt8(length(m.all_events) > 0) AS has_events,
+           toUInt8(st.wamid != '' AND (st.delivered_at < {_NEVER_DT} OR st.read_at < {_NEVER_DT})) AS delivered,
+           toUInt8(st.wamid != '' AND st.read_at < {_NEVER_DT}) AS read,
+           toUInt8(st.wamid != '' AND st.failed_at < {_NEVER_DT}) AS failed,
+           arrayFilter(e -> e.2 != '', m.all_events) AS events
+    FROM merged AS m
+    LEFT JOIN states AS st ON m.wamid = st.wamid
+)"""
+
+
+# The filter of a FlowFilter on a session's columns.
+_FILTER = """
+    sent_at >= {start:DateTime64(3, 'UTC')} AND sent_at <= {end:DateTime64(3, 'UTC')}
+    AND ({flow_id:String} = '' OR flow_id = {flow_id:String})
+    AND ({flow_version:String} = '' OR flow_version = {flow_version:String})
+    AND ({campaign:String} = '' OR campaign = {campaign:String})
+"""
+# Sessions touched since the rollup's last pass and sent in the filter's range (and flow).
+_TOUCHED_IN_RANGE = f"""flow_token IN (SELECT flow_token FROM touched)
+      AND flow_token IN (
+        SELECT flow_token FROM {FLOW_SENDS_BY_TIME_TABLE}
+        WHERE sent_at >= {{start:DateTime64(3, 'UTC')}} AND sent_at <= {{end:DateTime64(3, 'UTC')}}
+          AND ({{flow_id:String}} = '' OR flow_id = {{flow_id:String}}))"""
+# The sessions a query reads: resolved rows (flow_session_rows) for sessions untouched since the rollup's
+# last pass (less a margin for inserts still in flight), merged live for the others. Exact whether or not
+# the rollup has caught up; cheap when it has. Then each session's state at ``now`` and its visits.
+_SESSIONS = f"""
+touched AS (
+    SELECT DISTINCT flow_token FROM {FLOW_SESSION_TOUCHES_TABLE}
+    WHERE touched_at >= (SELECT max(until) FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = '{SESSIONS_RESOLVED}')
+                        - toIntervalSecond({TOUCH_MARGIN_S})
+),
+{merged_sessions(_TOUCHED_IN_RANGE)},
+sessions AS (
+    SELECT flow_token, flow_id, flow_version, campaign, sent_at, completed_at, last_activity, has_events,
+           delivered, read, failed, events
+    FROM live
+    WHERE {_FILTER}
+    UNION ALL
+    SELECT flow_token, flow_id, flow_version, campaign, sent_at, completed_at, last_activity, has_events,
+           delivered, read, failed, events
+    FROM {FLOW_SESSION_ROWS_TABLE} FINAL
+    WHERE {_FILTER} AND flow_token NOT IN (SELECT flow_token FROM touched)
+),
+resolved AS (
+    SELECT flow_token, flow_id, flow_version, campaign, sent_at, completed_at, events,
+           delivered = 1 AS delivered, read = 1 AS read, failed = 1 AS failed,
+           completed_at < {_NEVER} AS completed,
+           has_events = 1 OR completed AS opened,
            NOT completed AND NOT failed
                AND last_activity < {{now:DateTime64(3, 'UTC')}} - toIntervalSecond({{timeout_s:UInt32}}) AS abandoned,
            NOT completed AND NOT failed AND NOT abandoned AS ongoing,
@@ -91,8 +139,7 @@ resolved AS (
            arrayMap(e -> toUnixTimestamp64Milli(e.1), events) AS times,
            arrayFilter(i -> i = 1 OR screens[i] != screens[i - 1], arrayEnumerate(screens)) AS starts,
            arrayMap(i -> screens[i], starts) AS visit_screens
-    FROM sessions AS s
-    LEFT JOIN states AS st ON s.wamid = st.wamid
+    FROM sessions
 )
 """
 

@@ -28,15 +28,19 @@ from datetime import datetime, timedelta
 from clickhouse_connect.driver.client import Client
 
 from warehouse.exceptions import WarehouseError
+from warehouse.resolution import rebuild_rows
 from warehouse.rollup import EPOCH, REBUILDING, DeliveryRollup, server_now
 from warehouse.tables import (
     FLOW_COMPLETIONS_TABLE,
     FLOW_HEALTH_CURRENT_TABLE,
     FLOW_HEALTH_EVENTS_TABLE,
+    FLOW_MESSAGE_INDEX_TABLE,
     FLOW_NODE_EVENTS_TABLE,
     FLOW_SELECTIONS_TABLE,
     FLOW_SENDS_BY_TIME_TABLE,
     FLOW_SENDS_TABLE,
+    FLOW_SESSION_KEYS_TABLE,
+    FLOW_SESSION_ROWS_TABLE,
     FLOW_SESSIONS_TABLE,
     MESSAGE_DELIVERED_INDEX_TABLE,
     MESSAGE_STATE_TABLE,
@@ -138,8 +142,9 @@ class Step:
 
 
 def plan(client: Client, database: str, *, tables: tuple[str, ...] = (), since: datetime | None = None,
-         until: datetime | None = None) -> list[Step]:
-    """The statements that rebuild ``tables`` (default: every derived table) for the range (default: all)."""
+         until: datetime | None = None, began: datetime = EPOCH) -> list[Step]:
+    """The statements that rebuild ``tables`` (default: every derived table and the resolved sessions) for the
+    range (default: all); ``began``: when the rebuild began (the resolved sessions' time)."""
     chosen = [d for d in DERIVED if not tables or d.table in tables]
     all_views = views(client, database)
     steps: list[Step] = []
@@ -173,6 +178,30 @@ def plan(client: Client, database: str, *, tables: tuple[str, ...] = (), since: 
                 steps.append(Step(f"{derived.table} ← {view.source} (every event of those entities)",
                                   f"INSERT INTO {database}.{derived.table} "
                                   + view.over(database, f"({key}) IN ({touched})")))
+    if not tables or FLOW_SESSION_ROWS_TABLE in tables:
+        steps += _session_steps(database, ranged=since is not None or until is not None, began=began)
+    return steps
+
+
+def _session_steps(database: str, *, ranged: bool, began: datetime) -> list[Step]:
+    """Resolved sessions, after the tables they are resolved from: all of them, or those with an event (or a
+    status of their Flow message) in the range, which first lose their rows wherever they are."""
+    if not ranged:
+        which = "1"
+        steps = [Step(f"{table}: empty it", f"TRUNCATE TABLE {database}.{table}")
+                 for table in (FLOW_SESSION_ROWS_TABLE, FLOW_SESSION_KEYS_TABLE)]
+    else:
+        which = (f"flow_token IN (SELECT flow_token FROM {database}.{FLOW_SENDS_TABLE} WHERE {_in_range('sent_at')} "
+                 + "".join(f"UNION DISTINCT SELECT flow_token FROM {database}.{table} WHERE {_in_range('occurred_at')} "
+                           for table in (FLOW_NODE_EVENTS_TABLE, FLOW_COMPLETIONS_TABLE))
+                 + f"UNION DISTINCT SELECT flow_token FROM {database}.{FLOW_MESSAGE_INDEX_TABLE} WHERE wamid IN ("
+                   f"SELECT wamid FROM {database}.{MESSAGE_STATUSES_TABLE} WHERE {_in_range('occurred_at')}))")
+        steps = [Step(f"{FLOW_SESSION_ROWS_TABLE}: remove the sessions with events in the range",
+                      f"DELETE FROM {database}.{FLOW_SESSION_ROWS_TABLE} WHERE {which}")]
+    statements = rebuild_rows(began, which=which, progress=not ranged)
+    steps.append(Step(f"{FLOW_SESSION_ROWS_TABLE} ← {FLOW_SESSIONS_TABLE}, {MESSAGE_STATE_TABLE} (resolved)",
+                      statements[0]))
+    steps += [Step(f"{FLOW_SESSION_KEYS_TABLE}, rollup progress", sql) for sql in statements[1:]]
     return steps
 
 
@@ -184,8 +213,8 @@ def rebuild(client: Client, database: str, *, tables: tuple[str, ...] = (), sinc
     if since is not None and until is not None and since >= until:
         raise RebuildError(f"--since ({since}) must be before --until ({until})")
     parameters = {"since": since or EPOCH, "until": until or datetime(2200, 1, 1)}
-    steps = plan(client, database, tables=tables, since=since, until=until)
     began = server_now(client)
+    steps = plan(client, database, tables=tables, since=since, until=until, began=began)
     _lease(client)
     try:
         for number, step in enumerate(steps, start=1):

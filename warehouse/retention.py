@@ -24,6 +24,7 @@ from warehouse.tables import (
     FLOW_NODE_EVENTS_TABLE,
     FLOW_SENDS_BY_TIME_TABLE,
     FLOW_SENDS_TABLE,
+    FLOW_SESSION_ROWS_TABLE,
     FLOW_SESSIONS_TABLE,
     MESSAGE_STATE_TABLE,
     MESSAGE_STATUS_COUNTS_TABLE,
@@ -72,6 +73,7 @@ DERIVED = (
     Retention(FLOW_SENDS_BY_TIME_TABLE, "sent_at", derived=True),
     Retention(MESSAGE_STATUS_COUNTS_TABLE, "minute + INTERVAL 1 MINUTE", derived=True),
     Retention(MESSAGES_READ_UNDELIVERED_TABLE, "read_at", derived=True),
+    Retention(FLOW_SESSION_ROWS_TABLE, "last_activity", derived=True),
 )
 RETENTIONS = RAW + DERIVED
 

@@ -29,6 +29,10 @@ MESSAGES_READ_UNDELIVERED_TABLE = "messages_read_undelivered"
 ROLLUP_PROGRESS_TABLE = "rollup_progress"
 MESSAGE_DELIVERED_INDEX_TABLE = "message_delivered_index"
 MESSAGE_READ_TOUCHES_TABLE = "message_read_touches"
+FLOW_MESSAGE_INDEX_TABLE = "flow_message_index"
+FLOW_SESSION_TOUCHES_TABLE = "flow_session_touches"
+FLOW_SESSION_ROWS_TABLE = "flow_session_rows"
+FLOW_SESSION_KEYS_TABLE = "flow_session_keys"
 
 # "Never" in the time columns of migration 0004, which the flow queries compare against: the sessions'
 # DateTime64 columns hold 2200-01-01; message_state's DateTime columns hold 2106-01-01, since a DateTime

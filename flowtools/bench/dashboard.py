@@ -2,11 +2,11 @@
 
 The warehouse (our chDB server, the same one ``flowscope up`` runs) is filled through the stream worker's
 write path (the per-event-kind inserts of :mod:`warehouse.writer`, in large batches), so every materialized
-view is fed exactly as in production; the rollup then seals the history before queries are timed. The
-traffic: outbound messages spread over 30 days across 20 business numbers, each with its status path
-(sent, then delivered 92 %, read 60 %, or failed 3 % with a Meta error code); every second message is a
-Flow message with its ``flow_sent`` record, screen events along its version's path (dropping off on the
-way) and a completion for most that reach the end. "Events" counts rows of the four raw tables:
+view is fed exactly as in production; the rollup then seals the delivery history and resolves the sessions
+before queries are timed. The traffic: outbound messages spread over 30 days across 20 business numbers,
+each with its status path (sent, then delivered 92 %, read 60 %, or failed 3 % with a Meta error code);
+every second message is a Flow message with its ``flow_sent`` record, screen events along its version's
+path (dropping off on the way) and a completion for most that reach the end. "Events" counts rows of the four raw tables:
 statuses, sends, screen events and completions.
 
 Each query runs as the page runs it on a refresh (same typed function, same default filters), for
@@ -150,15 +150,22 @@ def load(client: Any, events: int, *, end: datetime, say: Say) -> tuple[int, flo
 
 
 def wait_for_rollup(client: Any, settings: Settings, *, deadline_s: float = 3600) -> float:
-    """Seconds until the rollup has sealed every minute it may (all but its last ``rollup_seal_after_s``)."""
+    """Seconds until the rollup has sealed every minute it may (all but its last ``rollup_seal_after_s``) and
+    resolved every session loaded."""
+    from warehouse.flows import SESSIONS_RESOLVED
     from warehouse.rollup import DELIVERY_SEALED, progress, server_now
 
     started = time.monotonic()
-    horizon = server_now(client) - timedelta(seconds=settings.rollup_seal_after_s + 60)
-    sealed = poll(lambda: (progress(client, DELIVERY_SEALED) or datetime(1970, 1, 1)) >= horizon, want=True,
-                  deadline_s=deadline_s, interval_s=1.0)
-    if not sealed:
-        raise SupervisorError(f"the rollup did not seal the loaded history within {deadline_s:.0f} s")
+    loaded = server_now(client)
+    horizon = loaded - timedelta(seconds=settings.rollup_seal_after_s + 60)
+
+    def caught_up() -> bool:
+        sealed = progress(client, DELIVERY_SEALED) or datetime(1970, 1, 1)
+        resolved = progress(client, SESSIONS_RESOLVED) or datetime(1970, 1, 1)
+        return sealed >= horizon and resolved >= loaded
+
+    if not poll(caught_up, want=True, deadline_s=deadline_s, interval_s=1.0):
+        raise SupervisorError(f"the rollup did not seal and resolve the loaded history within {deadline_s:.0f} s")
     return time.monotonic() - started
 
 

@@ -7,17 +7,20 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import clickhouse_connect
+import msgspec
 from clickhouse_connect.driver.client import Client
 
 from contract.events import FlowCompletion, FlowSent, MessageStatus, NodeEvent, event_id
 from contract.flowjson import parse_flow_json
 from tests.samples import FLOW_JSON
-from warehouse import flows, writer
-from warehouse.migrate import load_migrations
+from warehouse import flows, tables, writer
+from warehouse.migrate import _apply, backfill_new_derived_tables, load_migrations
+from warehouse.resolution import SessionRollup
+from warehouse.rollup import server_now
 
 NOW_S = int(time.time())
 T0 = (NOW_S - 7200) * 1000  # sessions two hours ago: older than the 30 min abandonment timeout
@@ -176,6 +179,11 @@ def test_sends_stored_before_the_time_index_existed_are_indexed_by_its_migration
     insert(client, scenario())
     for statement in index.statements:
         client.command(statement)
+    # The later migrations, then the backfill migrate() runs for the derived tables they created.
+    before = {row[0] for row in client.query("SELECT name FROM system.tables WHERE database = 'flowscope'").result_rows}
+    _apply(client)
+    after = {row[0] for row in client.query("SELECT name FROM system.tables WHERE database = 'flowscope'").result_rows}
+    assert tables.FLOW_SESSION_ROWS_TABLE in backfill_new_derived_tables(client, "flowscope", created=after - before)
     assert flows.funnel(client, window())["sent"].tolist() == [6]
     client.close()
 
@@ -191,3 +199,61 @@ def test_flow_versions_lists_sent_and_registered_versions(client: Client) -> Non
         {"flow_id": "F1", "flow_version": "1", "campaign": "spring"},
         {"flow_id": "F2", "flow_version": "3", "campaign": ""},
     ]
+
+
+def every_figure(client: Client) -> dict[str, object]:
+    where = window()
+    one = dataclasses.replace(where, flow_version="1")
+    return {
+        "funnel": flows.funnel(client, where).to_dict("records"),
+        "by_campaign": flows.funnel(client, where, by=("campaign",)).to_dict("records"),
+        "over_time": flows.funnel_over_time(client, where, bucket_minutes=60).to_dict("records"),
+        "nodes": flows.node_stats(client, one).to_dict("records"),
+        "paths": flows.paths(client, one).to_dict("records"),
+        "transitions": flows.transitions(client, one).to_dict("records"),
+    }
+
+
+def resolved_rows(client: Client) -> int:
+    return int(client.command(f"SELECT count() FROM {tables.FLOW_SESSION_ROWS_TABLE} FINAL"))
+
+
+def test_resolved_sessions_give_the_figures_of_the_live_merge(client: Client) -> None:
+    insert(client, scenario())
+    live = every_figure(client)  # no pass yet: every session is merged live
+    rollup = SessionRollup(client, touch_margin=timedelta(0))
+    first = rollup.run_once(server_now(client))
+    assert first.sessions == resolved_rows(client) == 6  # every sent session (tok5's events came before its send)
+    assert every_figure(client) == live  # now read from the resolved rows
+    again = rollup.run_once(server_now(client))
+    assert again.sessions == 0 and every_figure(client) == live  # nothing touched since: nothing to do
+
+
+def test_a_session_touched_after_it_was_resolved_counts_at_once_and_is_resolved_again(client: Client) -> None:
+    insert(client, scenario())
+    rollup = SessionRollup(client, touch_margin=timedelta(0))
+    rollup.run_once(server_now(client))
+    before = flows.funnel(client, window()).iloc[0]
+    assert (before["completed"], before["delivered"]) == (2, 4)
+    # tok2, resolved as abandoned on screen B, completes later; tok6's message is delivered later.
+    time.sleep(0.01)
+    insert(client, [completion(2, 600), status(6, "delivered", 7000)])
+    touched = flows.funnel(client, window()).iloc[0]  # merged live until the next pass
+    assert (touched["completed"], touched["delivered"], touched["abandoned"]) == (3, 5, 1)
+    done = rollup.run_once(server_now(client))
+    assert done.sessions == 2
+    assert flows.funnel(client, window()).to_dict("records") == [touched.to_dict()]
+    assert resolved_rows(client) == 6
+
+
+def test_a_session_whose_send_moves_leaves_no_row_behind(client: Client) -> None:
+    insert(client, scenario())
+    rollup = SessionRollup(client, touch_margin=timedelta(0))
+    rollup.run_once(server_now(client))
+    time.sleep(0.01)
+    earlier = msgspec.structs.replace(sent(3, T0 - 60_000), event_id="another send of tok3")
+    insert(client, [earlier])  # a second send of tok3, a minute earlier: the session's send time moves
+    done = rollup.run_once(server_now(client))
+    assert done.moved == 1
+    assert resolved_rows(client) == 6
+    assert flows.funnel(client, window())["sent"].tolist() == [6]
