@@ -152,11 +152,13 @@ def load(client: Any, events: int, *, end: datetime, say: Say) -> tuple[int, flo
 def wait_for_rollup(client: Any, settings: Settings, *, deadline_s: float = 3600) -> float:
     """Seconds until the rollup has sealed every minute it may (all but its last ``rollup_seal_after_s``) and
     resolved every session loaded."""
-    from warehouse.flows import SESSIONS_RESOLVED
+    from warehouse.flows import SESSIONS_RESOLVED, TOUCH_MARGIN_S
     from warehouse.rollup import DELIVERY_SEALED, progress, server_now
 
     started = time.monotonic()
-    loaded = server_now(client)
+    # Queries merge live the sessions touched up to TOUCH_MARGIN_S before the rollup's last pass: steady state
+    # is a pass that far past the load.
+    loaded = server_now(client) + timedelta(seconds=TOUCH_MARGIN_S + 1)
     horizon = loaded - timedelta(seconds=settings.rollup_seal_after_s + 60)
 
     def caught_up() -> bool:
