@@ -6,8 +6,8 @@ view is fed exactly as in production; the rollup then seals the delivery history
 before queries are timed. The traffic: outbound messages spread over 30 days across 20 business numbers,
 each with its status path (sent, then delivered 92 %, read 60 %, or failed 3 % with a Meta error code);
 every second message is a Flow message with its ``flow_sent`` record, screen events along its version's
-path (dropping off on the way) and a completion for most that reach the end. "Events" counts rows of the four raw tables:
-statuses, sends, screen events and completions.
+path (dropping off on the way) and a completion for most that reach the end. "Events" counts rows of the
+four raw tables: statuses, sends, screen events and completions.
 
 Each query runs as the page runs it on a refresh (same typed function, same default filters), for
 the time ranges a user picks; the figure judged is the p95 over all of them.
@@ -202,10 +202,11 @@ def queries(end: datetime, *, timeout_s: int = Settings.session_timeout_s) -> li
         add(f"delivery.by_phone_number {label}", delivery.delivery_by_phone_number, where)
     add("delivery.phone_number_ids", delivery.phone_number_ids)
     flow_id, version, _ = _paths()[-1]
-    for label, span in (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)), ("7d", timedelta(days=7))):
+    for label, span in (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)), ("7d", timedelta(days=7)),
+                        ("30d", timedelta(days=30))):
         where_flow = flows.FlowFilter(start=end - span, end=end, flow_id=flow_id, now=end, timeout_s=timeout_s)
         one_version = replace(where_flow, flow_version=version)
-        bucket = 1 if span <= timedelta(hours=6) else 60
+        bucket = 1 if span <= timedelta(hours=6) else 60 if span <= timedelta(days=7) else 360
         add(f"flows.funnel by flow {label}", flows.funnel, where_flow, by=("flow_id",))
         add(f"flows.funnel by version {label}", flows.funnel, where_flow)
         add(f"flows.funnel by campaign {label}", flows.funnel, where_flow, by=("campaign",))
