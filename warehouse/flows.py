@@ -87,7 +87,16 @@ live AS (
            toUInt8(st.wamid != '' AND (st.delivered_at < {_NEVER_DT} OR st.read_at < {_NEVER_DT})) AS delivered,
            toUInt8(st.wamid != '' AND st.read_at < {_NEVER_DT}) AS read,
            toUInt8(st.wamid != '' AND st.failed_at < {_NEVER_DT}) AS failed,
-           arrayFilter(e -> e.2 != '', m.all_events) AS events
+           arrayMap(e -> e.2, arrayFilter(e -> e.2 != '', m.all_events)) AS screens,
+           arrayMap(e -> toUnixTimestamp64Milli(e.1), arrayFilter(e -> e.2 != '', m.all_events)) AS times,
+           arrayFilter(i -> i = 1 OR screens[i] != screens[i - 1], arrayEnumerate(screens)) AS starts,
+           arrayDistinct(screens) AS reached,
+           if(length(screens) > 0, screens[-1], '') AS last_screen,
+           arrayMap(i -> screens[i], starts) AS visit_screens,
+           arrayMap(k -> if(k < length(starts), times[starts[k + 1]] - times[starts[k]],
+                            if(m.completed_at < {_NEVER}, toUnixTimestamp64Milli(m.completed_at) - times[starts[k]],
+                               -1)),
+                    arrayEnumerate(starts)) AS visit_ms
     FROM merged AS m
     LEFT JOIN states AS st ON m.wamid = st.wamid
 )"""
@@ -106,6 +115,9 @@ _TOUCHED_IN_RANGE = f"""flow_token IN (SELECT flow_token FROM touched)
         SELECT flow_token FROM {FLOW_SENDS_BY_TIME_TABLE}
         WHERE sent_at >= {{start:DateTime64(3, 'UTC')}} AND sent_at <= {{end:DateTime64(3, 'UTC')}}
           AND ({{flow_id:String}} = '' OR flow_id = {{flow_id:String}}))"""
+# A session's columns as the queries read them (resolved rows and live merges alike).
+_SESSION_COLUMNS = ("flow_token, flow_id, flow_version, campaign, sent_at, completed_at, last_activity, has_events, "
+                    "delivered, read, failed, reached, last_screen, visit_screens, visit_ms")
 # The sessions a query reads: resolved rows (flow_session_rows) for sessions untouched since the rollup's
 # last pass (less a margin for inserts still in flight), merged live for the others. Exact whether or not
 # the rollup has caught up; cheap when it has. Then each session's state at ``now`` and its visits.
@@ -117,28 +129,20 @@ touched AS (
 ),
 {merged_sessions(_TOUCHED_IN_RANGE)},
 sessions AS (
-    SELECT flow_token, flow_id, flow_version, campaign, sent_at, completed_at, last_activity, has_events,
-           delivered, read, failed, events
-    FROM live
-    WHERE {_FILTER}
+    SELECT {_SESSION_COLUMNS} FROM live WHERE {_FILTER}
     UNION ALL
-    SELECT flow_token, flow_id, flow_version, campaign, sent_at, completed_at, last_activity, has_events,
-           delivered, read, failed, events
-    FROM {FLOW_SESSION_ROWS_TABLE} FINAL
+    SELECT {_SESSION_COLUMNS} FROM {FLOW_SESSION_ROWS_TABLE} FINAL
     WHERE {_FILTER} AND flow_token NOT IN (SELECT flow_token FROM touched)
 ),
 resolved AS (
-    SELECT flow_token, flow_id, flow_version, campaign, sent_at, completed_at, events,
+    SELECT flow_token, flow_id, flow_version, campaign, sent_at, completed_at, reached, last_screen,
+           visit_screens, visit_ms,
            delivered = 1 AS delivered, read = 1 AS read, failed = 1 AS failed,
            completed_at < {_NEVER} AS completed,
            has_events = 1 OR completed AS opened,
            NOT completed AND NOT failed
                AND last_activity < {{now:DateTime64(3, 'UTC')}} - toIntervalSecond({{timeout_s:UInt32}}) AS abandoned,
-           NOT completed AND NOT failed AND NOT abandoned AS ongoing,
-           arrayMap(e -> e.2, events) AS screens,
-           arrayMap(e -> toUnixTimestamp64Milli(e.1), events) AS times,
-           arrayFilter(i -> i = 1 OR screens[i] != screens[i - 1], arrayEnumerate(screens)) AS starts,
-           arrayMap(i -> screens[i], starts) AS visit_screens
+           NOT completed AND NOT failed AND NOT abandoned AS ongoing
     FROM sessions
 )
 """
@@ -255,25 +259,22 @@ def node_stats(client: Client, where: FlowFilter) -> pd.DataFrame:
     sql = f"""
         WITH {_SESSIONS},
         reach AS (
-            SELECT flow_id, flow_version, screen, count() AS reached,
-                   countIf(abandoned AND screen = screens[-1]) AS dropped,
+            SELECT flow_id, flow_version, screen, count() AS sessions_reached,
+                   countIf(abandoned AND screen = last_screen) AS dropped,
                    countIf(completed) AS completed_after
             FROM resolved
-            ARRAY JOIN arrayDistinct(screens) AS screen
+            ARRAY JOIN reached AS screen
             GROUP BY flow_id, flow_version, screen
         ),
         visits AS (
-            SELECT flow_id, flow_version, visit.1 AS screen, count() AS visits,
-                   toInt64(quantileExact(0.5)(visit.2)) AS median_ms, toInt64(quantileExact(0.9)(visit.2)) AS p90_ms
+            SELECT flow_id, flow_version, screen, count() AS visits,
+                   toInt64(quantileExact(0.5)(ms)) AS median_ms, toInt64(quantileExact(0.9)(ms)) AS p90_ms
             FROM resolved
-            ARRAY JOIN arrayMap(k -> (screens[starts[k]],
-                                      if(k < length(starts), times[starts[k + 1]] - times[starts[k]],
-                                         if(completed, toUnixTimestamp64Milli(completed_at) - times[starts[k]], -1))),
-                                arrayEnumerate(starts)) AS visit
-            WHERE visit.2 >= 0
+            ARRAY JOIN visit_screens AS screen, visit_ms AS ms
+            WHERE ms >= 0
             GROUP BY flow_id, flow_version, screen
         )
-        SELECT r.flow_id AS flow_id, r.flow_version AS flow_version, r.screen AS screen, r.reached AS reached,
+        SELECT r.flow_id AS flow_id, r.flow_version AS flow_version, r.screen AS screen, r.sessions_reached AS reached,
                r.dropped AS dropped, r.completed_after AS completed_after, v.visits AS visits,
                v.median_ms AS median_ms, v.p90_ms AS p90_ms
         FROM reach AS r
@@ -292,7 +293,7 @@ def paths(client: Client, where: FlowFilter, *, limit: int = 1000) -> pd.DataFra
                countIf(completed) AS completed, countIf(abandoned) AS abandoned, countIf(ongoing) AS ongoing,
                count() AS sessions
         FROM resolved
-        WHERE length(events) > 0
+        WHERE length(visit_screens) > 0
         GROUP BY flow_id, flow_version, path
         ORDER BY sessions DESC, path
         LIMIT {{limit:UInt32}}
@@ -313,7 +314,7 @@ def transitions(client: Client, where: FlowFilter) -> pd.DataFrame:
                    arrayEnumerate(visit_screens))) AS move,
                    move.1 AS step, move.2 AS source, move.3 AS target
             FROM resolved
-            WHERE length(events) > 0
+            WHERE length(visit_screens) > 0
         )
         GROUP BY step, source, target
         ORDER BY step, sessions DESC

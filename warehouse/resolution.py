@@ -37,7 +37,8 @@ from warehouse.tables import (
 logger = logging.getLogger(__name__)
 
 ROW_COLUMNS = ("flow_token", "flow_id", "flow_version", "campaign", "wamid", "sent_at", "completed_at",
-               "last_activity", "has_events", "delivered", "read", "failed", "events")
+               "last_activity", "has_events", "delivered", "read", "failed", "reached", "last_screen",
+               "visit_screens", "visit_ms")
 # A pass resolves the touched sessions this many touches at a time.
 CHUNK_TOUCHES = 100_000
 # More touches than this since the previous pass (a bulk load, a first pass over history): every session is
@@ -135,7 +136,8 @@ class SessionRollup:
             key = (flow_id, sent_at.replace(tzinfo=None))
             old = previous.get(token)
             if old is not None and old != key:
-                out.append((token, old[0], "", "", "", old[1], old[1], old[1], 0, 0, 0, 0, [], resolved_at, 1))
+                out.append((token, old[0], "", "", "", old[1], old[1], old[1], 0, 0, 0, 0, [], "", [], [],
+                            resolved_at, 1))
                 moved += 1
             out.append((*row, resolved_at, 0))
             keys.append((token, flow_id, sent_at))

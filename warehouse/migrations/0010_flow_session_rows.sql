@@ -56,7 +56,10 @@ CREATE TABLE IF NOT EXISTS flow_session_rows
     delivered UInt8 COMMENT '1 when the Flow message has a delivered or a read status.',
     read UInt8 COMMENT '1 when the Flow message has a read status.',
     failed UInt8 COMMENT '1 when the Flow message has a failed status.',
-    events Array(Tuple(DateTime64(3, 'UTC'), String, String)) COMMENT 'Screen events as (time, screen, action), in time order, each once.',
+    reached Array(LowCardinality(String)) COMMENT 'Screens the session had an event on, each once.',
+    last_screen LowCardinality(String) COMMENT 'Screen of its last screen event (empty when none): where an abandoned session dropped.',
+    visit_screens Array(LowCardinality(String)) COMMENT 'Its visits in order: runs of consecutive screen events on one screen (BACK makes a new visit).',
+    visit_ms Array(Int64) COMMENT 'Milliseconds of each visit: until the next visit starts, or until the completion after the last visit; -1 when unknown (the last visit of a session not completed).',
     resolved_at DateTime64(3, 'UTC') COMMENT 'When the rollup resolved the session; the latest row of a key wins.',
     is_deleted UInt8 COMMENT '1 on a row left where the session no longer is (its send moved); FINAL leaves it out.'
 )

@@ -93,7 +93,8 @@ def figures(client: Client) -> dict[str, Any]:
 
 
 RESOLVED = (f"SELECT flow_token, flow_id, flow_version, campaign, wamid, sent_at, completed_at, last_activity, "
-            f"has_events, delivered, read, failed, events FROM {tables.FLOW_SESSION_ROWS_TABLE} FINAL ORDER BY ALL")
+            f"has_events, delivered, read, failed, reached, last_screen, visit_screens, visit_ms "
+            f"FROM {tables.FLOW_SESSION_ROWS_TABLE} FINAL ORDER BY ALL")
 
 
 def test_every_derived_table_is_rebuilt(client: Client) -> None:
