@@ -152,7 +152,7 @@ class Settings:
         120, "Minutes of delivery counts this old are sealed into sums (a later status reseals its minute)."
     )
     rollup_reads_interval_s: float = _setting(
-        15.0, "Seconds between two refreshes of the messages read without a delivered status."
+        5.0, "Seconds between two refreshes of the messages read without a delivered status."
     )
     rollup_metrics_port: int = _setting(9104, "Port of the warehouse rollup's /metrics endpoint (0 = off).")
     # --- embedded stack ------------------------------------------------------------------------

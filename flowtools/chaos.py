@@ -192,6 +192,10 @@ class Traffic:
             self.loop.close()
 
 
+# How long the aggregates may lag the raw rows once those settled: a few rollup passes.
+AGGREGATES_SETTLE_S = 30.0
+
+
 def dashboard_figures(client: Any, result: SimulationResult, pnids: tuple[str, ...]) -> dict[str, tuple[int, int]]:
     """Every aggregate the dashboards show: (truth, warehouse)."""
     from warehouse import queries
@@ -244,9 +248,16 @@ def judge(pipeline: Pipeline, result: SimulationResult, *, settle_s: float,
         statuses, status_rows, completions, completion_rows = stored()
     lost_raw = len(acked_statuses - statuses) + len(acked_completions - completions)
     double_raw = (status_rows - len(statuses)) + (completion_rows - len(completions))
-    figures = dashboard_figures(client, result, pnids)
-    under = {name: t - w for name, (t, w) in figures.items() if w < t}
-    over = {name: w - t for name, (t, w) in figures.items() if w > t}
+    # The aggregates settle a rollup pass after the raw rows (a read without a delivered status counts as
+    # delivered once the rollup has looked it up): poll them, with a deadline.
+    aggregates_deadline = time.monotonic() + AGGREGATES_SETTLE_S
+    while True:
+        figures = dashboard_figures(client, result, pnids)
+        under = {name: t - w for name, (t, w) in figures.items() if w < t}
+        over = {name: w - t for name, (t, w) in figures.items() if w > t}
+        if (not under and not over) or time.monotonic() > aggregates_deadline:
+            break
+        time.sleep(1)
     details: dict[str, Any] = {
         "posts_acknowledged": result.acked, "retries": result.retries, "undelivered": result.failures,
         "answers": result.answers, "raw_lost": lost_raw, "raw_double": double_raw,
