@@ -220,6 +220,21 @@ def dashboard_figures(client: Any, result: SimulationResult, pnids: tuple[str, .
     return figures
 
 
+def settled_figures(client: Any, result: SimulationResult, pnids: tuple[str, ...], *,
+                    deadline_s: float = AGGREGATES_SETTLE_S) -> dict[str, tuple[int, int]]:
+    """:func:`dashboard_figures` once they equal the truth, or as they are after ``deadline_s``.
+
+    The aggregates settle a rollup pass after the raw rows (a read without a delivered status counts as
+    delivered once the rollup has looked it up), so they are polled with a deadline.
+    """
+    deadline = time.monotonic() + deadline_s
+    while True:
+        figures = dashboard_figures(client, result, pnids)
+        if all(truth == seen for truth, seen in figures.values()) or time.monotonic() > deadline:
+            return figures
+        time.sleep(1)
+
+
 def judge(pipeline: Pipeline, result: SimulationResult, *, settle_s: float,
           say: Callable[[str], None]) -> tuple[int, int, int, int, dict[str, Any]]:  # noqa: C901
     """(sent, stored, lost, double_counted, details) once the warehouse settled or ``settle_s`` passed."""
@@ -248,16 +263,9 @@ def judge(pipeline: Pipeline, result: SimulationResult, *, settle_s: float,
         statuses, status_rows, completions, completion_rows = stored()
     lost_raw = len(acked_statuses - statuses) + len(acked_completions - completions)
     double_raw = (status_rows - len(statuses)) + (completion_rows - len(completions))
-    # The aggregates settle a rollup pass after the raw rows (a read without a delivered status counts as
-    # delivered once the rollup has looked it up): poll them, with a deadline.
-    aggregates_deadline = time.monotonic() + AGGREGATES_SETTLE_S
-    while True:
-        figures = dashboard_figures(client, result, pnids)
-        under = {name: t - w for name, (t, w) in figures.items() if w < t}
-        over = {name: w - t for name, (t, w) in figures.items() if w > t}
-        if (not under and not over) or time.monotonic() > aggregates_deadline:
-            break
-        time.sleep(1)
+    figures = settled_figures(client, result, pnids)
+    under = {name: t - w for name, (t, w) in figures.items() if w < t}
+    over = {name: w - t for name, (t, w) in figures.items() if w > t}
     details: dict[str, Any] = {
         "posts_acknowledged": result.acked, "retries": result.retries, "undelivered": result.failures,
         "answers": result.answers, "raw_lost": lost_raw, "raw_double": double_raw,

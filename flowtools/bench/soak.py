@@ -31,7 +31,7 @@ import httpx
 
 from embedded.scrape import metric_sum
 from flowtools.bench import Result, Say, percentile
-from flowtools.chaos import SENTINEL_PNID, Traffic, dashboard_figures
+from flowtools.chaos import SENTINEL_PNID, Traffic, settled_figures
 from flowtools.harness import Pipeline, isolated_settings, poll
 from flowtools.simulator import payloads
 from flowtools.simulator.config import SimulationConfig
@@ -280,7 +280,7 @@ def judge_exactness(pipeline: Pipeline, records: list[StepRecord], say: Say, *,
             judged.append({"exact": False, "reason": "no simulator result"})
             continue
         pnids = tuple(p for p in result.truth.phone_numbers if p not in probe_pnids)
-        figures = dashboard_figures(client, result, pnids)
+        figures = settled_figures(client, result, pnids)
         off = {name: (truth, seen) for name, (truth, seen) in figures.items() if truth != seen}
         lost = len(result.acked_statuses - statuses) + len(result.acked_completions - replies)
         judged.append({"exact": lost == 0 and double == 0 and not off, "lost": lost,
