@@ -152,8 +152,9 @@ def test_failure_spike_pages_and_resolves_and_totals_add_up(stack_factory: Calla
         return bool(mine) and bool(theirs) and not mine & theirs and len(mine | theirs) == settings.partitions
 
     assert poll(split, want=True, deadline_s=90, interval_s=0.5)
-    assert poll(lambda: sum(prometheus_value(stack, 'up{job=~"flowscope-.*"}').values()), want=3.0,
-                deadline_s=30) == 3.0
+    # Scraped and up: the receiver, both stream workers and the rollup.
+    assert poll(lambda: sum(prometheus_value(stack, 'up{job=~"flowscope-.*"}').values()), want=4.0,
+                deadline_s=30) == 4.0
 
     # The simulated business numbers: the same in every phase (same seed), each gets spiked.
     phone_number_ids = set(generate(config(1, 0.0, 0))[1].to_dict()["phone_numbers"])
