@@ -88,7 +88,9 @@ class WebhookParser:
         # MAX_DEPTH (bracket count, as raw_deeper_than), since fields the shape skips are not depth-checked; any
         # body the shape does not fit, valid or not, takes the general path, which gives the exact 400 reason.
         shallow = body.count(b"{") + body.count(b"[") <= MAX_DEPTH
-        if self._typed_statuses and shallow:
+        # ASCII only: msgspec does not validate the UTF-8 of what the shape skips, and orjson refuses invalid UTF-8
+        # anywhere; a body with other bytes takes the general path and its exact answer.
+        if self._typed_statuses and shallow and body.isascii():
             try:
                 webhook: StatusesWebhook | None = decode_statuses_webhook(body)
             except msgspec.MsgspecError:

@@ -294,6 +294,17 @@ def test_a_large_status_webhook_reads_as_the_general_walk() -> None:
     assert result == GENERAL.parse(body, received_at_ms=RECEIVED_MS)
 
 
+def test_invalid_utf8_in_a_field_the_typed_shape_skips_is_refused() -> None:
+    body = _status_webhook(1).replace(b'"metadata"', b'"meta\xbfdata_x":1,"metadata"')
+    for parser in (WEBHOOKS, GENERAL):
+        try:
+            parser.parse(body, received_at_ms=RECEIVED_MS)
+        except MalformedPayloadError as exc:
+            assert exc.reason.startswith("body is not valid JSON")
+        else:
+            raise AssertionError("a body with invalid UTF-8 was accepted")
+
+
 def test_deep_nesting_in_a_field_the_typed_shape_skips_is_refused() -> None:
     deep: Any = "x"
     for _ in range(120):
