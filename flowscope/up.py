@@ -44,6 +44,9 @@ def run_up(settings: Settings) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
+    # Ctrl-C stops everything, even when started from a shell that ignores SIGINT for background jobs
+    # (Python then keeps SIGINT ignored instead of raising KeyboardInterrupt).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = _embedded(settings)
     log_dir = settings.data_dir / "logs"
     started = time.monotonic()
