@@ -1,16 +1,17 @@
 """Typed queries the dashboards (and tests, and data teams) run. Dashboards hold no SQL of their own.
 
-Delivery figures never rescan raw statuses. They add up per-minute counts of distinct messages: sealed
-minutes' counts from ``message_status_counts`` (kept by :mod:`warehouse.rollup`), and for the minutes after
-the seal (the live edge, a few minutes) counts of the sets in ``message_status_minute``. Counts of different
-minutes add up exactly (a message reaches a status at one timestamp), so the figures are the distinct
-messages, exact under duplicates and replays, and long ranges cost a sum instead of a union of sets.
+Delivery figures never rescan raw statuses. They add up counts of distinct messages kept by
+:mod:`warehouse.rollup`: whole hours of the range from ``message_status_hour_counts``, the other sealed
+minutes (the range's ragged ends) from ``message_status_counts``, and the minutes after the seal (the live
+edge, a few minutes) by counting the sets in ``message_status_minute``. Counts of different minutes add up
+exactly (a message reaches a status at one timestamp), so the figures are the distinct messages, exact under
+duplicates and replays, and a 30-day range costs a sum over 720 hours instead of a union of sets.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
@@ -18,10 +19,11 @@ from clickhouse_connect.driver.client import Client
 
 from contract.events import MESSAGE_STATUSES
 from warehouse.error_codes import meaning
-from warehouse.rollup import DELIVERY_SEALED
+from warehouse.rollup import DELIVERY_HOURS, DELIVERY_SEALED
 from warehouse.tables import (
     FLOW_COMPLETIONS_TABLE,
     MESSAGE_STATUS_COUNTS_TABLE,
+    MESSAGE_STATUS_HOUR_COUNTS_TABLE,
     MESSAGE_STATUS_MINUTE_TABLE,
     MESSAGE_STATUSES_TABLE,
     MESSAGES_READ_UNDELIVERED_TABLE,
@@ -35,25 +37,33 @@ _FILTER = (
     "minute >= toStartOfMinute({start:DateTime('UTC')}) AND minute <= {end:DateTime('UTC')}"
     " AND (empty({phone_number_ids:Array(String)}) OR has({phone_number_ids:Array(String)}, phone_number_id))"
 )
-# Distinct messages per (phone number, minute, status, error code) in the filter's range: sealed minutes'
-# counts, then the sets of the minutes after the seal counted minute by minute. Rows of different minutes
-# add up exactly; ``sealed`` is read once, so every minute comes from exactly one side.
+_PHONE_FILTER = "(empty({phone_number_ids:Array(String)}) OR has({phone_number_ids:Array(String)}, phone_number_id))"
+# The whole hours the hour counts answer for: [hours_from, least(hours_to, delivery_hours)).
+_HOURS = (f"hour >= {{hours_from:DateTime('UTC')}} AND hour < least({{hours_to:DateTime('UTC')}}, "
+          f"(SELECT toDateTime(max(until), 'UTC') FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = '{DELIVERY_HOURS}'))")
+_OUTSIDE_HOURS = f"NOT ({_HOURS.replace('hour >=', 'minute >=').replace('hour <', 'minute <')})"
+_SEALED = f"(SELECT toDateTime(max(until), 'UTC') FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = '{DELIVERY_SEALED}')"
+# Distinct messages per (phone number, minute or hour, status, error code) in the filter's range: whole
+# hours' sums, the other sealed minutes' counts, then the sets of the minutes after the seal counted minute
+# by minute. Rows of different minutes add up exactly; each progress is read once (a scalar), so every
+# minute comes from exactly one of the three.
 _COUNTS = f"""
-    sealed AS (
-        SELECT toDateTime(max(until), 'UTC') AS until
-        FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = '{DELIVERY_SEALED}'
-    ),
     counts AS (
+        SELECT phone_number_id, hour AS minute, status, error_code, messages
+        FROM {MESSAGE_STATUS_HOUR_COUNTS_TABLE} FINAL
+        WHERE {_HOURS} AND {_PHONE_FILTER}
+        UNION ALL
         SELECT phone_number_id, minute, status, error_code, messages
         FROM {MESSAGE_STATUS_COUNTS_TABLE} FINAL
-        WHERE {_FILTER} AND minute < (SELECT until FROM sealed)
+        WHERE {_FILTER} AND minute < {_SEALED} AND {_OUTSIDE_HOURS}
         UNION ALL
         SELECT phone_number_id, minute, status, error_code, uniqExactMerge(messages) AS messages
         FROM {MESSAGE_STATUS_MINUTE_TABLE}
-        WHERE {_FILTER} AND minute >= (SELECT until FROM sealed)
+        WHERE {_FILTER} AND minute >= {_SEALED} AND {_OUTSIDE_HOURS}
         GROUP BY phone_number_id, minute, status, error_code
     )
 """
+_HOUR = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,17 @@ class DeliveryFilter:
 
     @property
     def parameters(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "phone_number_ids": list(self.phone_number_ids)}
+        return {"start": self.start, "end": self.end, "phone_number_ids": list(self.phone_number_ids),
+                **self.hours()}
+
+    def hours(self, *, whole: bool = True) -> dict[str, datetime]:
+        """The whole hours in the range (every minute of them in it), as hours_from / hours_to; none unless
+        ``whole`` (a caller bucketing by less than an hour)."""
+        first = self.start.replace(second=0, microsecond=0)
+        start = first if first.minute == 0 else first.replace(minute=0) + _HOUR
+        # An hour is whole when its last minute starts at or before ``end``.
+        end = (self.end + timedelta(minutes=1)).replace(minute=0, second=0, microsecond=0)
+        return {"hours_from": start, "hours_to": end if whole and end > start else start}
 
 
 def stored_status_count(client: Client) -> int:
@@ -113,7 +133,9 @@ def delivery_timeseries(client: Client, where: DeliveryFilter, *, bucket_minutes
         GROUP BY bucket, status
         ORDER BY bucket, status
     """
-    frame = client.query_df(sql, parameters={**where.parameters, "bucket": bucket_minutes})
+    # Hour counts fit buckets of whole hours only (the buckets start on the hour).
+    hours = where.hours(whole=bucket_minutes % 60 == 0)
+    frame = client.query_df(sql, parameters={**where.parameters, **hours, "bucket": bucket_minutes})
     if frame.empty:
         return pd.DataFrame({"bucket": pd.Series(dtype="datetime64[ns, UTC]"), "status": [], "messages": []})
     return frame

@@ -28,6 +28,7 @@ from warehouse.tables import (
     FLOW_SESSIONS_TABLE,
     MESSAGE_STATE_TABLE,
     MESSAGE_STATUS_COUNTS_TABLE,
+    MESSAGE_STATUS_HOUR_COUNTS_TABLE,
     MESSAGE_STATUS_MINUTE_TABLE,
     MESSAGE_STATUSES_TABLE,
     MESSAGES_READ_UNDELIVERED_TABLE,
@@ -72,6 +73,7 @@ DERIVED = (
     Retention(FLOW_SESSIONS_TABLE, "last_activity_at", derived=True),
     Retention(FLOW_SENDS_BY_TIME_TABLE, "sent_at", derived=True),
     Retention(MESSAGE_STATUS_COUNTS_TABLE, "minute + INTERVAL 1 MINUTE", derived=True),
+    Retention(MESSAGE_STATUS_HOUR_COUNTS_TABLE, "hour + INTERVAL 1 HOUR", derived=True),
     Retention(MESSAGES_READ_UNDELIVERED_TABLE, "read_at", derived=True),
     Retention(FLOW_SESSION_ROWS_TABLE, "last_activity", derived=True),
 )

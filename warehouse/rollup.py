@@ -11,10 +11,12 @@ A pass (:meth:`DeliveryRollup.run_once`):
    ``message_status_counts``, then move ``delivery_sealed`` in ``rollup_progress`` past it. Readers sum counts
    before that point and merge sets after it (:mod:`warehouse.queries`), so a figure is exact whether or not
    the rollup has caught up; only its speed depends on it.
+   Once every minute of an hour is sealed, sum the hour's minute counts into ``message_status_hour_counts``
+   and move ``delivery_hours`` past it: long ranges read whole hours there (720 rows a key for 30 days).
 2. *Reseal* sealed minutes that a late status landed in: every insert of statuses records the (phone number,
    minute) pairs it touched in ``message_status_touches``; a pass counts again those touched since the previous
-   pass began (less a margin for inserts still in flight). A new count replaces the old one (ReplacingMergeTree
-   on ``sealed_at``).
+   pass began (less a margin for inserts still in flight), and sums again the sealed hours they are in. A new
+   count replaces the old one (ReplacingMergeTree on ``sealed_at``).
 3. Every ``reads_interval_s``, refresh ``messages_read_undelivered``: messages with a read status but no
    delivered one (the new reads looked up in ``message_delivered_index``, see
    :meth:`DeliveryRollup.refresh_read_undelivered`). "Delivered" in a range is the delivered statuses in it
@@ -40,6 +42,7 @@ from warehouse.tables import (
     MESSAGE_DELIVERED_INDEX_TABLE,
     MESSAGE_READ_TOUCHES_TABLE,
     MESSAGE_STATUS_COUNTS_TABLE,
+    MESSAGE_STATUS_HOUR_COUNTS_TABLE,
     MESSAGE_STATUS_MINUTE_TABLE,
     MESSAGE_STATUS_TOUCHES_TABLE,
     MESSAGE_STATUSES_TABLE,
@@ -51,6 +54,8 @@ logger = logging.getLogger(__name__)
 
 # rollup_progress task: every minute before its ``until`` has its counts in message_status_counts.
 DELIVERY_SEALED = "delivery_sealed"
+# rollup_progress task: every hour before its ``until`` has its counts in message_status_hour_counts.
+DELIVERY_HOURS = "delivery_hours"
 # rollup_progress task: touches up to its ``until`` (less the margin) have been resealed.
 DELIVERY_TOUCHES = "delivery_touches"
 # rollup_progress task: reads inserted up to its ``until`` (less the margin) have been checked.
@@ -64,7 +69,9 @@ EPOCH = datetime(1970, 1, 1)
 TOUCH_MARGIN = timedelta(seconds=60)
 # The first seal of a warehouse full of history counts it a day at a time (bounded memory per query).
 SEAL_CHUNK = timedelta(days=1)
+HOUR = timedelta(hours=1)
 COUNT_COLUMNS = ("phone_number_id", "minute", "status", "error_code", "messages", "sealed_at")
+HOUR_COUNT_COLUMNS = ("phone_number_id", "hour", "status", "error_code", "messages", "sealed_at")
 READ_UNDELIVERED_COLUMNS = ("phone_number_id", "wamid", "read_at", "version", "is_deleted")
 
 _COUNTS_OF_MINUTES = f"""
@@ -79,6 +86,20 @@ _COUNTS_OF_TOUCHED = f"""
     WHERE has({{minutes:Array(DateTime('UTC'))}}, minute)
       AND has({{phone_number_ids:Array(String)}}, phone_number_id)
     GROUP BY phone_number_id, minute, status, error_code
+"""
+# An hour's counts: the sum of its sealed minutes' counts.
+_HOURS_OF_MINUTES = f"""
+    SELECT phone_number_id, toStartOfHour(minute) AS hour, status, error_code, sum(messages)
+    FROM {MESSAGE_STATUS_COUNTS_TABLE} FINAL
+    WHERE minute >= {{start:DateTime('UTC')}} AND minute < {{end:DateTime('UTC')}}
+    GROUP BY phone_number_id, hour, status, error_code
+"""
+_HOURS_OF_TOUCHED = f"""
+    SELECT phone_number_id, toStartOfHour(minute) AS hour, status, error_code, sum(messages)
+    FROM {MESSAGE_STATUS_COUNTS_TABLE} FINAL
+    WHERE toStartOfHour(minute) IN {{hours:Array(DateTime('UTC'))}}
+      AND phone_number_id IN {{phone_number_ids:Array(String)}}
+    GROUP BY phone_number_id, hour, status, error_code
 """
 _TOUCHED = f"""
     SELECT DISTINCT phone_number_id, minute
@@ -176,6 +197,12 @@ class DeliveryRollup:
                 }).result_rows
                 self._write_counts(rows, began)
                 resealed = len(touched)
+                hours_until = progress(client, DELIVERY_HOURS) or EPOCH
+                hours = sorted({h for _, minute in touched if (h := _hour(minute)) + HOUR <= hours_until})
+                if hours:
+                    self._write_counts(client.query(_HOURS_OF_TOUCHED, parameters={
+                        "hours": hours, "phone_number_ids": sorted({pnid for pnid, _ in touched}),
+                    }).result_rows, began, table=MESSAGE_STATUS_HOUR_COUNTS_TABLE)
 
         sealed_minutes = 0
         if horizon > sealed:
@@ -188,6 +215,8 @@ class DeliveryRollup:
                 sealed_minutes += len({row[1] for row in rows})
                 start = end
             sealed = horizon
+        if sealed > EPOCH:
+            self.seal_hours(sealed, began)
         self._set_progress(DELIVERY_TOUCHES, began, began)
 
         refreshed, changes = False, 0
@@ -199,6 +228,22 @@ class DeliveryRollup:
             logger.info("rollup: sealed %d minutes (until %s), resealed %d, %d read-undelivered changes",
                         sealed_minutes, sealed, resealed, changes)
         return RollupPass(sealed, sealed_minutes, resealed, refreshed, changes)
+
+    def seal_hours(self, sealed: datetime, sealed_at: datetime) -> int:
+        """Sum into hour counts every hour not summed yet whose minutes are all sealed (before ``sealed``), a
+        day at a time, each day's progress recorded once written; returns the hours summed."""
+        done = progress(self.client, DELIVERY_HOURS)
+        start = done if done is not None else _hour(self._first_minute() or sealed)
+        target = _hour(sealed)
+        summed = 0
+        while start < target:
+            end = min(target, start + SEAL_CHUNK)
+            rows = self.client.query(_HOURS_OF_MINUTES, parameters={"start": start, "end": end}).result_rows
+            self._write_counts(rows, sealed_at, table=MESSAGE_STATUS_HOUR_COUNTS_TABLE)
+            self._set_progress(DELIVERY_HOURS, end, sealed_at)
+            summed += len({row[1] for row in rows})
+            start = end
+        return summed
 
     def reseal(self, *, since: datetime | None, until: datetime | None, sealed_at: datetime) -> int:
         """Count again the sealed minutes in [since, until) (default: all sealed) and drop keys not counted now.
@@ -225,8 +270,28 @@ class DeliveryRollup:
                     "AND minute < {end:DateTime('UTC')} AND sealed_at < {sealed_at:DateTime64(3, 'UTC')}",
                     parameters={"start": start, "end": end, "sealed_at": sealed_at},
                     settings={"lightweight_deletes_sync": 2})
+                self._resum_hours(start, end, sealed_at)
         self.refresh_read_undelivered(sealed_at, full=True)
         return counted
+
+    def _resum_hours(self, start: datetime, end: datetime, sealed_at: datetime) -> None:
+        """Sum again the summed hours that minutes in [start, end) belong to; drop keys not summed now."""
+        hours_until = progress(self.client, DELIVERY_HOURS)
+        if hours_until is None:
+            return
+        first, last = _hour(start), min(hours_until, _hour(end - timedelta(microseconds=1)) + HOUR)
+        chunk = first
+        while chunk < last:
+            stop = min(last, chunk + SEAL_CHUNK)
+            rows = self.client.query(_HOURS_OF_MINUTES, parameters={"start": chunk, "end": stop}).result_rows
+            self._write_counts(rows, sealed_at, table=MESSAGE_STATUS_HOUR_COUNTS_TABLE)
+            chunk = stop
+        if first < last:
+            self.writer.command(
+                f"DELETE FROM {MESSAGE_STATUS_HOUR_COUNTS_TABLE} WHERE hour >= {{start:DateTime('UTC')}} "
+                "AND hour < {end:DateTime('UTC')} AND sealed_at < {sealed_at:DateTime64(3, 'UTC')}",
+                parameters={"start": first, "end": last, "sealed_at": sealed_at},
+                settings={"lightweight_deletes_sync": 2})
 
     def refresh_read_undelivered(self, version: datetime, *, full: bool = False) -> int:
         """Bring ``messages_read_undelivered`` up to date; returns the rows written (new, moved or deleted).
@@ -265,10 +330,12 @@ class DeliveryRollup:
         rows = self.client.query(f"SELECT min(minute), count() FROM {MESSAGE_STATUS_MINUTE_TABLE}").result_rows
         return _naive(rows[0][0]) if rows and rows[0][1] else None
 
-    def _write_counts(self, rows: Sequence[Sequence[Any]], sealed_at: datetime) -> None:
+    def _write_counts(self, rows: Sequence[Sequence[Any]], sealed_at: datetime, *,
+                      table: str = MESSAGE_STATUS_COUNTS_TABLE) -> None:
+        """Minute counts (or, with ``table``, hour counts: the same columns with ``hour`` for ``minute``)."""
         if rows:
-            self.writer.insert(MESSAGE_STATUS_COUNTS_TABLE, [(*row, sealed_at) for row in rows],
-                               column_names=list(COUNT_COLUMNS))
+            columns = COUNT_COLUMNS if table == MESSAGE_STATUS_COUNTS_TABLE else HOUR_COUNT_COLUMNS
+            self.writer.insert(table, [(*row, sealed_at) for row in rows], column_names=list(columns))
 
     def _set_progress(self, task: str, until: datetime, updated_at: datetime) -> None:
         self.writer.insert(ROLLUP_PROGRESS_TABLE, [(task, until, updated_at)],
@@ -277,6 +344,10 @@ class DeliveryRollup:
 
 def _minute(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 def _naive(moment: datetime) -> datetime:

@@ -17,7 +17,7 @@ from warehouse.queries import (
     delivery_totals,
     failures_by_error_code,
 )
-from warehouse.rollup import DELIVERY_SEALED, DeliveryRollup, progress
+from warehouse.rollup import DELIVERY_HOURS, DELIVERY_SEALED, DeliveryRollup, progress
 
 NOW = int(time.time())
 T0 = (NOW - 3600) // 60 * 60  # a minute an hour ago: sealed by any pass with the default seal delay
@@ -162,3 +162,44 @@ def test_sealing_moves_forward_with_time(client: Client) -> None:
     assert second.sealed_until >= first.sealed_until
     assert second.sealed_minutes == 0  # no status in the minutes sealed since
     assert first.sealed_until > datetime.utcfromtimestamp(T0 + 600) - timedelta(minutes=1)  # noqa: DTZ004
+
+
+def test_whole_hours_are_summed_and_ranges_with_ragged_ends_stay_exact(client: Client) -> None:
+    # Messages every 7 minutes over the five hours before the last one, on two phone numbers.
+    start = (NOW // 3600 - 6) * 3600
+    statuses = []
+    for i in range(5 * 60 // 7):
+        at, pnid = start + 420 * i + 13, f"p{i % 2}"
+        statuses += [status(f"h{i}", "sent", at, pnid=pnid), status(f"h{i}", "delivered", at + 200, pnid=pnid)]
+        if i % 4 == 0:
+            statuses.append(status(f"h{i}", "read", at + 3000, pnid=pnid))
+        if i % 9 == 0:
+            statuses.append(status(f"h{i}", "failed", at + 100, pnid=pnid, code=131026))
+    store(client, *statuses)
+    roll = rollup(client, touch_margin_s=0)
+    roll.run_once()
+    assert progress(client, DELIVERY_HOURS) == datetime.utcfromtimestamp(NOW // 3600 * 3600 - (  # noqa: DTZ004
+        3600 if NOW % 3600 < 120 else 0))  # every hour whose minutes are all sealed
+    assert client.command(f"SELECT uniqExact(hour) FROM {tables.MESSAGE_STATUS_HOUR_COUNTS_TABLE}") >= 5
+    # Ranges with ragged ends: minutes before the first whole hour and after the last one come from minutes.
+    ranges = [ALL] + [DeliveryFilter(start=datetime.utcfromtimestamp(start + a),  # noqa: DTZ004
+                                     end=datetime.utcfromtimestamp(start + b))  # noqa: DTZ004
+                      for a, b in ((0, 3600 * 3 - 1), (1234, 3600 * 4 + 59), (3599, 3600 * 2 + 60), (61, 3000))]
+    for where in ranges:
+        totals = delivery_totals(client, where)
+        assert {s: totals[s] for s in truth(client, where)} == truth(client, where), where
+        by_phone = delivery_by_phone_number(client, where)
+        assert sum(counts.get("sent", 0) for counts in by_phone.values()) == truth(client, where).get("sent", 0)
+    hourly = delivery_timeseries(client, ranges[1], bucket_minutes=60)
+    assert int(hourly[hourly.status == "sent"].messages.sum()) == truth(client, ranges[1])["sent"]
+    by_minute = delivery_timeseries(client, ranges[1], bucket_minutes=1)
+    assert len(by_minute[by_minute.status == "sent"]) == truth(client, ranges[1])["sent"]  # one send a minute
+    # A late status in a summed hour: the next pass counts its minute and sums its hour again.
+    store(client, status("late", "sent", start + 3600 + 5, pnid="p1"))
+    assert roll.run_once().resealed_minutes == 1
+    for where in ranges:
+        assert delivery_totals(client, where)["sent"] == truth(client, where).get("sent", 0)
+    # Resealing (what a rebuild runs) leaves every figure as it was.
+    before = [delivery_totals(client, where) for where in ranges]
+    roll.reseal(since=None, until=None, sealed_at=datetime.utcnow())  # noqa: DTZ003
+    assert [delivery_totals(client, where) for where in ranges] == before
