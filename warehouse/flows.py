@@ -1,9 +1,12 @@
 """Flows in the warehouse: the typed queries the dashboards run over registered definitions and sessions.
 
 A session is a flow_token. ``flow_sessions`` holds one mergeable row per session fed by every source
-(sends, screen events, completions); ``message_state`` one per Flow message (statuses). A query
-merges only the sessions ``flow_sends_by_time`` lists as sent in its range (and flow), never every
-session ever sent. Stages and states, exactly:
+(sends, screen events, completions); ``message_state`` one per Flow message (statuses). The rollup resolves
+each session into one row of ``flow_session_rows`` (:mod:`warehouse.resolution`) and sums them per hour of
+the send into ``flow_hour_paths`` and ``flow_hour_visits`` (:mod:`warehouse.flow_hours`). A query reads the
+sums of the whole hours of its range that are *summed* (see ``_SUMMED_UNTIL``), the resolved rows of the
+rest, and merges live only the sessions touched since the rollup's last pass and sent in its range.
+Stages and states, exactly:
 
 - sent: the session has a ``flow_sent``; the funnel counts sessions whose send is in the time range.
 - delivered: its Flow message has a delivered or a read status (read implies delivered).
@@ -21,18 +24,22 @@ visit of a completed session); median and p90 are ClickHouse's ``quantileExact``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 from clickhouse_connect.driver.client import Client
 
+from warehouse.flow_hours import FLOW_HOURS
 from warehouse.tables import (
     FLOW_DEFINITIONS_TABLE,
+    FLOW_HOUR_PATHS_TABLE,
+    FLOW_HOUR_VISITS_TABLE,
     FLOW_SCREENS_TABLE,
     FLOW_SELECTIONS_TABLE,
     FLOW_SENDS_BY_TIME_TABLE,
     FLOW_SENDS_TABLE,
+    FLOW_SESSION_KEYS_TABLE,
     FLOW_SESSION_ROWS_TABLE,
     FLOW_SESSION_TOUCHES_TABLE,
     FLOW_SESSIONS_TABLE,
@@ -44,9 +51,11 @@ from warehouse.tables import (
 
 # rollup_progress task: every session touched before its ``until`` (less TOUCH_MARGIN_S) has its resolved row.
 SESSIONS_RESOLVED = "sessions_resolved"
+
 # Touches this long before the rollup's last pass are read again: an insert may become visible a little late.
 TOUCH_MARGIN_S = 60
 
+_HOUR = timedelta(hours=1)
 STAGES = ("sent", "delivered", "read", "opened", "completed")
 STATES = ("completed", "abandoned", "ongoing", "failed")
 
@@ -115,6 +124,34 @@ _TOUCHED_IN_RANGE = f"""flow_token IN (SELECT flow_token FROM touched)
         SELECT flow_token FROM {FLOW_SENDS_BY_TIME_TABLE}
         WHERE sent_at >= {{start:DateTime64(3, 'UTC')}} AND sent_at <= {{end:DateTime64(3, 'UTC')}}
           AND ({{flow_id:String}} = '' OR flow_id = {{flow_id:String}}))"""
+_GROUP_FILTER = """
+    ({flow_id:String} = '' OR flow_id = {flow_id:String})
+    AND ({flow_version:String} = '' OR flow_version = {flow_version:String})
+    AND ({campaign:String} = '' OR campaign = {campaign:String})
+"""
+# The end of the summed hours: the sums answer for the whole hours of the range from hours_from up to it.
+# Every session untouched since the rollup's last pass (less the margin) is resolved *and* summed in its hour
+# (the pass sums before it records its progress), so an hour is summed unless a touched session is, or was,
+# in it, or an open session of it (neither completed nor failed) may still be ongoing at ``now``. The first
+# such hour ends the summed ones: one scalar, so that the rows read are two ranges of the primary key.
+_SUMMED_UNTIL = f"""(
+    SELECT least(ifNull(minOrNull(h), {{hours_to:DateTime('UTC')}}),
+                 if((SELECT count() FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = '{FLOW_HOURS}') = 0,
+                    {{hours_from:DateTime('UTC')}}, {{hours_to:DateTime('UTC')}}))
+    FROM (
+        SELECT toStartOfHour(sent_at) AS h FROM {FLOW_SESSION_KEYS_TABLE}
+        WHERE flow_token IN (SELECT flow_token FROM touched)
+        UNION ALL
+        SELECT toStartOfHour(sent_at) AS h FROM live
+        UNION ALL
+        SELECT hour AS h FROM {FLOW_HOUR_PATHS_TABLE} FINAL
+        WHERE hour >= {{hours_from:DateTime('UTC')}} AND hour < {{hours_to:DateTime('UTC')}} AND {_GROUP_FILTER}
+          AND open > 0
+          AND open_last_activity >= {{now:DateTime64(3, 'UTC')}} - toIntervalSecond({{timeout_s:UInt32}})
+    )
+    WHERE h >= {{hours_from:DateTime('UTC')}}
+)"""
+_SUMMED = f"hour >= {{hours_from:DateTime('UTC')}} AND hour < {_SUMMED_UNTIL} AND {_GROUP_FILTER}"
 # A session's columns as the queries read them (resolved rows and live merges alike).
 _SESSION_COLUMNS = ("flow_token, flow_id, flow_version, campaign, sent_at, completed_at, last_activity, has_events, "
                     "delivered, read, failed, reached, last_screen, visit_screens, visit_ms")
@@ -133,6 +170,14 @@ sessions AS (
     UNION ALL
     SELECT {_SESSION_COLUMNS} FROM {FLOW_SESSION_ROWS_TABLE} FINAL
     WHERE {_FILTER} AND flow_token NOT IN (SELECT flow_token FROM touched)
+      AND (sent_at < {{hours_from:DateTime('UTC')}} OR sent_at >= {_SUMMED_UNTIL})
+),
+summed_paths AS (
+    SELECT flow_id, hour, flow_version, campaign, path, sessions, delivered, read, opened, completed, failed, open
+    FROM {FLOW_HOUR_PATHS_TABLE} FINAL WHERE {_SUMMED}
+),
+summed_visits AS (
+    SELECT flow_id, flow_version, screen, visit_ms FROM {FLOW_HOUR_VISITS_TABLE} FINAL WHERE {_SUMMED}
 ),
 resolved AS (
     SELECT flow_token, flow_id, flow_version, campaign, sent_at, completed_at, reached, last_screen,
@@ -168,8 +213,18 @@ class FlowFilter:
         now = self.now or datetime.now(UTC).replace(tzinfo=None)
         return {
             "start": self.start, "end": self.end, "flow_id": self.flow_id, "flow_version": self.flow_version,
-            "campaign": self.campaign, "timeout_s": self.timeout_s, "now": now,
+            "campaign": self.campaign, "timeout_s": self.timeout_s, "now": now, **self.hours(),
         }
+
+    def hours(self, *, whole: bool = True) -> dict[str, datetime]:
+        """The whole hours of the range (every send time of them in it) as hours_from / hours_to; none
+        unless ``whole`` (a caller bucketing by less than an hour)."""
+        start = self.start.replace(minute=0, second=0, microsecond=0)
+        if start < self.start:
+            start += _HOUR
+        # Send times have milliseconds: an hour is whole when its last millisecond is at or before ``end``.
+        end = (self.end + timedelta(milliseconds=1)).replace(minute=0, second=0, microsecond=0)
+        return {"hours_from": start, "hours_to": end if whole and end > start else start}
 
 
 _LATEST_SCREENS = f"""
@@ -228,10 +283,15 @@ def funnel(client: Client, where: FlowFilter, *, by: tuple[str, ...] = ("flow_id
     group = _group(by)
     sql = f"""
         WITH {_SESSIONS}
-        SELECT {group}, count() AS sent, countIf(delivered) AS delivered, countIf(read) AS read,
-               countIf(opened) AS opened, countIf(completed) AS completed, countIf(abandoned) AS abandoned,
-               countIf(ongoing) AS ongoing, countIf(failed) AS failed
-        FROM resolved
+        SELECT {group}, sum(n) AS sent, sum(d) AS delivered, sum(r) AS read, sum(o) AS opened,
+               sum(c) AS completed, sum(a) AS abandoned, sum(g) AS ongoing, sum(f) AS failed
+        FROM (
+            SELECT {group}, toUInt64(1) AS n, toUInt64(delivered) AS d, toUInt64(read) AS r, toUInt64(opened) AS o,
+                   toUInt64(completed) AS c, toUInt64(abandoned) AS a, toUInt64(ongoing) AS g, toUInt64(failed) AS f
+            FROM resolved
+            UNION ALL
+            SELECT {group}, sessions, delivered, read, opened, completed, open, 0, failed FROM summed_paths
+        )
         GROUP BY {group}
         ORDER BY {group}
     """
@@ -243,14 +303,21 @@ def funnel_over_time(client: Client, where: FlowFilter, *, bucket_minutes: int =
     """Sessions per stage by time bucket of the send."""
     sql = f"""
         WITH {_SESSIONS}
-        SELECT toStartOfInterval(sent_at, toIntervalMinute({{bucket:UInt32}})) AS bucket,
-               count() AS sent, countIf(delivered) AS delivered, countIf(read) AS read,
-               countIf(opened) AS opened, countIf(completed) AS completed
-        FROM resolved
+        SELECT toStartOfInterval(at, toIntervalMinute({{bucket:UInt32}})) AS bucket,
+               sum(n) AS sent, sum(d) AS delivered, sum(r) AS read, sum(o) AS opened, sum(c) AS completed
+        FROM (
+            SELECT sent_at AS at, toUInt64(1) AS n, toUInt64(delivered) AS d, toUInt64(read) AS r,
+                   toUInt64(opened) AS o, toUInt64(completed) AS c
+            FROM resolved
+            UNION ALL
+            SELECT toDateTime64(hour, 3, 'UTC'), sessions, delivered, read, opened, completed FROM summed_paths
+        )
         GROUP BY bucket
         ORDER BY bucket
     """
-    return _frame(client, sql, {**where.parameters, "bucket": bucket_minutes},
+    # Hour sums fit buckets of whole hours only (the buckets start on the hour).
+    hours = where.hours(whole=bucket_minutes % 60 == 0)
+    return _frame(client, sql, {**where.parameters, **hours, "bucket": bucket_minutes},
                   ("bucket", "sent", "delivered", "read", "opened", "completed"))
 
 
@@ -259,19 +326,31 @@ def node_stats(client: Client, where: FlowFilter) -> pd.DataFrame:
     sql = f"""
         WITH {_SESSIONS},
         reach AS (
-            SELECT flow_id, flow_version, screen, count() AS sessions_reached,
-                   countIf(abandoned AND screen = last_screen) AS dropped,
-                   countIf(completed) AS completed_after
-            FROM resolved
-            ARRAY JOIN reached AS screen
+            SELECT flow_id, flow_version, screen, sum(n) AS sessions_reached, sum(d) AS dropped,
+                   sum(c) AS completed_after
+            FROM (
+                SELECT flow_id, flow_version, screen, toUInt64(1) AS n,
+                       toUInt64(abandoned AND screen = last_screen) AS d, toUInt64(completed) AS c
+                FROM resolved
+                ARRAY JOIN reached AS screen
+                UNION ALL
+                SELECT flow_id, flow_version, screen, sessions, if(screen = screens[-1], open, 0), completed
+                FROM (SELECT *, splitByChar('>', path) AS screens FROM summed_paths WHERE path != '')
+                ARRAY JOIN arrayDistinct(screens) AS screen
+            )
             GROUP BY flow_id, flow_version, screen
         ),
         visits AS (
             SELECT flow_id, flow_version, screen, count() AS visits,
                    toInt64(quantileExact(0.5)(ms)) AS median_ms, toInt64(quantileExact(0.9)(ms)) AS p90_ms
-            FROM resolved
-            ARRAY JOIN visit_screens AS screen, visit_ms AS ms
-            WHERE ms >= 0
+            FROM (
+                SELECT flow_id, flow_version, screen, ms
+                FROM resolved
+                ARRAY JOIN visit_screens AS screen, visit_ms AS ms
+                WHERE ms >= 0
+                UNION ALL
+                SELECT flow_id, flow_version, screen, ms FROM summed_visits ARRAY JOIN visit_ms AS ms
+            )
             GROUP BY flow_id, flow_version, screen
         )
         SELECT r.flow_id AS flow_id, r.flow_version AS flow_version, r.screen AS screen, r.sessions_reached AS reached,
@@ -289,11 +368,16 @@ def paths(client: Client, where: FlowFilter, *, limit: int = 1000) -> pd.DataFra
     """Paths (visits joined by '>') of opened sessions with screen events, with their outcomes."""
     sql = f"""
         WITH {_SESSIONS}
-        SELECT flow_id, flow_version, arrayStringConcat(visit_screens, '>') AS path,
-               countIf(completed) AS completed, countIf(abandoned) AS abandoned, countIf(ongoing) AS ongoing,
-               count() AS sessions
-        FROM resolved
-        WHERE length(visit_screens) > 0
+        SELECT flow_id, flow_version, path, sum(c) AS completed, sum(a) AS abandoned, sum(g) AS ongoing,
+               sum(n) AS sessions
+        FROM (
+            SELECT flow_id, flow_version, arrayStringConcat(visit_screens, '>') AS path, toUInt64(completed) AS c,
+                   toUInt64(abandoned) AS a, toUInt64(ongoing) AS g, toUInt64(1) AS n
+            FROM resolved
+            WHERE length(visit_screens) > 0
+            UNION ALL
+            SELECT flow_id, flow_version, path, completed, open, 0, sessions FROM summed_paths WHERE path != ''
+        )
         GROUP BY flow_id, flow_version, path
         ORDER BY sessions DESC, path
         LIMIT {{limit:UInt32}}
@@ -306,15 +390,32 @@ def transitions(client: Client, where: FlowFilter) -> pd.DataFrame:
     """Moves between consecutive visits, numbered by step, plus each session's exit: for path diagrams."""
     sql = f"""
         WITH {_SESSIONS}
-        SELECT step, source, target, count() AS sessions
+        SELECT step, source, target, sum(n) AS sessions
         FROM (
-            SELECT arrayJoin(arrayMap(k -> (k, visit_screens[k],
-                       if(k < length(visit_screens), visit_screens[k + 1],
-                          if(completed, 'completed', if(abandoned, 'dropped', 'ongoing')))),
-                   arrayEnumerate(visit_screens))) AS move,
-                   move.1 AS step, move.2 AS source, move.3 AS target
-            FROM resolved
-            WHERE length(visit_screens) > 0
+            SELECT move.1 AS step, move.2 AS source, move.3 AS target, toUInt64(1) AS n
+            FROM (
+                SELECT arrayJoin(arrayMap(k -> (k, visit_screens[k],
+                           if(k < length(visit_screens), visit_screens[k + 1],
+                              if(completed, 'completed', if(abandoned, 'dropped', 'ongoing')))),
+                       arrayEnumerate(visit_screens))) AS move
+                FROM resolved
+                WHERE length(visit_screens) > 0
+            )
+            UNION ALL
+            -- Summed sessions of one path: every move of the path, then the exits by outcome (an open
+            -- session of a summed hour is abandoned; a failed one not completed is "ongoing", as above).
+            SELECT move.1 AS step, move.2 AS source, move.3 AS target, move.4 AS n
+            FROM (
+                SELECT arrayJoin(arrayConcat(
+                           arrayMap(k -> (k, screens[k], screens[k + 1], sessions),
+                                    arrayEnumerate(arrayPopBack(screens))),
+                           arrayFilter(m -> m.4 > 0, [
+                               (length(screens), screens[-1], 'completed', completed),
+                               (length(screens), screens[-1], 'dropped', open),
+                               (length(screens), screens[-1], 'ongoing',
+                                toUInt64(sessions - completed - open))]))) AS move
+                FROM (SELECT *, splitByChar('>', path) AS screens FROM summed_paths WHERE path != '')
+            )
         )
         GROUP BY step, source, target
         ORDER BY step, sessions DESC

@@ -12,7 +12,12 @@ from clickhouse_connect.driver.client import Client
 from warehouse.client import connect, database_of
 from warehouse.rebuild import DERIVED, SOURCE_TIME, rebuild
 from warehouse.retention import apply_retention
-from warehouse.tables import FLOW_SESSION_ROWS_TABLE, SCHEMA_MIGRATIONS_TABLE
+from warehouse.tables import (
+    FLOW_HOUR_PATHS_TABLE,
+    FLOW_HOUR_VISITS_TABLE,
+    FLOW_SESSION_ROWS_TABLE,
+    SCHEMA_MIGRATIONS_TABLE,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +91,8 @@ def backfill_new_derived_tables(client: Client, database: str, *, created: set[s
     """Fill the derived tables a migration just created from the raw rows already stored (a warehouse with
     history), through :mod:`warehouse.rebuild`, the code ``flowscope warehouse rebuild`` runs."""
     new = tuple(d.table for d in DERIVED if d.table in created) + tuple(
-        table for table in (FLOW_SESSION_ROWS_TABLE,) if table in created)
+        table for table in (FLOW_SESSION_ROWS_TABLE, FLOW_HOUR_PATHS_TABLE, FLOW_HOUR_VISITS_TABLE)
+        if table in created)
     if new and before_any_raw_row(client, database):
         return []
     if new:

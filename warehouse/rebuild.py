@@ -27,6 +27,7 @@ from datetime import datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 
+from warehouse import flow_hours
 from warehouse.exceptions import WarehouseError
 from warehouse.resolution import rebuild_rows
 from warehouse.rollup import EPOCH, REBUILDING, DeliveryRollup, server_now
@@ -34,6 +35,8 @@ from warehouse.tables import (
     FLOW_COMPLETIONS_TABLE,
     FLOW_HEALTH_CURRENT_TABLE,
     FLOW_HEALTH_EVENTS_TABLE,
+    FLOW_HOUR_PATHS_TABLE,
+    FLOW_HOUR_VISITS_TABLE,
     FLOW_MESSAGE_INDEX_TABLE,
     FLOW_NODE_EVENTS_TABLE,
     FLOW_SELECTIONS_TABLE,
@@ -180,6 +183,9 @@ def plan(client: Client, database: str, *, tables: tuple[str, ...] = (), since: 
                                   + view.over(database, f"({key}) IN ({touched})")))
     if not tables or FLOW_SESSION_ROWS_TABLE in tables:
         steps += _session_steps(database, ranged=since is not None or until is not None, began=began)
+    if not tables or {FLOW_SESSION_ROWS_TABLE, FLOW_HOUR_PATHS_TABLE, FLOW_HOUR_VISITS_TABLE} & set(tables):
+        # Every hour again, whatever the range: a session resolved again may have left another hour.
+        steps += [Step(what, sql) for what, sql in flow_hours.rebuild_statements(began)]
     return steps
 
 

@@ -7,7 +7,8 @@ concerns a session (a send, a screen event, a completion, a status of its Flow m
 merges the sessions touched since the previous pass with :func:`warehouse.flows.merged_sessions`, the same
 query the dashboards merge live with, and writes their rows. A session whose send moved (another flow or send
 time) leaves a deleted row where it was (``flow_session_keys`` says where that was). Then the pass records how
-far it got (``sessions_resolved``); queries read rows for sessions untouched since then and merge the rest
+far it got (``sessions_resolved``), after summing again the hours of the sessions it resolved
+(:mod:`warehouse.flow_hours`); queries read rows for sessions untouched since then and merge the rest
 live, so figures are exact whether or not the rollup has caught up.
 
 Passes are idempotent (a merge of everything stored, whatever was merged before). The rollup reads as the
@@ -25,6 +26,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from warehouse import flow_hours
 from warehouse.flows import SESSIONS_RESOLVED, TOUCH_MARGIN_S, merged_sessions
 from warehouse.tables import (
     FLOW_SENDS_BY_TIME_TABLE,
@@ -88,16 +90,19 @@ class SessionRollup:
         parts: list[tuple[str, dict[str, Any]]]
         if done is None or touches > BULK_TOUCHES:
             sessions = int(self.client.command(f"SELECT count() FROM {FLOW_SENDS_BY_TIME_TABLE}"))  # type: ignore[arg-type]
-            buckets = max(1, -(-sessions // BULK_SESSIONS))
-            parts = [(f"cityHash64(flow_token) % {buckets} = {k}", {}) for k in range(buckets)]
+            hashes = max(1, -(-sessions // BULK_SESSIONS))
+            parts = [(f"cityHash64(flow_token) % {hashes} = {k}", {}) for k in range(hashes)]
         else:
             parts = [(_TOUCHED_BETWEEN, {"since": start, "until": end}) for start, end in self._chunks(since, began)]
         written = moved = 0
+        buckets: set[tuple[str, datetime]] = set()
         for which, parameters in parts:
             rows = self.client.query(resolve_sql(which), parameters=parameters).result_rows
-            moved += self._write(rows, which, parameters, began)
+            moved += self._write(rows, which, parameters, began, buckets)
             written += len(rows)
-        self.writer.insert(ROLLUP_PROGRESS_TABLE, [(SESSIONS_RESOLVED, began, began)],
+        flow_hours.refresh(self.client, self.writer, buckets, began)
+        self.writer.insert(ROLLUP_PROGRESS_TABLE,
+                           [(SESSIONS_RESOLVED, began, began), (flow_hours.FLOW_HOURS, began, began)],
                            column_names=["task", "until", "updated_at"])
         if written:
             logger.info("rollup: resolved %d sessions (%d moved) touched until %s", written, moved, began)
@@ -120,8 +125,9 @@ class SessionRollup:
         return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if a < b]
 
     def _write(self, rows: Sequence[Sequence[Any]], which: str, parameters: dict[str, Any],
-               resolved_at: datetime) -> int:
-        """Insert the rows (and deleted rows where moved sessions were); returns the sessions moved."""
+               resolved_at: datetime, buckets: set[tuple[str, datetime]]) -> int:
+        """Insert the rows (and deleted rows where moved sessions were); returns the sessions moved. Adds to
+        ``buckets`` the (flow_id, hour of the send) of every row written, deleted ones included."""
         if not rows:
             return 0
         previous = {token: (flow_id, sent_at.replace(tzinfo=None)) for token, flow_id, sent_at in self.client.query(
@@ -138,12 +144,18 @@ class SessionRollup:
             if old is not None and old != key:
                 out.append((token, old[0], "", "", "", old[1], old[1], old[1], 0, 0, 0, 0, [], "", [], [],
                             resolved_at, 1))
+                buckets.add((old[0], _hour(old[1])))
                 moved += 1
             out.append((*row, resolved_at, 0))
+            buckets.add((flow_id, _hour(key[1])))
             keys.append((token, flow_id, sent_at))
         self.writer.insert(FLOW_SESSION_ROWS_TABLE, out, column_names=[*ROW_COLUMNS, "resolved_at", "is_deleted"])
         self.writer.insert(FLOW_SESSION_KEYS_TABLE, keys, column_names=["flow_token", "flow_id", "sent_at"])
         return moved
+
+
+def _hour(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
 
 
 def rebuild_rows(began: datetime, *, which: str = "1", progress: bool = True) -> list[str]:

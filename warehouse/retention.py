@@ -21,6 +21,8 @@ from clickhouse_connect.driver.client import Client
 from warehouse.tables import (
     FLOW_COMPLETIONS_TABLE,
     FLOW_HEALTH_EVENTS_TABLE,
+    FLOW_HOUR_PATHS_TABLE,
+    FLOW_HOUR_VISITS_TABLE,
     FLOW_NODE_EVENTS_TABLE,
     FLOW_SENDS_BY_TIME_TABLE,
     FLOW_SENDS_TABLE,
@@ -76,6 +78,8 @@ DERIVED = (
     Retention(MESSAGE_STATUS_HOUR_COUNTS_TABLE, "hour + INTERVAL 1 HOUR", derived=True),
     Retention(MESSAGES_READ_UNDELIVERED_TABLE, "read_at", derived=True),
     Retention(FLOW_SESSION_ROWS_TABLE, "last_activity", derived=True),
+    Retention(FLOW_HOUR_PATHS_TABLE, "last_activity", derived=True),
+    Retention(FLOW_HOUR_VISITS_TABLE, "last_activity", derived=True),
 )
 RETENTIONS = RAW + DERIVED
 

@@ -34,6 +34,8 @@ FLOW_MESSAGE_INDEX_TABLE = "flow_message_index"
 FLOW_SESSION_TOUCHES_TABLE = "flow_session_touches"
 FLOW_SESSION_ROWS_TABLE = "flow_session_rows"
 FLOW_SESSION_KEYS_TABLE = "flow_session_keys"
+FLOW_HOUR_PATHS_TABLE = "flow_hour_paths"
+FLOW_HOUR_VISITS_TABLE = "flow_hour_visits"
 
 # "Never" in the time columns of migration 0004, which the flow queries compare against: the sessions'
 # DateTime64 columns hold 2200-01-01; message_state's DateTime columns hold 2106-01-01, since a DateTime

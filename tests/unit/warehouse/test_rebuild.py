@@ -100,7 +100,8 @@ RESOLVED = (f"SELECT flow_token, flow_id, flow_version, campaign, wamid, sent_at
 def test_every_derived_table_is_rebuilt(client: Client) -> None:
     assert {d.table for d in DERIVED} == set(FIGURES)
     targets = {step.what.split(":")[0].split(" ←")[0].split(",")[0] for step in plan(client, DB)}
-    assert targets == {*FIGURES, tables.FLOW_SESSION_ROWS_TABLE, tables.FLOW_SESSION_KEYS_TABLE}
+    assert targets == {*FIGURES, tables.FLOW_SESSION_ROWS_TABLE, tables.FLOW_SESSION_KEYS_TABLE,
+                       tables.FLOW_HOUR_PATHS_TABLE, tables.FLOW_HOUR_VISITS_TABLE}
 
 
 def test_a_rebuild_gives_what_the_views_made_and_twice_changes_nothing(client: Client) -> None:

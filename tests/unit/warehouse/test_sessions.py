@@ -257,3 +257,61 @@ def test_a_session_whose_send_moves_leaves_no_row_behind(client: Client) -> None
     assert done.moved == 1
     assert resolved_rows(client) == 6
     assert flows.funnel(client, window())["sent"].tolist() == [6]
+
+
+def summed_until(client: Client, where: flows.FlowFilter) -> datetime:
+    """Where the sums of whole hours end for ``where`` (its hours_from: none read)."""
+    sql = f"WITH {flows._SESSIONS} SELECT {flows._SUMMED_UNTIL}"
+    return client.query(sql, parameters=where.parameters).result_rows[0][0].replace(tzinfo=None)
+
+
+def age_touches(client: Client) -> None:
+    """Make every touch older than the margin queries allow inserts in flight (as minutes of waiting would)."""
+    touches = tables.FLOW_SESSION_TOUCHES_TABLE
+    client.command(f"CREATE TABLE aged AS {touches}")
+    client.command(f"INSERT INTO aged SELECT touched_at - toIntervalSecond({flows.TOUCH_MARGIN_S + 60}), "
+                   f"flow_token FROM {touches}")
+    client.command(f"TRUNCATE TABLE {touches}")
+    client.command(f"INSERT INTO {touches} SELECT * FROM aged")
+    client.command("DROP TABLE aged")
+
+
+def test_hour_sums_give_the_figures_of_the_resolved_rows(client: Client) -> None:
+    insert(client, scenario())
+    live = every_figure(client)
+    age_touches(client)
+    SessionRollup(client, touch_margin=timedelta(0)).run_once(server_now(client))
+    sums = client.query(f"SELECT sum(sessions), sum(completed), sum(open) FROM {tables.FLOW_HOUR_PATHS_TABLE} FINAL")
+    assert sums.result_rows == [(6, 2, 3)]  # tok2 and tok5 (abandoned) and tok6 (ongoing) are open
+    # The hour of the old sessions is read from the sums; the hour of tok6 (still going) from its row.
+    old_hour = datetime.fromtimestamp(T0 // 1000, UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+    assert summed_until(client, window()) > old_hour
+    assert every_figure(client) == live
+    # A range whose first hour is ragged reads its sessions from the rows: same figures as without sums.
+    ragged = dataclasses.replace(window(), start=datetime.fromtimestamp(T0 // 1000 - 1, UTC).replace(tzinfo=None))
+    assert ragged.hours()["hours_from"] > old_hour  # the old sessions' hour is not whole in it
+    assert flows.funnel(client, ragged).to_dict("records") == flows.funnel(client, window()).to_dict("records")
+    client.command(f"DELETE FROM {tables.ROLLUP_PROGRESS_TABLE} WHERE task = 'flow_hours'")  # no sums read
+    assert summed_until(client, window()) == window().hours()["hours_from"]
+    assert every_figure(client) == live
+
+
+def test_a_resolved_session_moving_out_of_an_hour_leaves_no_sum_behind(client: Client) -> None:
+    insert(client, scenario())
+    age_touches(client)
+    rollup = SessionRollup(client, touch_margin=timedelta(0))
+    rollup.run_once(server_now(client))
+    time.sleep(0.01)
+    # A second send of tok3 three hours earlier: its session moves to another hour, which a pass sums again.
+    earlier = msgspec.structs.replace(sent(3, T0 - 3 * 3600_000), event_id="an earlier send of tok3")
+    insert(client, [earlier])
+    rollup.run_once(server_now(client))
+    hours = client.query(f"SELECT hour, sum(sessions) FROM {tables.FLOW_HOUR_PATHS_TABLE} FINAL "
+                         "GROUP BY hour ORDER BY hour").result_rows
+    assert [n for _, n in hours][:2] == [1, 4]  # tok3 alone three hours earlier; tok1, 2, 4, 5 in their hour
+    assert sum(n for _, n in hours) == 6
+    assert flows.funnel(client, window())["sent"].tolist() == [6]  # tok3 touched: its hours read from rows
+    age_touches(client)
+    rollup.run_once(server_now(client))
+    assert summed_until(client, window()) > hours[1][0].replace(tzinfo=None)  # now both hours from the sums
+    assert flows.funnel(client, window())["sent"].tolist() == [6]
