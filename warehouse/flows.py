@@ -37,7 +37,6 @@ from warehouse.tables import (
     FLOW_HOUR_VISITS_TABLE,
     FLOW_SCREENS_TABLE,
     FLOW_SELECTIONS_TABLE,
-    FLOW_SENDS_BY_TIME_TABLE,
     FLOW_SENDS_TABLE,
     FLOW_SESSION_KEYS_TABLE,
     FLOW_SESSION_ROWS_TABLE,
@@ -118,12 +117,9 @@ _FILTER = """
     AND ({flow_version:String} = '' OR flow_version = {flow_version:String})
     AND ({campaign:String} = '' OR campaign = {campaign:String})
 """
-# Sessions touched since the rollup's last pass and sent in the filter's range (and flow).
-_TOUCHED_IN_RANGE = f"""flow_token IN (SELECT flow_token FROM touched)
-      AND flow_token IN (
-        SELECT flow_token FROM {FLOW_SENDS_BY_TIME_TABLE}
-        WHERE sent_at >= {{start:DateTime64(3, 'UTC')}} AND sent_at <= {{end:DateTime64(3, 'UTC')}}
-          AND ({{flow_id:String}} = '' OR flow_id = {{flow_id:String}}))"""
+# Sessions touched since the rollup's last pass (a minute's worth once it keeps up), merged whatever their
+# range: looking their sends up by time first would read every send of the range.
+_TOUCHED = "flow_token IN (SELECT flow_token FROM touched)"
 _GROUP_FILTER = """
     ({flow_id:String} = '' OR flow_id = {flow_id:String})
     AND ({flow_version:String} = '' OR flow_version = {flow_version:String})
@@ -141,8 +137,9 @@ _SUMMED_UNTIL = f"""(
     FROM (
         SELECT toStartOfHour(sent_at) AS h FROM {FLOW_SESSION_KEYS_TABLE}
         WHERE flow_token IN (SELECT flow_token FROM touched)
+          AND ({{flow_id:String}} = '' OR flow_id = {{flow_id:String}})
         UNION ALL
-        SELECT toStartOfHour(sent_at) AS h FROM live
+        SELECT toStartOfHour(sent_at) AS h FROM live WHERE {_GROUP_FILTER}
         UNION ALL
         SELECT hour AS h FROM {FLOW_HOUR_PATHS_TABLE} FINAL
         WHERE hour >= {{hours_from:DateTime('UTC')}} AND hour < {{hours_to:DateTime('UTC')}} AND {_GROUP_FILTER}
@@ -164,7 +161,7 @@ touched AS (
     WHERE touched_at >= (SELECT max(until) FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = '{SESSIONS_RESOLVED}')
                         - toIntervalSecond({TOUCH_MARGIN_S})
 ),
-{merged_sessions(_TOUCHED_IN_RANGE)},
+{merged_sessions(_TOUCHED)},
 sessions AS (
     SELECT {_SESSION_COLUMNS} FROM live WHERE {_FILTER}
     UNION ALL
@@ -177,7 +174,7 @@ summed_paths AS (
     FROM {FLOW_HOUR_PATHS_TABLE} FINAL WHERE {_SUMMED}
 ),
 summed_visits AS (
-    SELECT flow_id, flow_version, screen, visit_ms FROM {FLOW_HOUR_VISITS_TABLE} FINAL WHERE {_SUMMED}
+    SELECT flow_id, flow_version, screen, visit_ms, visit_counts FROM {FLOW_HOUR_VISITS_TABLE} FINAL WHERE {_SUMMED}
 ),
 resolved AS (
     SELECT flow_token, flow_id, flow_version, campaign, sent_at, completed_at, reached, last_screen,
@@ -321,43 +318,55 @@ def funnel_over_time(client: Client, where: FlowFilter, *, bucket_minutes: int =
                   ("bucket", "sent", "delivered", "read", "opened", "completed"))
 
 
+def pick(level: float) -> str:
+    """The ``level`` quantile of the values ``pairs`` (sorted (value, count)) hold, ``counted`` being the running
+    sum of their counts and ``visits`` its total: the value ``quantileExact(level)`` returns for them."""
+    return f"pairs[arrayFirstIndex(k -> k > toUInt64(floor({level} * visits)), counted)].1"
+
+
 def node_stats(client: Client, where: FlowFilter) -> pd.DataFrame:
-    """Per flow version and screen: reached, dropped, completed_after, visits, median_ms, p90_ms."""
+    """Per flow version and screen: reached, dropped, completed_after, visits, median_ms, p90_ms.
+
+    One pass over the sessions: each yields its reach items (length -1) and its visits (length, 1); the hour
+    sums yield theirs with counts. Per screen, the visit lengths are counted, then the quantiles picked from
+    the sorted (length, count) pairs exactly as ``quantileExact`` picks them (the value at index
+    floor(level x visits) of the sorted lengths).
+    """
     sql = f"""
         WITH {_SESSIONS},
-        reach AS (
-            SELECT flow_id, flow_version, screen, sum(n) AS sessions_reached, sum(d) AS dropped,
-                   sum(c) AS completed_after
-            FROM (
-                SELECT flow_id, flow_version, screen, toUInt64(1) AS n,
-                       toUInt64(abandoned AND screen = last_screen) AS d, toUInt64(completed) AS c
-                FROM resolved
-                ARRAY JOIN reached AS screen
-                UNION ALL
-                SELECT flow_id, flow_version, screen, sessions, if(screen = screens[-1], open, 0), completed
-                FROM (SELECT *, splitByChar('>', path) AS screens FROM summed_paths WHERE path != '')
-                ARRAY JOIN arrayDistinct(screens) AS screen
-            )
-            GROUP BY flow_id, flow_version, screen
+        items AS (
+            SELECT flow_id, flow_version, item.1 AS screen, item.2 AS n, item.3 AS d, item.4 AS c, item.5 AS ms,
+                   item.6 AS visits
+            FROM resolved
+            ARRAY JOIN arrayConcat(
+                arrayMap(s -> (s, toUInt64(1), toUInt64(abandoned AND s = last_screen), toUInt64(completed),
+                               toInt64(-1), toUInt64(0)), reached),
+                arrayFilter(v -> v.5 >= 0, arrayMap((s, t) -> (s, toUInt64(0), toUInt64(0), toUInt64(0), t,
+                                                               toUInt64(1)), visit_screens, visit_ms))) AS item
+            UNION ALL
+            SELECT flow_id, flow_version, screen, sessions, if(screen = screens[-1], open, 0), completed,
+                   toInt64(-1), toUInt64(0)
+            FROM (SELECT *, splitByChar('>', path) AS screens FROM summed_paths WHERE path != '')
+            ARRAY JOIN arrayDistinct(screens) AS screen
+            UNION ALL
+            SELECT flow_id, flow_version, screen, toUInt64(0), toUInt64(0), toUInt64(0), ms, visits
+            FROM summed_visits ARRAY JOIN visit_ms AS ms, visit_counts AS visits
         ),
-        visits AS (
-            SELECT flow_id, flow_version, screen, count() AS visits,
-                   toInt64(quantileExact(0.5)(ms)) AS median_ms, toInt64(quantileExact(0.9)(ms)) AS p90_ms
-            FROM (
-                SELECT flow_id, flow_version, screen, ms
-                FROM resolved
-                ARRAY JOIN visit_screens AS screen, visit_ms AS ms
-                WHERE ms >= 0
-                UNION ALL
-                SELECT flow_id, flow_version, screen, ms FROM summed_visits ARRAY JOIN visit_ms AS ms
-            )
+        lengths AS (
+            SELECT flow_id, flow_version, screen, ms, sum(n) AS n, sum(d) AS d, sum(c) AS c, sum(visits) AS visits
+            FROM items
+            GROUP BY flow_id, flow_version, screen, ms
+        )
+        SELECT flow_id, flow_version, screen, reached, dropped, completed_after, visits,
+               toInt64({pick(0.5)}) AS median_ms, toInt64({pick(0.9)}) AS p90_ms
+        FROM (
+            SELECT flow_id, flow_version, screen, sum(n) AS reached, sum(d) AS dropped, sum(c) AS completed_after,
+                   sum(lengths.visits) AS visits, arraySort(groupArrayIf((ms, lengths.visits), ms >= 0)) AS pairs,
+                   arrayCumSum(arrayMap(p -> p.2, pairs)) AS counted
+            FROM lengths
             GROUP BY flow_id, flow_version, screen
         )
-        SELECT r.flow_id AS flow_id, r.flow_version AS flow_version, r.screen AS screen, r.sessions_reached AS reached,
-               r.dropped AS dropped, r.completed_after AS completed_after, v.visits AS visits,
-               v.median_ms AS median_ms, v.p90_ms AS p90_ms
-        FROM reach AS r
-        LEFT JOIN visits AS v ON r.flow_id = v.flow_id AND r.flow_version = v.flow_version AND r.screen = v.screen
+        WHERE reached > 0
         ORDER BY flow_id, flow_version, screen
     """
     return _frame(client, sql, where.parameters, ("flow_id", "flow_version", "screen", "reached", "dropped",

@@ -32,6 +32,11 @@ def test_bench_quick_writes_a_report_of_every_figure(tmp_path: Path, capsys: pyt
     assert overall["details"]["queries"] == len(dashboard.queries(dashboard.datetime(2026, 1, 1)))
     assert set(overall["details"]["p95_ms_by_query"]) == {label for label, _ in dashboard.queries(
         dashboard.datetime(2026, 1, 1))}
+    listed = overall["details"]["by_query"]
+    assert [row["query"] for row in listed] == list(overall["details"]["p95_ms_by_query"])
+    assert all(0 < row["p50_ms"] <= row["p95_ms"] == overall["details"]["p95_ms_by_query"][row["query"]]
+               for row in listed)
+    assert {row["range"] for row in listed} == {"1h", "24h", "7d", "30d", "all"}
     messages = round(120_000 / dashboard.EVENTS_PER_MESSAGE)
     assert overall["details"]["messages"] == messages
     assert overall["details"]["sent_statuses"] == messages  # each message exactly one "sent"

@@ -34,7 +34,8 @@ CREATE TABLE IF NOT EXISTS flow_hour_visits
     flow_version LowCardinality(String) COMMENT 'Version label of the Flow JSON sent.',
     campaign LowCardinality(String) COMMENT 'Campaign of the send (empty when none).',
     screen LowCardinality(String) COMMENT 'Screen id of the visits.',
-    visit_ms Array(Int64) COMMENT 'Milliseconds of every visit of known length to the screen by those sessions (see `flow_session_rows.visit_ms`).',
+    visit_ms Array(Int64) COMMENT 'The distinct lengths in milliseconds of the visits of known length to the screen by those sessions, ascending (see `flow_session_rows.visit_ms`).',
+    visit_counts Array(UInt64) COMMENT 'Visits of each length in `visit_ms` (same positions).',
     last_activity DateTime64(3, 'UTC') COMMENT 'Latest `last_activity` of the sessions (retention counts from it).',
     computed_at DateTime64(3, 'UTC') COMMENT 'When the rollup summed the hour; the latest row of a key wins.',
     is_deleted UInt8 COMMENT '1 on a row whose key no visit has any more (FINAL leaves it out).'

@@ -315,3 +315,22 @@ def test_a_resolved_session_moving_out_of_an_hour_leaves_no_sum_behind(client: C
     rollup.run_once(server_now(client))
     assert summed_until(client, window()) > hours[1][0].replace(tzinfo=None)  # now both hours from the sums
     assert flows.funnel(client, window())["sent"].tolist() == [6]
+
+
+def test_quantiles_picked_from_counted_lengths_are_those_of_quantile_exact(client: Client) -> None:
+    import random
+
+    rng = random.Random(7)
+    for size in (1, 2, 3, 4, 5, 9, 10, 11, 100, 257):
+        values = [rng.choice((5, 5, 7, 1000, 1001, 42_000)) + rng.randrange(3) for _ in range(size)]
+        sql = f"""
+            SELECT quantileExact(0.5)(v), quantileExact(0.9)(v), {flows.pick(0.5)}, {flows.pick(0.9)}
+            FROM (SELECT arraySort(arrayMap(x -> (x, toUInt64(countEqual({{vs:Array(Int64)}}, x))),
+                                            arrayDistinct({{vs:Array(Int64)}}))) AS pairs,
+                         arrayCumSum(arrayMap(p -> p.2, pairs)) AS counted,
+                         toUInt64(length({{vs:Array(Int64)}})) AS visits)
+            ARRAY JOIN {{vs:Array(Int64)}} AS v
+            GROUP BY pairs, counted, visits
+        """
+        median, p90, picked_median, picked_p90 = client.query(sql, parameters={"vs": values}).result_rows[0]
+        assert (picked_median, picked_p90) == (median, p90), values
