@@ -37,11 +37,11 @@ from warehouse.tables import (
     FLOW_HOUR_VISITS_TABLE,
     FLOW_SCREENS_TABLE,
     FLOW_SELECTIONS_TABLE,
-    FLOW_SENDS_TABLE,
     FLOW_SESSION_KEYS_TABLE,
     FLOW_SESSION_ROWS_TABLE,
     FLOW_SESSION_TOUCHES_TABLE,
     FLOW_SESSIONS_TABLE,
+    FLOW_VARIANTS_TABLE,
     MESSAGE_STATE_TABLE,
     NEVER_DATETIME,
     NEVER_DATETIME64,
@@ -260,13 +260,13 @@ def flow_screens(client: Client, flow_id: str, flow_version: str) -> pd.DataFram
 def flow_versions(client: Client) -> pd.DataFrame:
     """Every (flow_id, flow_version, campaign) seen in sends or registrations.
 
-    Sends, not sessions: only sent sessions are ever counted, and the send's low-cardinality columns
-    are read without merging any session.
+    Sends, not sessions: only sent sessions are ever counted; ``flow_variants`` holds each sent
+    (flow, version, campaign) once, so no send is read.
     """
     # The ORDER BY sorts the whole union: inside it, it would bind to the last SELECT only.
     sql = f"""
         SELECT flow_id, flow_version, campaign FROM (
-            SELECT DISTINCT flow_id, flow_version, campaign FROM {FLOW_SENDS_TABLE} WHERE flow_id != ''
+            SELECT DISTINCT flow_id, flow_version, campaign FROM {FLOW_VARIANTS_TABLE}
             UNION DISTINCT
             SELECT flow_id, flow_version, '' AS campaign FROM {FLOW_DEFINITIONS_TABLE}
         )

@@ -45,6 +45,7 @@ from warehouse.tables import (
     FLOW_SESSION_KEYS_TABLE,
     FLOW_SESSION_ROWS_TABLE,
     FLOW_SESSIONS_TABLE,
+    FLOW_VARIANTS_TABLE,
     MESSAGE_DELIVERED_INDEX_TABLE,
     MESSAGE_STATE_TABLE,
     MESSAGE_STATUS_MINUTE_TABLE,
@@ -73,6 +74,7 @@ class Derived:
 DERIVED = (
     Derived(MESSAGE_STATUS_MINUTE_TABLE, time_column="minute"),
     Derived(FLOW_SENDS_BY_TIME_TABLE, time_column="sent_at"),
+    Derived(FLOW_VARIANTS_TABLE, key=("flow_id", "flow_version", "campaign")),
     Derived(MESSAGE_STATE_TABLE, key=("wamid",)),
     Derived(FLOW_SESSIONS_TABLE, key=("flow_token",)),
     Derived(FLOW_SELECTIONS_TABLE, key=("flow_id", "flow_version", "screen")),

@@ -36,6 +36,7 @@ FLOW_SESSION_ROWS_TABLE = "flow_session_rows"
 FLOW_SESSION_KEYS_TABLE = "flow_session_keys"
 FLOW_HOUR_PATHS_TABLE = "flow_hour_paths"
 FLOW_HOUR_VISITS_TABLE = "flow_hour_visits"
+FLOW_VARIANTS_TABLE = "flow_variants"
 
 # "Never" in the time columns of migration 0004, which the flow queries compare against: the sessions'
 # DateTime64 columns hold 2200-01-01; message_state's DateTime columns hold 2106-01-01, since a DateTime

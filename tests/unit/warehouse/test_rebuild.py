@@ -69,6 +69,8 @@ FIGURES = {
         "SELECT phone_number_id, minute, status, error_code, uniqExactMerge(messages) FROM {t} "
         "GROUP BY ALL ORDER BY ALL",
     tables.FLOW_SENDS_BY_TIME_TABLE: "SELECT DISTINCT flow_id, sent_at, flow_token FROM {t} ORDER BY ALL",
+    tables.FLOW_VARIANTS_TABLE: "SELECT flow_id, flow_version, campaign, max(last_sent_at) FROM {t} GROUP BY ALL "
+                                "ORDER BY ALL",
     tables.MESSAGE_STATE_TABLE:
         "SELECT wamid, min(sent_at), min(delivered_at), min(read_at), min(failed_at), max(error_code) FROM {t} "
         "GROUP BY wamid ORDER BY wamid",
