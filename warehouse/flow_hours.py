@@ -112,21 +112,25 @@ def refresh(reader: Client, writer: Client, buckets: Iterable[tuple[str, datetim
 
 def _write(reader: Client, writer: Client, table: str, rows: Sequence[Sequence[Any]], columns: tuple[str, ...],
            key: int, parameters: dict[str, Any], computed_at: datetime) -> int:
-    """Insert ``rows``, and a deleted row for every key the buckets had and no longer have."""
-    keys = ", ".join(columns[:key])
-    old = reader.query(f"SELECT {keys} FROM {table} FINAL WHERE {_in_buckets('hour')}", parameters=parameters)
+    """Insert the ``rows`` that differ from the stored ones, and a deleted row for every key the buckets had
+    and no longer have. Rows summed again unchanged (most of them after a bulk load) are not written again:
+    fewer versions for ``FINAL`` to merge away."""
+    old = {_key(row[:key]): _key(row) for row in reader.query(
+        f"SELECT {', '.join(columns)} FROM {table} FINAL WHERE {_in_buckets('hour')}",
+        parameters=parameters).result_rows}
     new = {_key(row[:key]) for row in rows}
-    gone = [_key(row) for row in old.result_rows if _key(row) not in new]
     blank = [_blank(columns[i]) for i in range(key, len(columns))]
-    out: list[Sequence[Any]] = [(*row, computed_at, 0) for row in rows]
-    out += [(*k, *blank, computed_at, 1) for k in gone]
+    out: list[Sequence[Any]] = [(*row, computed_at, 0) for row in rows if old.get(_key(row[:key])) != _key(row)]
+    out += [(*k, *blank, computed_at, 1) for k in old if k not in new]
     if out:
         writer.insert(table, out, column_names=[*columns, "computed_at", "is_deleted"])
     return len(out)
 
 
 def _key(values: Iterable[Any]) -> tuple[Any, ...]:
-    return tuple(v.replace(tzinfo=None) if isinstance(v, datetime) else v for v in values)
+    """Values as comparable plain Python: naive datetimes, tuples for arrays."""
+    return tuple(v.replace(tzinfo=None) if isinstance(v, datetime) else tuple(v) if isinstance(v, list) else v
+                 for v in values)
 
 
 def _blank(column: str) -> Any:

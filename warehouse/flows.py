@@ -65,9 +65,11 @@ _NEVER_DT = f"toDateTime('{NEVER_DATETIME}', 'UTC')"  # message_state's "never"
 # message's statuses: one row per sent session with the columns of ``flow_session_rows`` (less resolved_at).
 # The rollup resolves touched sessions with it (warehouse/resolution.py); the queries merge with it the
 # sessions touched since the rollup's last pass.
-def merged_sessions(which: str) -> str:
+def merged_sessions(which: str, *, materialized: bool = False) -> str:
+    """``materialized``: computed once per query (a handful of touched sessions, read several times)."""
+    once = " MATERIALIZED" if materialized else ""
     return f"""
-merged AS (
+merged AS{once} (
     SELECT flow_token,
            max(flow_id) AS flow_id, max(flow_version) AS flow_version, max(campaign) AS campaign,
            max(wamid) AS wamid, min(sent_at) AS sent_at, min(completed_at) AS completed_at,
@@ -84,7 +86,7 @@ states AS (
     WHERE wamid IN (SELECT wamid FROM merged)
     GROUP BY wamid
 ),
-live AS (
+live AS{once} (
     SELECT m.flow_token AS flow_token, m.flow_id AS flow_id, m.flow_version AS flow_version,
            m.campaign AS campaign, m.wamid AS wamid, m.sent_at AS sent_at, m.completed_at AS completed_at,
            greatest(m.last_activity_at,
@@ -156,12 +158,12 @@ _SESSION_COLUMNS = ("flow_token, flow_id, flow_version, campaign, sent_at, compl
 # last pass (less a margin for inserts still in flight), merged live for the others. Exact whether or not
 # the rollup has caught up; cheap when it has. Then each session's state at ``now`` and its visits.
 _SESSIONS = f"""
-touched AS (
+touched AS MATERIALIZED (
     SELECT DISTINCT flow_token FROM {FLOW_SESSION_TOUCHES_TABLE}
     WHERE touched_at >= (SELECT max(until) FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = '{SESSIONS_RESOLVED}')
                         - toIntervalSecond({TOUCH_MARGIN_S})
 ),
-{merged_sessions(_TOUCHED)},
+{merged_sessions(_TOUCHED, materialized=True)},
 sessions AS (
     SELECT {_SESSION_COLUMNS} FROM live WHERE {_FILTER}
     UNION ALL
