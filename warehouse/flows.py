@@ -131,11 +131,13 @@ _GROUP_FILTER = """
 # Every session untouched since the rollup's last pass (less the margin) is resolved *and* summed in its hour
 # (the pass sums before it records its progress), so an hour is summed unless a touched session is, or was,
 # in it, or an open session of it (neither completed nor failed) may still be ongoing at ``now``. The first
-# such hour ends the summed ones: one scalar, so that the rows read are two ranges of the primary key.
-_SUMMED_UNTIL = f"""(
+# such hour ends the summed ones: one scalar, so that the rows read are two ranges of the primary key. Computed
+# once per query (CTE ``summed_until``), read as a scalar subquery wherever it bounds a read.
+_SUMMED_UNTIL = "(SELECT until FROM summed_until)"
+_SUMMED_UNTIL_CTE = f"""summed_until AS MATERIALIZED (
     SELECT least(ifNull(minOrNull(h), {{hours_to:DateTime('UTC')}}),
                  if((SELECT count() FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = '{FLOW_HOURS}') = 0,
-                    {{hours_from:DateTime('UTC')}}, {{hours_to:DateTime('UTC')}}))
+                    {{hours_from:DateTime('UTC')}}, {{hours_to:DateTime('UTC')}})) AS until
     FROM (
         SELECT toStartOfHour(sent_at) AS h FROM {FLOW_SESSION_KEYS_TABLE}
         WHERE flow_token IN (SELECT flow_token FROM touched)
@@ -164,6 +166,7 @@ touched AS MATERIALIZED (
                         - toIntervalSecond({TOUCH_MARGIN_S})
 ),
 {merged_sessions(_TOUCHED, materialized=True)},
+{_SUMMED_UNTIL_CTE},
 sessions AS (
     SELECT {_SESSION_COLUMNS} FROM live WHERE {_FILTER}
     UNION ALL
