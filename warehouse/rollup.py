@@ -235,14 +235,20 @@ class DeliveryRollup:
         done = progress(self.client, DELIVERY_HOURS)
         start = done if done is not None else _hour(self._first_minute() or sealed)
         target = _hour(sealed)
+        return self._sum_hours(start, target, sealed_at, record=True)
+
+    def _sum_hours(self, start: datetime, end: datetime, sealed_at: datetime, *, record: bool) -> int:
+        """Sum the hours in [start, end) from their minute counts, a day at a time (``record``: moving
+        ``delivery_hours`` past each day once written); returns the hours with a count."""
         summed = 0
-        while start < target:
-            end = min(target, start + SEAL_CHUNK)
-            rows = self.client.query(_HOURS_OF_MINUTES, parameters={"start": start, "end": end}).result_rows
+        while start < end:
+            stop = min(end, start + SEAL_CHUNK)
+            rows = self.client.query(_HOURS_OF_MINUTES, parameters={"start": start, "end": stop}).result_rows
             self._write_counts(rows, sealed_at, table=MESSAGE_STATUS_HOUR_COUNTS_TABLE)
-            self._set_progress(DELIVERY_HOURS, end, sealed_at)
+            if record:
+                self._set_progress(DELIVERY_HOURS, stop, sealed_at)
             summed += len({row[1] for row in rows})
-            start = end
+            start = stop
         return summed
 
     def reseal(self, *, since: datetime | None, until: datetime | None, sealed_at: datetime) -> int:
@@ -280,12 +286,7 @@ class DeliveryRollup:
         if hours_until is None:
             return
         first, last = _hour(start), min(hours_until, _hour(end - timedelta(microseconds=1)) + HOUR)
-        chunk = first
-        while chunk < last:
-            stop = min(last, chunk + SEAL_CHUNK)
-            rows = self.client.query(_HOURS_OF_MINUTES, parameters={"start": chunk, "end": stop}).result_rows
-            self._write_counts(rows, sealed_at, table=MESSAGE_STATUS_HOUR_COUNTS_TABLE)
-            chunk = stop
+        self._sum_hours(first, last, sealed_at, record=False)
         if first < last:
             self.writer.command(
                 f"DELETE FROM {MESSAGE_STATUS_HOUR_COUNTS_TABLE} WHERE hour >= {{start:DateTime('UTC')}} "
