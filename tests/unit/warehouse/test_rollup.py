@@ -177,9 +177,13 @@ def test_whole_hours_are_summed_and_ranges_with_ragged_ends_stay_exact(client: C
             statuses.append(status(f"h{i}", "failed", at + 100, pnid=pnid, code=131026))
     store(client, *statuses)
     roll = rollup(client, touch_margin_s=0)
-    roll.run_once()
-    assert progress(client, DELIVERY_HOURS) == datetime.utcfromtimestamp(NOW // 3600 * 3600 - (  # noqa: DTZ004
-        3600 if NOW % 3600 < 120 else 0))  # every hour whose minutes are all sealed
+    before = int(time.time())
+    sealed_until = roll.run_once().sealed_until
+    after = int(time.time())
+    # Sealed up to two minutes (the seal delay) before the pass, and every hour whose minutes are all sealed summed.
+    assert datetime.utcfromtimestamp((before - 120) // 60 * 60) <= sealed_until  # noqa: DTZ004
+    assert sealed_until <= datetime.utcfromtimestamp((after - 120) // 60 * 60 + 60)  # noqa: DTZ004
+    assert progress(client, DELIVERY_HOURS) == sealed_until.replace(minute=0, second=0, microsecond=0)
     assert client.command(f"SELECT uniqExact(hour) FROM {tables.MESSAGE_STATUS_HOUR_COUNTS_TABLE}") >= 5
     # Ranges with ragged ends: minutes before the first whole hour and after the last one come from minutes.
     ranges = [ALL] + [DeliveryFilter(start=datetime.utcfromtimestamp(start + a),  # noqa: DTZ004
