@@ -17,7 +17,7 @@ from typing import Literal
 
 import msgspec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: BSUIDs, person key, country; preferences, identity changes, value-level errors
 
 MessageStatusValue = Literal["sent", "delivered", "read", "failed", "played"]
 MESSAGE_STATUSES: tuple[str, ...] = ("sent", "delivered", "read", "failed", "played")
@@ -64,6 +64,15 @@ class MessageStatus(msgspec.Struct, tag="message_status", kw_only=True, frozen=T
     conversation_id: str = ""
     conversation_origin: str = ""
     biz_opaque_callback_data: str = ""
+    # Since schema 2 (Meta's BSUIDs, see ingest.identity). recipient_hash is the phone number's hash, empty when
+    # Meta left the number out; the person key is the parent BSUID, else the BSUID, else the phone number.
+    recipient_user_id_hash: str = ""  # keyed hash of recipient_user_id (or contacts[].user_id)
+    recipient_parent_user_id_hash: str = ""  # keyed hash of recipient_parent_user_id (or contacts[].parent_user_id)
+    person_hash: str = ""
+    participant_hash: str = ""  # group statuses: keyed hash of recipient_participant_id
+    country: str = ""  # ISO 3166 alpha-2 of the recipient, from the BSUID prefix or the phone's calling code
+    error_message: str = ""
+    error_href: str = ""
 
     @property
     def key(self) -> bytes:
@@ -87,6 +96,11 @@ class FlowCompletion(msgspec.Struct, tag="flow_completion", kw_only=True, frozen
     flow_name: str = ""
     response_keys: list[str] = msgspec.field(default_factory=list)
     response_fields: dict[str, str] = msgspec.field(default_factory=dict)  # allow-listed answers only
+    # Since schema 2: user_hash is the phone number's (``from``), empty when Meta left it out.
+    user_id_hash: str = ""  # keyed hash of from_user_id (or contacts[].user_id)
+    parent_user_id_hash: str = ""
+    person_hash: str = ""
+    country: str = ""
 
     @property
     def key(self) -> bytes:
@@ -219,7 +233,79 @@ class FlowHealth(msgspec.Struct, tag="flow_health", kw_only=True, frozen=True):
         return self.flow_id.encode()
 
 
-CanonicalEvent = MessageStatus | FlowCompletion | FlowSent | NodeEvent | FlowDefinitionRegistered | FlowHealth
+class UserPreference(msgspec.Struct, tag="user_preference", kw_only=True, frozen=True):
+    """A user stopped or resumed marketing messages from the business (``field: "user_preferences"``)."""
+
+    event_id: str
+    schema_version: int = SCHEMA_VERSION
+    waba_id: str
+    phone_number_id: str
+    category: str  # marketing_messages
+    value: str  # stop, resume
+    detail: str = ""
+    occurred_at: int
+    received_at_ms: int
+    phone_hash: str = ""
+    user_id_hash: str = ""
+    parent_user_id_hash: str = ""
+    person_hash: str
+    country: str = ""
+
+    @property
+    def key(self) -> bytes:
+        return self.person_hash.encode()
+
+
+# Why two identifiers name one person (IdentityLink.kind): both in one inbound message's contact, or a change Meta
+# reported (a BSUID replaced; a phone number replaced, which also replaces the BSUID).
+IDENTITY_LINK_KINDS: tuple[str, ...] = ("contact", "user_id_update", "user_changed_user_id", "user_changed_number")
+
+
+class IdentityLink(msgspec.Struct, tag="identity_link", kw_only=True, frozen=True):
+    """Two identifiers (keyed hashes) of one person, seen together outside a status (which links its own)."""
+
+    event_id: str
+    schema_version: int = SCHEMA_VERSION
+    waba_id: str
+    phone_number_id: str = ""
+    kind: str  # one of IDENTITY_LINK_KINDS
+    from_hash: str  # the identifier the user had, or the weaker one (a phone number beside its BSUID)
+    to_hash: str  # the identifier the user has now, or the person key
+    occurred_at: int
+    received_at_ms: int
+    country: str = ""
+
+    @property
+    def key(self) -> bytes:
+        return self.from_hash.encode()
+
+
+class WebhookError(msgspec.Struct, tag="webhook_error", kw_only=True, frozen=True):
+    """An error Meta reported for the account or number, not for one message (``value.errors[]``)."""
+
+    event_id: str
+    schema_version: int = SCHEMA_VERSION
+    waba_id: str
+    phone_number_id: str = ""
+    field: str  # the change's field (messages, ...)
+    code: int = 0
+    title: str = ""
+    message: str = ""
+    details: str = ""
+    href: str = ""
+    occurred_at: int  # entry.time when Meta sends it, else the receive time
+    received_at_ms: int
+
+    @property
+    def key(self) -> bytes:
+        return (self.phone_number_id or self.waba_id).encode()
+
+
+CanonicalEvent = (
+    MessageStatus | FlowCompletion | FlowSent | NodeEvent | FlowDefinitionRegistered | FlowHealth | UserPreference
+    | IdentityLink | WebhookError
+)
 AnyEvent = (
-    MessageStatus | FlowCompletion | FlowSent | NodeEvent | FlowDefinitionRegistered | FlowHealth | RejectedEvent
+    MessageStatus | FlowCompletion | FlowSent | NodeEvent | FlowDefinitionRegistered | FlowHealth | UserPreference
+    | IdentityLink | WebhookError | RejectedEvent
 )

@@ -39,7 +39,7 @@ from contract.flowjson import SCREEN_ID
 from contract.limits import MAX_DEPTH, raw_deeper_than
 from contract.privacy import Pseudonymiser
 from ingest.exceptions import MalformedPayloadError
-from ingest.parsing import EARLIEST_TIMESTAMP, MAX_FUTURE_SKEW_S
+from ingest.payload import EARLIEST_TIMESTAMP, MAX_FUTURE_SKEW_S
 
 MAX_ITEMS = 10_000
 

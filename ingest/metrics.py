@@ -40,7 +40,8 @@ BROKER_WRITE_LATENCY = Histogram(
 
 # Series that exist from the start at 0, so rate() and alerts see the first increase too.
 _EXPECTED = {
-    **{field: ("accepted", "broker_unavailable") for field in ("messages", "flows", "other", "mixed")},
+    **{field: ("accepted", "broker_unavailable")
+       for field in ("messages", "flows", "user_preferences", "other", "mixed")},
     "unknown": ("bad_signature", "malformed", "too_large"),
     "first_party": ("accepted", "partial", "bad_signature", "malformed", "too_large", "broker_unavailable"),
     "flow_definition": ("accepted", "bad_signature", "malformed", "too_large", "broker_unavailable"),

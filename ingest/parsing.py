@@ -8,9 +8,7 @@ and kinds we do not analyse (yet) are only counted, so nothing disappears withou
 
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
@@ -19,56 +17,45 @@ import orjson
 from contract.events import (
     MESSAGE_STATUSES,
     SOURCE_WHATSAPP,
-    CanonicalEvent,
     FlowCompletion,
-    FlowHealth,
     MessageStatus,
     RejectedEvent,
+    WebhookError,
     event_id,
 )
-from contract.limits import MAX_DEPTH, MAX_ERROR_CODE, deeper_than, raw_deeper_than
+from contract.limits import MAX_DEPTH, deeper_than, raw_deeper_than
 from contract.privacy import Pseudonymiser
 from ingest.exceptions import MalformedPayloadError
+from ingest.flow_webhooks import flow_health
+from ingest.identity import NOBODY, Identity, identifier, identity
+from ingest.payload import (
+    MetaError,
+    ParseResult,
+    as_object,
+    contact_of,
+    contacts_of,
+    known,
+    list_of,
+    phone_number_id,
+    timestamp,
+)
+from ingest.people import PeopleParser
 from ingest.shapes import StatusesWebhook, decode_statuses_webhook
 
 WHATSAPP_OBJECT = "whatsapp_business_account"
-# Statuses stamped before this are not WhatsApp Cloud API events (2014-01-01).
-EARLIEST_TIMESTAMP = 1_388_534_400
-# Clock skew tolerated for timestamps ahead of ours.
-MAX_FUTURE_SKEW_S = 3600
 # Names we count ignored parts by; anything else is counted as "other" (metric labels stay bounded).
 KNOWN_FIELDS = frozenset(
-    {"flows", "message_template_status_update", "message_template_quality_update", "user_preferences",
+    {"flows", "message_template_status_update", "message_template_quality_update",
      "account_update", "phone_number_quality_update", "business_capability_update", "security",
      "template_category_update", "history", "smb_message_echoes", "account_alerts"}
 )
 # The ``field`` label of a webhook request: the one field its changes carry, else "mixed".
-FIELD_LABELS = frozenset({"messages", "flows"})
-# Meta's event names are upper-case identifiers; anything else in ``value.event`` is not a flows event.
-_EVENT_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+FIELD_LABELS = frozenset({"messages", "flows", "user_preferences"})
 _MESSAGE_STATUSES = frozenset(MESSAGE_STATUSES)
 KNOWN_MESSAGE_TYPES = frozenset(
     {"text", "image", "audio", "video", "document", "sticker", "location", "contacts", "button",
      "interactive", "reaction", "order", "system", "unsupported", "request_welcome"}
 )
-
-
-@dataclass(slots=True)
-class ParseResult:
-    events: list[CanonicalEvent] = field(default_factory=list)
-    rejected: list[RejectedEvent] = field(default_factory=list)
-    ignored: dict[str, int] = field(default_factory=dict)  # what we skip on purpose, by kind
-    fields: set[str] = field(default_factory=set)  # the changes' ``field`` values, bounded (see FIELD_LABELS)
-
-    @property
-    def field_label(self) -> str:
-        """The request's ``field`` metric label: messages, flows, other, or mixed."""
-        if len(self.fields) == 1:
-            return next(iter(self.fields))
-        return "mixed" if self.fields else "other"
-
-    def ignore(self, kind: str) -> None:
-        self.ignored[kind] = self.ignored.get(kind, 0) + 1
 
 
 class WebhookParser:
@@ -81,6 +68,7 @@ class WebhookParser:
         self._hash = pseudonymise
         self._allow = frozenset(form_fields_allowlist)
         self._typed_statuses = typed_statuses
+        self._people = PeopleParser(pseudonymise=pseudonymise, reject=self._reject)
 
     def parse(self, body: bytes, *, received_at_ms: int | None = None) -> ParseResult:
         received = int(time.time() * 1000) if received_at_ms is None else received_at_ms
@@ -117,14 +105,14 @@ class WebhookParser:
                 typed = None
             if typed is not None:
                 return typed
-        entries = _list(payload, "entry", "body")
+        entries = list_of(payload, "entry", "body")
         result = ParseResult()
         for i, entry in enumerate(entries):
             where = f"entry[{i}]"
             if not isinstance(entry, dict):
                 raise MalformedPayloadError(f"{where} must be an object")
             waba_id = str(entry.get("id") or "")
-            for j, change in enumerate(_list(entry, "changes", where)):
+            for j, change in enumerate(list_of(entry, "changes", where)):
                 cwhere = f"{where}.changes[{j}]"
                 if not isinstance(change, dict):
                     raise MalformedPayloadError(f"{cwhere} must be an object")
@@ -135,11 +123,18 @@ class WebhookParser:
                 result.fields.add(field_name if isinstance(field_name, str) and field_name in FIELD_LABELS
                                   else "other")
                 if field_name == "messages":
-                    self._messages_change(value, waba_id, received, cwhere, result)
+                    self._messages_change(value, waba_id, entry.get("time"), received, cwhere, result)
+                elif field_name == "user_preferences":
+                    self._people.preferences(value, waba_id, received, cwhere, result)
+                    self._value_errors(list_of(value, "errors", f"{cwhere}.value", required=False),
+                                       "user_preferences", waba_id, phone_number_id(value), entry.get("time"),
+                                       received, result)
+                elif field_name == "user_id_update":
+                    self._people.user_id_update(value, waba_id, entry.get("time"), received, result)
                 elif field_name == "flows":
-                    self._flows_change(value, waba_id, entry.get("time"), received, result)
+                    flow_health(value, waba_id, entry.get("time"), received, result, self._reject)
                 else:
-                    result.ignore(f"field:{_known(field_name, KNOWN_FIELDS)}")
+                    result.ignore(f"field:{known(field_name, KNOWN_FIELDS)}")
         return result
 
     def _statuses_only(self, webhook: StatusesWebhook, received: int) -> ParseResult | None:
@@ -164,11 +159,17 @@ class WebhookParser:
                     return None
                 for status in statuses:
                     wamid, status_value = status.id, status.status
-                    occurred_at, problem = _timestamp(status.timestamp, received)
+                    occurred_at, problem = timestamp(status.timestamp, received)
                     if problem or not wamid or status_value not in _MESSAGE_STATUSES or status.errors:
                         return None
                     pricing, conversation = status.pricing, status.conversation
                     origin = conversation.origin if conversation is not None else None
+                    contact = status.contacts[0] if status.contacts else None
+                    who, recipient_hash = self._recipient(
+                        status.recipient_type, status.recipient_id, status.recipient_user_id,
+                        status.recipient_parent_user_id, contact.wa_id if contact is not None else None,
+                        contact.user_id if contact is not None else None,
+                        contact.parent_user_id if contact is not None else None)
                     events.append(
                         MessageStatus(
                             event_id=event_id("status", wamid, status_value),
@@ -178,7 +179,7 @@ class WebhookParser:
                             status=status_value,
                             occurred_at=occurred_at,
                             received_at_ms=received,
-                            recipient_hash=hash_phone(status.recipient_id or ""),
+                            recipient_hash=recipient_hash,
                             recipient_type=status.recipient_type or "individual",
                             pricing_category=(pricing.category or "") if pricing is not None else "",
                             pricing_type=(pricing.type or "") if pricing is not None else "",
@@ -187,79 +188,66 @@ class WebhookParser:
                             conversation_id=(conversation.id or "") if conversation is not None else "",
                             conversation_origin=(origin.type or "") if origin is not None else "",
                             biz_opaque_callback_data=status.biz_opaque_callback_data or "",
+                            recipient_user_id_hash=who.user_id_hash,
+                            recipient_parent_user_id_hash=who.parent_user_id_hash,
+                            person_hash=who.person_hash or recipient_hash,
+                            participant_hash=hash_phone(status.recipient_participant_id or ""),
+                            country=who.country,
                         )
                     )
         return result
 
+    def _recipient(self, recipient_type: Any, phone: Any, user_id: Any, parent_user_id: Any, contact_phone: Any,
+                   contact_user_id: Any, contact_parent: Any) -> tuple[Identity, str]:
+        """Who a status is about, and the hash of its ``recipient_id`` (a group's id for a group status, whose
+        person key is the group's). The status's own fields first, then its ``contacts[]`` entry."""
+        if recipient_type == "group":
+            return NOBODY, self._hash(identifier(phone))
+        who = identity(self._hash, phone or contact_phone, user_id or contact_user_id,
+                       parent_user_id or contact_parent)
+        return who, who.phone_hash
+
     # --- field "messages" ----------------------------------------------------------------------
 
     def _messages_change(
-        self, value: dict[str, Any], waba_id: str, received: int, where: str, result: ParseResult
+        self, value: dict[str, Any], waba_id: str, entry_time: Any, received: int, where: str, result: ParseResult
     ) -> None:
-        statuses = _list(value, "statuses", f"{where}.value", required=False)
-        messages = _list(value, "messages", f"{where}.value", required=False)
-        errors = _list(value, "errors", f"{where}.value", required=False)
-        metadata = value.get("metadata")
-        phone_number_id = str(metadata.get("phone_number_id") or "") if isinstance(metadata, dict) else ""
-        if not phone_number_id and (statuses or messages):
+        statuses = list_of(value, "statuses", f"{where}.value", required=False)
+        messages = list_of(value, "messages", f"{where}.value", required=False)
+        errors = list_of(value, "errors", f"{where}.value", required=False)
+        contacts = contacts_of(value, f"{where}.value")
+        pnid = phone_number_id(value)
+        if not pnid and (statuses or messages):
             result.rejected.append(
                 self._reject("change without metadata.phone_number_id", value, received, waba_id, "")
             )
             return
         for status in statuses:
-            self._status(status, waba_id, phone_number_id, received, result)
+            self._status(status, waba_id, pnid, received, result)
         for message in messages:
-            self._message(message, waba_id, phone_number_id, received, result)
-        for _ in errors:
-            result.ignore("value.errors")
+            self._message(message, contacts, waba_id, pnid, received, result)
+        self._value_errors(errors, "messages", waba_id, pnid, entry_time, received, result)
 
-    # --- field "flows" -------------------------------------------------------------------------
-
-    def _flows_change(self, value: dict[str, Any], waba_id: str, entry_time: Any, received: int,
-                      result: ParseResult) -> None:
-        """A Flow's status change or health alert (section 4 of the webhook reference)."""
-        flow_id = value.get("flow_id")
-        event = value.get("event")
-        problem = ""
-        if entry_time is None:
-            occurred_at = received // 1000
-        else:
-            occurred_at, problem = _timestamp(entry_time, received)
-            problem = problem and f"entry.time: {problem}"
-        if not isinstance(event, str) or not _EVENT_NAME.fullmatch(event):
-            problem = f"flows webhook with unknown event {event!r}"
-        if not isinstance(flow_id, str) or not flow_id.strip():
-            problem = "flows webhook without flow_id"
-        if problem or not isinstance(flow_id, str) or not isinstance(event, str):
-            result.rejected.append(self._reject(problem, value, received, waba_id, ""))
+    def _value_errors(self, errors: list[Any], field_name: str, waba_id: str, pnid: str, entry_time: Any,
+                      received: int, result: ParseResult) -> None:
+        """``value.errors[]``: errors of the account or number, not of one message; each one kept."""
+        if not errors:
             return
-        errors = [e for e in value.get("errors") or () if isinstance(e, dict)] if isinstance(
-            value.get("errors"), list) else []
-        raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-        result.events.append(
-            FlowHealth(
-                event_id=event_id("flow_health", waba_id, flow_id, event, str(occurred_at), raw),
-                waba_id=waba_id,
-                flow_id=flow_id,
-                event=event,
-                occurred_at=occurred_at,
+        occurred_at, problem = (received // 1000, "") if entry_time is None else timestamp(entry_time, received)
+        if problem:
+            occurred_at = received // 1000  # the error is real whatever the envelope's clock says
+        for raw in errors:
+            if not isinstance(raw, dict):
+                result.rejected.append(self._reject("value error is not an object", raw, received, waba_id, pnid))
+                continue
+            error = MetaError.of(raw)
+            fragment = orjson.dumps(raw, option=orjson.OPT_SORT_KEYS).decode()
+            result.events.append(WebhookError(
+                event_id=event_id("webhook_error", waba_id, pnid, field_name, str(occurred_at), fragment),
+                waba_id=waba_id, phone_number_id=pnid, field=field_name, code=error.code, title=error.title,
+                message=error.message, details=error.details, href=error.href, occurred_at=occurred_at,
                 received_at_ms=received,
-                message=str(value.get("message") or value.get("warning") or ""),
-                old_status=_upper(value.get("old_status")),
-                new_status=_upper(value.get("new_status")),
-                alert_state=_upper(value.get("alert_state")),
-                error_rate=_number(value.get("error_rate")),
-                threshold=_number(value.get("threshold")),
-                p50_latency_ms=_number(value.get("p50_latency")),
-                p90_latency_ms=_number(value.get("p90_latency")),
-                requests_count=int(_number(value.get("requests_count"))),
-                availability=_number(value.get("availability")),
-                error_types=[_error_type(e.get("error_type")) for e in errors],
-                error_rates=[_number(e.get("error_rate")) for e in errors],
-                error_counts=[int(_number(e.get("error_count"))) for e in errors],
-                raw=raw,
-            )
-        )
+            ))
 
     # --- field "messages", continued -----------------------------------------------------------
 
@@ -269,7 +257,7 @@ class WebhookParser:
             return
         wamid = raw.get("id")
         status = raw.get("status")
-        occurred_at, problem = _timestamp(raw.get("timestamp"), received)
+        occurred_at, problem = timestamp(raw.get("timestamp"), received)
         if not isinstance(status, str) or status not in MESSAGE_STATUSES:
             problem = f"unknown status value {status!r}"
         if not isinstance(wamid, str) or not wamid:
@@ -277,19 +265,19 @@ class WebhookParser:
         if problem or not isinstance(wamid, str) or not isinstance(status, str):
             result.rejected.append(self._reject(problem, raw, received, waba_id, pnid))
             return
-        error_code, error_title, error_details = 0, "", ""
+        error = MetaError()
         errors = raw.get("errors")
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            first = errors[0]
-            code = first.get("code")
-            error_code = code if isinstance(code, int) and not isinstance(code, bool) and (
-                0 <= code <= MAX_ERROR_CODE) else 0
-            error_title = str(first.get("title") or first.get("message") or "")
-            data = first.get("error_data")
-            error_details = str(data.get("details") or "") if isinstance(data, dict) else ""
-        pricing = _object(raw.get("pricing"))
-        conversation = _object(raw.get("conversation"))
-        origin = _object(conversation.get("origin"))
+            error = MetaError.of(errors[0])
+        contacts = raw.get("contacts")
+        contact = as_object(contacts[0]) if isinstance(contacts, list) and contacts else {}
+        who, recipient_hash = self._recipient(
+            raw.get("recipient_type"), raw.get("recipient_id"), raw.get("recipient_user_id"),
+            raw.get("recipient_parent_user_id"), contact.get("wa_id"), contact.get("user_id"),
+            contact.get("parent_user_id"))
+        pricing = as_object(raw.get("pricing"))
+        conversation = as_object(raw.get("conversation"))
+        origin = as_object(conversation.get("origin"))
         billable = pricing.get("billable")
         result.events.append(
             MessageStatus(
@@ -300,11 +288,11 @@ class WebhookParser:
                 status=status,
                 occurred_at=occurred_at,
                 received_at_ms=received,
-                recipient_hash=self._hash(str(raw.get("recipient_id") or "")),
+                recipient_hash=recipient_hash,
                 recipient_type=str(raw.get("recipient_type") or "individual"),
-                error_code=error_code,
-                error_title=error_title,
-                error_details=error_details,
+                error_code=error.code,
+                error_title=error.title,
+                error_details=error.details,
                 pricing_category=str(pricing.get("category") or ""),
                 pricing_type=str(pricing.get("type") or ""),
                 pricing_model=str(pricing.get("pricing_model") or ""),
@@ -312,28 +300,44 @@ class WebhookParser:
                 conversation_id=str(conversation.get("id") or ""),
                 conversation_origin=str(origin.get("type") or ""),
                 biz_opaque_callback_data=str(raw.get("biz_opaque_callback_data") or ""),
+                recipient_user_id_hash=who.user_id_hash,
+                recipient_parent_user_id_hash=who.parent_user_id_hash,
+                person_hash=who.person_hash or recipient_hash,
+                participant_hash=self._hash(identifier(raw.get("recipient_participant_id"))),
+                country=who.country,
+                error_message=error.message,
+                error_href=error.href,
             )
         )
 
-    def _message(self, raw: Any, waba_id: str, pnid: str, received: int, result: ParseResult) -> None:
+    def _message(self, raw: Any, contacts: list[dict[str, Any]], waba_id: str, pnid: str, received: int,
+                 result: ParseResult) -> None:
         if not isinstance(raw, dict):
             result.rejected.append(self._reject("message is not an object", raw, received, waba_id, pnid))
             return
+        kind = raw.get("type")
+        if kind == "system":
+            self._people.system(raw, waba_id, pnid, received, result)
+            return
+        contact = contact_of(contacts, raw.get("from"), raw.get("from_user_id"))
+        who = identity(self._hash, raw.get("from") or contact.get("wa_id"),
+                       raw.get("from_user_id") or contact.get("user_id"), contact.get("parent_user_id"))
         interactive = raw.get("interactive")
-        if raw.get("type") != "interactive" or not isinstance(interactive, dict):
-            result.ignore(f"message:{_known(raw.get('type'), KNOWN_MESSAGE_TYPES)}")
+        if kind != "interactive" or not isinstance(interactive, dict) or interactive.get("type") != "nfm_reply":
+            result.ignore(f"message:{known(kind, KNOWN_MESSAGE_TYPES)}" if kind != "interactive"
+                          or not isinstance(interactive, dict) else "interactive:other")
+            occurred_at, problem = timestamp(raw.get("timestamp"), received)
+            if not problem:
+                self._people.contact(who, waba_id, pnid, occurred_at, received, result)
             return
-        if interactive.get("type") != "nfm_reply":
-            result.ignore("interactive:other")
-            return
-        completion, problem = self._completion(raw, interactive, waba_id, pnid, received)
+        completion, problem = self._completion(raw, interactive, who, waba_id, pnid, received)
         if completion is None:
             result.rejected.append(self._reject(problem, raw, received, waba_id, pnid))
         else:
             result.events.append(completion)
 
     def _completion(
-        self, raw: dict[str, Any], interactive: dict[str, Any], waba_id: str, pnid: str, received: int
+        self, raw: dict[str, Any], interactive: dict[str, Any], who: Identity, waba_id: str, pnid: str, received: int
     ) -> tuple[FlowCompletion | None, str]:
         wamid = raw.get("id")
         if not isinstance(wamid, str) or not wamid:
@@ -342,7 +346,7 @@ class WebhookParser:
         flow_wamid = context.get("id") if isinstance(context, dict) else None
         if not isinstance(flow_wamid, str) or not flow_wamid:
             return None, "nfm_reply without context.id"
-        occurred_at, ts_problem = _timestamp(raw.get("timestamp"), received)
+        occurred_at, ts_problem = timestamp(raw.get("timestamp"), received)
         if ts_problem:
             return None, ts_problem
         reply = interactive.get("nfm_reply")
@@ -370,10 +374,14 @@ class WebhookParser:
                 flow_token=flow_token if isinstance(flow_token, str) else "",
                 occurred_at=occurred_at,
                 received_at_ms=received,
-                user_hash=self._hash(str(raw.get("from") or "")),
+                user_hash=who.phone_hash,
                 flow_name=str(reply.get("name") or ""),
                 response_keys=keys,
                 response_fields=fields,
+                user_id_hash=who.user_id_hash,
+                parent_user_id_hash=who.parent_user_id_hash,
+                person_hash=who.person_hash,
+                country=who.country,
             ),
             "",
         )
@@ -408,63 +416,10 @@ class WebhookParser:
         return scrubbed
 
 
-def _list(node: dict[str, Any], key: str, where: str, *, required: bool = True) -> list[Any]:
-    value = node.get(key)
-    if value is None and not required:
-        return []
-    if not isinstance(value, list):
-        raise MalformedPayloadError(f"{where}.{key} must be a list")
-    return value
 
 
-def _timestamp(raw: Any, received_ms: int) -> tuple[int, str]:
-    """Meta's Unix-seconds timestamp (a string, sometimes an int) → (seconds, problem)."""
-    if isinstance(raw, str) and raw.isascii() and raw.isdigit() and len(raw) <= 18:  # int() refuses 4,300+ digits
-        seconds = int(raw)
-    elif isinstance(raw, int) and not isinstance(raw, bool):
-        seconds = raw
-    else:
-        return 0, "missing or non-numeric timestamp"
-    if seconds < EARLIEST_TIMESTAMP:
-        return 0, f"timestamp {seconds} is before 2014"
-    if seconds > received_ms // 1000 + MAX_FUTURE_SKEW_S:
-        return 0, f"timestamp {seconds} is in the future"
-    return seconds, ""
 
 
-def _number(value: Any) -> float:
-    """A non-negative number Meta sent (possibly as a string), else -1."""
-    if isinstance(value, bool):
-        return -1.0
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return -1.0
-    else:
-        return -1.0
-    return number if 0 <= number < 1e15 else -1.0
-
-
-def _upper(value: Any) -> str:
-    return value.strip().upper() if isinstance(value, str) else ""
-
-
-def _error_type(value: Any) -> str:
-    """Meta spells error types both ``INVALID_SCREEN_TRANSITION`` and ``invalid-screen-transition``."""
-    if not isinstance(value, str):
-        return "unknown"
-    return re.sub(r"[^a-z0-9]+", "_", value.strip().lower()).strip("_") or "unknown"
-
-
-def _object(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _known(name: Any, known: frozenset[str]) -> str:
-    return name if isinstance(name, str) and name in known else "other"
 
 
 def _answer(value: Any) -> str:

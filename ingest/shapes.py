@@ -28,12 +28,22 @@ class Conversation(msgspec.Struct):
     origin: Origin | None = None
 
 
+class Contact(msgspec.Struct):
+    wa_id: str | None = None
+    user_id: str | None = None
+    parent_user_id: str | None = None
+
+
 class Status(msgspec.Struct):
     id: str
     status: str
     timestamp: str | int
     recipient_id: str | None = None
+    recipient_user_id: str | None = None
+    recipient_parent_user_id: str | None = None
+    recipient_participant_id: str | None = None
     recipient_type: str | None = None
+    contacts: list[Contact] | None = None
     pricing: Pricing | None = None
     conversation: Conversation | None = None
     biz_opaque_callback_data: str | None = None

@@ -1,7 +1,8 @@
 """The rollup worker: one process beside the stream workers that keeps the warehouse's sealed figures.
 
 Every ``rollup_interval_s`` it runs a pass of :class:`warehouse.rollup.DeliveryRollup` (sealed delivery
-counts) and of :class:`warehouse.resolution.SessionRollup` (resolved Flow sessions), reading as the
+counts), of :class:`warehouse.resolution.SessionRollup` (resolved Flow sessions) and of
+:class:`warehouse.identity.PersonResolver` (one person across phone numbers and BSUIDs), reading as the
 warehouse analyst and inserting as the writer. One runs per warehouse (passes are idempotent: a second
 one only repeats work). When the warehouse is away the pass fails, is counted, and the next one tries
 again; the dashboards' figures stay exact meanwhile (they merge sets for whatever is not sealed).
@@ -20,6 +21,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from config.settings import Settings
 from warehouse.client import connect
 from warehouse.exceptions import WarehouseError
+from warehouse.identity import PersonResolver
 from warehouse.resolution import SessionRollup
 from warehouse.rollup import EPOCH, DeliveryRollup, server_now
 
@@ -35,6 +37,10 @@ SEALED_PERIODS = Counter(
 RESEALED_PERIODS = Counter(
     "flowscope_rollup_resealed_periods_total",
     "Sealed one-minute periods (per phone number) counted again after a status landed in them late.",
+)
+RESOLVED_IDENTIFIERS = Counter(
+    "flowscope_rollup_resolved_identifiers_total",
+    "Identifiers (hashed phone numbers and BSUIDs) whose person was written to person_map.",
 )
 RESOLVED_SESSIONS = Counter(
     "flowscope_rollup_resolved_sessions_total", "Flow sessions resolved (written to flow_session_rows)."
@@ -54,6 +60,7 @@ def run(settings: Settings, *, stop: threading.Event) -> None:
     if settings.rollup_metrics_port:
         start_http_server(settings.rollup_metrics_port, addr=settings.stream_metrics_host)
     rollup: DeliveryRollup | None = None
+    persons: PersonResolver | None = None
     logger.info("rollup: a pass every %.1f s, minutes sealed after %d s",
                 settings.rollup_interval_s, settings.rollup_seal_after_s)
     while not stop.is_set():
@@ -64,16 +71,19 @@ def run(settings: Settings, *, stop: threading.Event) -> None:
                                         writer=connect(settings.warehouse_url_for("writer")),
                                         seal_after_s=settings.rollup_seal_after_s,
                                         reads_interval_s=settings.rollup_reads_interval_s)
+                persons = PersonResolver(rollup.client, writer=rollup.writer)
             done = rollup.run_once()
             if not done.waited:
                 sessions = SessionRollup(rollup.client, writer=rollup.writer).run_once(server_now(rollup.client))
                 RESOLVED_SESSIONS.inc(sessions.sessions)
+                if persons is not None:
+                    RESOLVED_IDENTIFIERS.inc(persons.run_once(server_now(rollup.client)).written)
         except WarehouseError as exc:
             PASS_FAILURES.inc()
             logger.warning("rollup pass failed (%s); retrying", exc)
             if rollup is not None:
                 rollup.close()
-            rollup = None
+            rollup = persons = None
         else:
             SEALED_PERIODS.inc(done.sealed_minutes)
             RESEALED_PERIODS.inc(done.resealed_minutes)

@@ -21,9 +21,12 @@ from contract.events import (
     FlowDefinitionRegistered,
     FlowHealth,
     FlowSent,
+    IdentityLink,
     MessageStatus,
     NodeEvent,
     RejectedEvent,
+    UserPreference,
+    WebhookError,
 )
 from stream import metrics
 from stream.exceptions import SinkWriteError
@@ -46,6 +49,9 @@ class Batch:
     node_events: list[NodeEvent] = field(default_factory=list)
     definitions: list[FlowRegistration] = field(default_factory=list)  # parsed once, here
     flow_health: list[FlowHealth] = field(default_factory=list)
+    preferences: list[UserPreference] = field(default_factory=list)
+    identity_links: list[IdentityLink] = field(default_factory=list)
+    webhook_errors: list[WebhookError] = field(default_factory=list)
     rejected: list[RejectedEvent] = field(default_factory=list)
     invalid_definitions: int = 0  # registrations whose Flow JSON does not parse (the receiver refuses those)
 
@@ -67,12 +73,19 @@ class Batch:
                 self.definitions.append(registration)
         elif kind is FlowHealth:
             self.flow_health.append(event)  # type: ignore[arg-type]
+        elif kind is UserPreference:
+            self.preferences.append(event)  # type: ignore[arg-type]
+        elif kind is IdentityLink:
+            self.identity_links.append(event)  # type: ignore[arg-type]
+        elif kind is WebhookError:
+            self.webhook_errors.append(event)  # type: ignore[arg-type]
         else:
             self.rejected.append(event)  # type: ignore[arg-type]
 
     def __len__(self) -> int:
         return (len(self.statuses) + len(self.completions) + len(self.flow_sends) + len(self.node_events)
-                + len(self.definitions) + self.invalid_definitions + len(self.flow_health) + len(self.rejected))
+                + len(self.definitions) + self.invalid_definitions + len(self.flow_health) + len(self.preferences)
+                + len(self.identity_links) + len(self.webhook_errors) + len(self.rejected))
 
 
 class Sink(ABC):
@@ -129,6 +142,7 @@ class WarehouseSink(Sink):
         for insert in writer.inserts(
             statuses=batch.statuses, completions=batch.completions, flow_sends=batch.flow_sends,
             node_events=batch.node_events, definitions=batch.definitions, flow_health=batch.flow_health,
+            preferences=batch.preferences, identity_links=batch.identity_links, webhook_errors=batch.webhook_errors,
             rejected=batch.rejected,
         ):
             if insert.table in done:

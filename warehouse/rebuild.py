@@ -46,11 +46,14 @@ from warehouse.tables import (
     FLOW_SESSION_ROWS_TABLE,
     FLOW_SESSIONS_TABLE,
     FLOW_VARIANTS_TABLE,
+    IDENTITY_LINKS_TABLE,
     MESSAGE_DELIVERED_INDEX_TABLE,
     MESSAGE_STATE_TABLE,
     MESSAGE_STATUS_MINUTE_TABLE,
     MESSAGE_STATUSES_TABLE,
+    PERSON_LINKS_TABLE,
     ROLLUP_PROGRESS_TABLE,
+    USER_PREFERENCES_TABLE,
 )
 
 logger = logging.getLogger(__name__)
@@ -80,6 +83,7 @@ DERIVED = (
     Derived(FLOW_SELECTIONS_TABLE, key=("flow_id", "flow_version", "screen")),
     Derived(FLOW_HEALTH_CURRENT_TABLE, key=("flow_id", "event")),
     Derived(MESSAGE_DELIVERED_INDEX_TABLE, key=("wamid",)),
+    Derived(PERSON_LINKS_TABLE, time_column="seen_at"),
 )
 # The event time of each raw table's rows: what ``since``/``until`` select.
 SOURCE_TIME = {
@@ -88,6 +92,8 @@ SOURCE_TIME = {
     FLOW_NODE_EVENTS_TABLE: "occurred_at",
     FLOW_COMPLETIONS_TABLE: "occurred_at",
     FLOW_HEALTH_EVENTS_TABLE: "occurred_at",
+    USER_PREFERENCES_TABLE: "occurred_at",
+    IDENTITY_LINKS_TABLE: "occurred_at",
 }
 # How long the rollup waits for a rebuild that stopped reporting (crashed): each step renews it.
 REBUILD_LEASE = timedelta(hours=1)
@@ -152,25 +158,30 @@ def plan(client: Client, database: str, *, tables: tuple[str, ...] = (), since: 
     range (default: all); ``began``: when the rebuild began (the resolved sessions' time)."""
     chosen = [d for d in DERIVED if not tables or d.table in tables]
     all_views = views(client, database)
+    # The columns a view writes: all but those filled by a DEFAULT (a view's query names them positionally).
+    written: dict[str, list[str]] = {}
+    for table, column in client.query(
+            "SELECT table, name FROM system.columns WHERE database = {db:String} AND default_kind = '' "
+            "ORDER BY table, position", parameters={"db": database}).result_rows:
+        written.setdefault(table, []).append(column)
     steps: list[Step] = []
     for derived in chosen:
         mine = [view for view in all_views if view.target == derived.table]
+        into = f"INSERT INTO {database}.{derived.table} ({', '.join(written[derived.table])}) "
         if since is None and until is None:
             steps.append(Step(f"{derived.table}: empty it", f"TRUNCATE TABLE {database}.{derived.table}"))
             for view in mine:
                 for partition in _partitions(client, database, view.source):
                     steps.append(Step(
                         f"{derived.table} ← {view.source} (partition {partition})",
-                        f"INSERT INTO {database}.{derived.table} "
-                        + view.over(database, f"_partition_id = {_quoted(partition)}"),
+                        into + view.over(database, f"_partition_id = {_quoted(partition)}"),
                     ))
         elif derived.time_column:
             steps.append(Step(f"{derived.table}: remove the range",
                               f"DELETE FROM {database}.{derived.table} WHERE {_in_range(derived.time_column)}"))
             for view in mine:
                 steps.append(Step(f"{derived.table} ← {view.source} (range)",
-                                  f"INSERT INTO {database}.{derived.table} "
-                                  + view.over(database, _in_range(SOURCE_TIME[view.source]))))
+                                  into + view.over(database, _in_range(SOURCE_TIME[view.source]))))
         else:
             key = ", ".join(derived.key)
             touched = " UNION DISTINCT ".join(
@@ -181,8 +192,7 @@ def plan(client: Client, database: str, *, tables: tuple[str, ...] = (), since: 
                               f"DELETE FROM {database}.{derived.table} WHERE ({key}) IN ({touched})"))
             for view in mine:
                 steps.append(Step(f"{derived.table} ← {view.source} (every event of those entities)",
-                                  f"INSERT INTO {database}.{derived.table} "
-                                  + view.over(database, f"({key}) IN ({touched})")))
+                                  into + view.over(database, f"({key}) IN ({touched})")))
     if not tables or FLOW_SESSION_ROWS_TABLE in tables:
         steps += _session_steps(database, ranged=since is not None or until is not None, began=began)
     if not tables or {FLOW_SESSION_ROWS_TABLE, FLOW_HOUR_PATHS_TABLE, FLOW_HOUR_VISITS_TABLE} & set(tables):

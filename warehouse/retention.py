@@ -29,6 +29,7 @@ from warehouse.tables import (
     FLOW_SESSION_ROWS_TABLE,
     FLOW_SESSIONS_TABLE,
     FLOW_VARIANTS_TABLE,
+    IDENTITY_LINKS_TABLE,
     MESSAGE_STATE_TABLE,
     MESSAGE_STATUS_COUNTS_TABLE,
     MESSAGE_STATUS_HOUR_COUNTS_TABLE,
@@ -36,7 +37,10 @@ from warehouse.tables import (
     MESSAGE_STATUSES_TABLE,
     MESSAGES_READ_UNDELIVERED_TABLE,
     NEVER_DATETIME,
+    PERSON_LINKS_TABLE,
     REJECTED_EVENTS_TABLE,
+    USER_PREFERENCES_TABLE,
+    WEBHOOK_ERRORS_TABLE,
 )
 
 logger = logging.getLogger(__name__)
@@ -65,6 +69,9 @@ RAW = (
     Retention(FLOW_NODE_EVENTS_TABLE, "occurred_at", derived=False),
     Retention(FLOW_HEALTH_EVENTS_TABLE, "occurred_at", derived=False),
     Retention(REJECTED_EVENTS_TABLE, "received_at", derived=False),
+    Retention(USER_PREFERENCES_TABLE, "occurred_at", derived=False),
+    Retention(IDENTITY_LINKS_TABLE, "occurred_at", derived=False),
+    Retention(WEBHOOK_ERRORS_TABLE, "occurred_at", derived=False),
 )
 # Each derived row's time is the latest event time of the raw rows it holds: the end of its minute, the
 # session's last activity, the latest of a message's first status times ("never" left out).
@@ -82,6 +89,7 @@ DERIVED = (
     Retention(FLOW_SESSION_ROWS_TABLE, "last_activity", derived=True),
     Retention(FLOW_HOUR_PATHS_TABLE, "last_activity", derived=True),
     Retention(FLOW_HOUR_VISITS_TABLE, "last_activity", derived=True),
+    Retention(PERSON_LINKS_TABLE, "seen_at", derived=True),
 )
 RETENTIONS = RAW + DERIVED
 

@@ -37,6 +37,11 @@ FLOW_SESSION_KEYS_TABLE = "flow_session_keys"
 FLOW_HOUR_PATHS_TABLE = "flow_hour_paths"
 FLOW_HOUR_VISITS_TABLE = "flow_hour_visits"
 FLOW_VARIANTS_TABLE = "flow_variants"
+USER_PREFERENCES_TABLE = "user_preferences"
+IDENTITY_LINKS_TABLE = "identity_links"
+WEBHOOK_ERRORS_TABLE = "webhook_errors"
+PERSON_LINKS_TABLE = "person_links"
+PERSON_MAP_TABLE = "person_map"
 
 # "Never" in the time columns of migration 0004, which the flow queries compare against: the sessions'
 # DateTime64 columns hold 2200-01-01; message_state's DateTime columns hold 2106-01-01, since a DateTime
@@ -49,11 +54,24 @@ STATUS_COLUMNS = (
     "event_id", "waba_id", "phone_number_id", "wamid", "status", "occurred_at", "received_at",
     "recipient_hash", "recipient_type", "error_code", "error_title", "error_details", "pricing_category",
     "pricing_type", "pricing_model", "billable", "conversation_id", "conversation_origin",
-    "biz_opaque_callback_data",
+    "biz_opaque_callback_data", "recipient_user_id_hash", "recipient_parent_user_id_hash", "person_hash",
+    "participant_hash", "country", "error_message", "error_href",
 )
 COMPLETION_COLUMNS = (
     "event_id", "waba_id", "phone_number_id", "wamid", "flow_wamid", "flow_token", "flow_name", "occurred_at",
-    "received_at", "user_hash", "response_keys", "response_fields",
+    "received_at", "user_hash", "response_keys", "response_fields", "user_id_hash", "parent_user_id_hash",
+    "person_hash", "country",
+)
+USER_PREFERENCE_COLUMNS = (
+    "event_id", "waba_id", "phone_number_id", "category", "value", "detail", "occurred_at", "received_at",
+    "phone_hash", "user_id_hash", "parent_user_id_hash", "person_hash", "country",
+)
+IDENTITY_LINK_COLUMNS = (
+    "event_id", "waba_id", "phone_number_id", "kind", "from_hash", "to_hash", "occurred_at", "received_at", "country",
+)
+WEBHOOK_ERROR_COLUMNS = (
+    "event_id", "waba_id", "phone_number_id", "field", "code", "title", "message", "details", "href", "occurred_at",
+    "received_at",
 )
 REJECTED_COLUMNS = ("event_id", "source", "reason", "raw", "waba_id", "phone_number_id", "received_at")
 FLOW_SEND_COLUMNS = (

@@ -19,9 +19,12 @@ from contract.events import (
     FlowDefinitionRegistered,
     FlowHealth,
     FlowSent,
+    IdentityLink,
     MessageStatus,
     NodeEvent,
     RejectedEvent,
+    UserPreference,
+    WebhookError,
 )
 from contract.exceptions import FlowDefinitionError
 from contract.flowjson import FlowDefinition, parse_flow_json
@@ -70,6 +73,9 @@ def inserts(
     node_events: Sequence[NodeEvent] = (),
     definitions: Sequence[FlowRegistration] = (),
     flow_health: Sequence[FlowHealth] = (),
+    preferences: Sequence[UserPreference] = (),
+    identity_links: Sequence[IdentityLink] = (),
+    webhook_errors: Sequence[WebhookError] = (),
     rejected: Sequence[RejectedEvent] = (),
 ) -> list[Insert]:
     """The inserts that store these events: one per table that gets rows, registrations first."""
@@ -85,6 +91,9 @@ def inserts(
         (tables.MESSAGE_STATUSES_TABLE, tables.STATUS_COLUMNS, statuses, _RECEIVED),
         (tables.FLOW_COMPLETIONS_TABLE, tables.COMPLETION_COLUMNS, completions, _RECEIVED),
         (tables.FLOW_HEALTH_EVENTS_TABLE, tables.FLOW_HEALTH_COLUMNS, flow_health, _RECEIVED),
+        (tables.USER_PREFERENCES_TABLE, tables.USER_PREFERENCE_COLUMNS, preferences, _RECEIVED),
+        (tables.IDENTITY_LINKS_TABLE, tables.IDENTITY_LINK_COLUMNS, identity_links, _RECEIVED),
+        (tables.WEBHOOK_ERRORS_TABLE, tables.WEBHOOK_ERROR_COLUMNS, webhook_errors, _RECEIVED),
         (tables.REJECTED_EVENTS_TABLE, tables.REJECTED_COLUMNS, rejected, _RECEIVED),
     ):
         if events:

@@ -109,11 +109,16 @@ def test_status_example_gives_two_canonical_statuses() -> None:
         pricing_model="PMP",
         billable=1,
         biz_opaque_callback_data="flow=lead_v2;tok=ft_7f3a",
+        person_hash=HASH("5511999990000"),
+        country="BR",
     )
     assert isinstance(failed, MessageStatus)
     assert (failed.status, failed.error_code, failed.occurred_at) == ("failed", 131049, 1_767_000_042)
     assert failed.error_title == "This message was not delivered to maintain healthy ecosystem engagement."
+    assert failed.error_message == "This message was not delivered to maintain healthy ecosystem engagement."
+    assert failed.error_href == "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
     assert failed.error_details == "Not delivered, to keep engagement healthy."
+    assert (failed.person_hash, failed.country) == (HASH("5511988887777"), "BR")
     assert failed.billable == -1
 
 
@@ -148,6 +153,8 @@ def test_nfm_reply_example_gives_a_completion_with_allow_listed_answers_only() -
             flow_name="flow",
             response_keys=["plan", "seats"],
             response_fields={"plan": "pro"},
+            person_hash=HASH("5511999990000"),
+            country="BR",
         )
     ]
 

@@ -10,7 +10,15 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from contract.events import FlowCompletion, FlowHealth, FlowSent, MessageStatus, NodeEvent
+from contract.events import (
+    FlowCompletion,
+    FlowHealth,
+    FlowSent,
+    IdentityLink,
+    MessageStatus,
+    NodeEvent,
+    UserPreference,
+)
 from warehouse import tables, writer
 from warehouse.migrate import backfill_new_derived_tables
 from warehouse.queries import DeliveryFilter, delivery_totals
@@ -32,9 +40,12 @@ def events() -> dict[str, list[Any]]:
     for i in range(12):
         sent = T0 + 60 * i
         wamid, token = f"w{i}", f"tok{i}"
+        # Users known by phone number, by BSUID, or both (which links the two).
+        phone, bsuid = f"ph{i % 5}" if i % 3 else "", f"bs{i % 5}" if i % 2 else ""
         statuses.append(MessageStatus(event_id=f"{wamid}.s", waba_id="waba", phone_number_id=f"p{i % 2}",
                                       wamid=wamid, status="sent", occurred_at=sent, received_at_ms=sent * 1000,
-                                      recipient_hash="h"))
+                                      recipient_hash=phone, recipient_user_id_hash=bsuid,
+                                      person_hash=bsuid or phone or "h"))
         statuses.append(MessageStatus(event_id=f"{wamid}.d", waba_id="waba", phone_number_id=f"p{i % 2}",
                                       wamid=wamid, status="delivered" if i % 4 else "failed", occurred_at=sent + 5,
                                       received_at_ms=sent * 1000, error_code=0 if i % 4 else 131049,
@@ -56,8 +67,14 @@ def events() -> dict[str, list[Any]]:
                          occurred_at=T0 + 100 * i, received_at_ms=(T0 + 100 * i) * 1000,
                          alert_state="ACTIVATED" if i % 2 else "DEACTIVATED", p90_latency_ms=100.0 * i)
               for i in range(3)]
+    preferences = [UserPreference(event_id=f"pref{i}", waba_id="waba", phone_number_id="p0",
+                                  category="marketing_messages", value="stop", occurred_at=T0 + 60 * i,
+                                  received_at_ms=(T0 + 60 * i) * 1000, phone_hash=f"ph{i}", user_id_hash=f"bs{i + 1}",
+                                  person_hash=f"bs{i + 1}") for i in range(3)]
+    links = [IdentityLink(event_id="link0", waba_id="waba", kind="user_changed_user_id", from_hash="bs1",
+                          to_hash="bs9", occurred_at=T0 + 400, received_at_ms=(T0 + 400) * 1000)]
     return {"statuses": statuses, "flow_sends": sends, "node_events": nodes, "completions": completions,
-            "flow_health": health}
+            "flow_health": health, "preferences": preferences, "identity_links": links}
 
 
 def store(client: Client) -> None:
@@ -84,6 +101,7 @@ FIGURES = {
     tables.FLOW_HEALTH_CURRENT_TABLE:
         "SELECT flow_id, event, argMaxMerge(latest), uniqExactMerge(events) FROM {t} GROUP BY ALL ORDER BY ALL",
     tables.MESSAGE_DELIVERED_INDEX_TABLE: "SELECT wamid, phone_number_id FROM {t} ORDER BY ALL",
+    tables.PERSON_LINKS_TABLE: "SELECT identifier, person, max(seen_at) FROM {t} GROUP BY ALL ORDER BY ALL",
 }
 
 

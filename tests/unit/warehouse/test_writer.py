@@ -14,9 +14,12 @@ from contract.events import (
     FlowDefinitionRegistered,
     FlowHealth,
     FlowSent,
+    IdentityLink,
     MessageStatus,
     NodeEvent,
     RejectedEvent,
+    UserPreference,
+    WebhookError,
 )
 from contract.limits import MAX_ERROR_CODE
 from tests.samples import FLOW_JSON
@@ -35,7 +38,9 @@ def one_of_each() -> dict[str, Any]:
     return {
         "statuses": [MessageStatus(event_id="s1", waba_id="waba", phone_number_id="p", wamid="w1", status="failed",
                                    occurred_at=T0, received_at_ms=T0 * 1000 + 5, recipient_hash="h",
-                                   error_code=131049, billable=0)],
+                                   recipient_user_id_hash="b", person_hash="b", country="BR",
+                                   error_code=131049, error_message="undeliverable", error_href="https://e",
+                                   billable=0)],
         "completions": [FlowCompletion(event_id="c1", waba_id="waba", phone_number_id="p", wamid="r1",
                                        flow_wamid="w1", flow_token="tok1", occurred_at=T0, received_at_ms=T0 * 1000,
                                        user_hash="u", response_keys=["plan"], response_fields={"plan": "pro"})],
@@ -49,6 +54,14 @@ def one_of_each() -> dict[str, Any]:
         "flow_health": [FlowHealth(event_id="h1", waba_id="waba", flow_id="F1", event="ENDPOINT_LATENCY",
                                    occurred_at=T0, received_at_ms=T0 * 1000, alert_state="ACTIVATED",
                                    p90_latency_ms=6200.0)],
+        "preferences": [UserPreference(event_id="u1", waba_id="waba", phone_number_id="p",
+                                       category="marketing_messages", value="stop", occurred_at=T0,
+                                       received_at_ms=T0 * 1000, user_id_hash="b", person_hash="b", country="BR")],
+        "identity_links": [IdentityLink(event_id="l1", waba_id="waba", kind="user_id_update", from_hash="b",
+                                        to_hash="b2", occurred_at=T0, received_at_ms=T0 * 1000)],
+        "webhook_errors": [WebhookError(event_id="e1", waba_id="waba", phone_number_id="p", field="messages",
+                                        code=131056, title="Pair rate limit hit", occurred_at=T0,
+                                        received_at_ms=T0 * 1000)],
         "rejected": [RejectedEvent(event_id="x1", source=SOURCE_WHATSAPP, reason="status without id", raw="{}",
                                    received_at_ms=T0 * 1000)],
     }
@@ -64,6 +77,9 @@ def test_every_insert_has_its_tables_columns_and_registrations_come_first() -> N
         tables.MESSAGE_STATUSES_TABLE: tables.STATUS_COLUMNS,
         tables.FLOW_COMPLETIONS_TABLE: tables.COMPLETION_COLUMNS,
         tables.FLOW_HEALTH_EVENTS_TABLE: tables.FLOW_HEALTH_COLUMNS,
+        tables.USER_PREFERENCES_TABLE: tables.USER_PREFERENCE_COLUMNS,
+        tables.IDENTITY_LINKS_TABLE: tables.IDENTITY_LINK_COLUMNS,
+        tables.WEBHOOK_ERRORS_TABLE: tables.WEBHOOK_ERROR_COLUMNS,
         tables.REJECTED_EVENTS_TABLE: tables.REJECTED_COLUMNS,
     }
     assert [insert.table for insert in batch] == list(expected)
@@ -71,7 +87,7 @@ def test_every_insert_has_its_tables_columns_and_registrations_come_first() -> N
         assert insert.columns == expected[insert.table]
         assert len(insert.data) == len(insert.columns)
         assert {len(column) for column in insert.data} == {insert.rows}
-    assert [insert.rows for insert in batch] == [1, 3, 1, 1, 1, 1, 1, 1]
+    assert [insert.rows for insert in batch] == [1, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1]
     assert writer.inserts() == []
 
 
@@ -81,8 +97,19 @@ def test_each_kind_lands_in_its_table_column_by_column(client: Client) -> None:
     def rows(sql: str) -> list[tuple[object, ...]]:
         return [tuple(row) for row in client.query(sql).result_rows]
 
-    assert rows(f"SELECT wamid, status, error_code, billable, toUnixTimestamp64Milli(received_at) "
-                f"FROM {tables.MESSAGE_STATUSES_TABLE}") == [("w1", "failed", 131049, 0, T0 * 1000 + 5)]
+    assert rows(f"SELECT wamid, status, error_code, billable, toUnixTimestamp64Milli(received_at), "
+                f"recipient_user_id_hash, person_hash, country, error_message, error_href "
+                f"FROM {tables.MESSAGE_STATUSES_TABLE}") == [
+        ("w1", "failed", 131049, 0, T0 * 1000 + 5, "b", "b", "BR", "undeliverable", "https://e")]
+    assert rows(f"SELECT category, value, person_hash, country FROM {tables.USER_PREFERENCES_TABLE}") == [
+        ("marketing_messages", "stop", "b", "BR")]
+    assert rows(f"SELECT kind, from_hash, to_hash FROM {tables.IDENTITY_LINKS_TABLE}") == [
+        ("user_id_update", "b", "b2")]
+    assert rows(f"SELECT field, code, title FROM {tables.WEBHOOK_ERRORS_TABLE}") == [
+        ("messages", 131056, "Pair rate limit hit")]
+    # The phone number seen beside the BSUID, and the BSUID's change, are links to resolve people from.
+    assert rows(f"SELECT identifier, person FROM {tables.PERSON_LINKS_TABLE} FINAL ORDER BY 1") == [
+        ("b", "b2"), ("h", "b")]
     assert rows(f"SELECT flow_token, campaign, toUnixTimestamp64Milli(sent_at) FROM {tables.FLOW_SENDS_TABLE}") == [
         ("tok1", "spring", T0 * 1000 - 60_000)]
     assert rows(f"SELECT screen, action, source, fields FROM {tables.FLOW_NODE_EVENTS_TABLE}") == [
