@@ -136,6 +136,9 @@ class Settings:
             "write finished); -1: by broker storage, 0 in memory, 50 durable (few, large S3 objects)."
     )
     producer_timeout_s: float = _setting(10.0, "Longest wait for the broker to acknowledge a request's events.")
+    producer_connections: int = _setting(
+        4, "Receiver connections to the broker, each with one write in flight: writes overlap their round trips."
+    )
     # --- stream worker -------------------------------------------------------------------------
     consumer_group: str = _setting("flowscope-stream", "Consumer group of the stream workers.")
     batch_max_records: int = _setting(20000, "Most events one warehouse insert carries.")
@@ -219,6 +222,8 @@ class Settings:
         return settings
 
     def validate(self) -> None:
+        if self.producer_connections < 1:
+            raise SettingsError(f"{PREFIX}PRODUCER_CONNECTIONS must be at least 1, got {self.producer_connections}")
         if self.partitions < 1:
             raise SettingsError(f"{PREFIX}PARTITIONS must be at least 1, got {self.partitions}")
         if self.warehouse_retention_days < 0:

@@ -35,14 +35,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from config.settings import Settings
+from contract.codec import encode_batch
+from contract.privacy import Pseudonymiser
 from embedded.exceptions import SupervisorError
 from embedded.supervisor import ProcessSpec, free_port, http_ready
 from flowtools.bench import Result, Say
 from flowtools.harness import Pipeline
 from flowtools.simulator.config import SimulationConfig
 from flowtools.simulator.generator import TrafficGenerator
+from ingest.parsing import WebhookParser
 from ingest.paths import HEALTH_PATH, METRICS_PATH, WEBHOOK_PATH
-from ingest.signatures import SIGNATURE_HEADER, sign
+from ingest.signatures import SIGNATURE_HEADER, Verifier, sign
 
 BENCHMARK = "receiver"
 TARGET_RATIO = 0.5
@@ -55,6 +58,7 @@ QUICK_DURATION_S = 4
 WARMUP_S = 3
 QUICK_WARMUP_S = 1
 EVENTS_METRIC = "flowscope_ingest_events_total"
+HANDLER_SAMPLE_S = 2.0  # how long the in-process measure of the handler's own work runs
 
 SettingsFactory = Callable[..., Settings]
 
@@ -337,6 +341,24 @@ def _holes(seen: dict[TopicPartition, dict[int, int]], first: dict[TopicPartitio
 # --- the benchmark ---------------------------------------------------------------------------------
 
 
+def handler_us_per_request(settings: Settings, body: bytes, signature: str, *, seconds: float) -> float:
+    """CPU time (µs) of the receiver's own work on one request, in this process, without HTTP or the broker:
+    verify the signature, parse the webhook into events, encode them as the producer does. A component's
+    ceiling: the receiver cannot answer faster than the no-op endpoint's time per request plus this."""
+    verify = Verifier(settings.app_secret)
+    parser = WebhookParser(pseudonymise=Pseudonymiser(settings.hash_key),
+                           form_fields_allowlist=settings.form_fields_allowlist)
+    done, started = 0, time.process_time()
+    while (elapsed := time.process_time() - started) < seconds:
+        for _ in range(200):
+            if not verify(body, signature):
+                raise SupervisorError("the benchmark's webhook does not verify")
+            result = parser.parse(body)
+            encode_batch([*result.events, *result.rejected])
+        done += 200
+    return elapsed / done * 1e6
+
+
 def run(settings_factory: SettingsFactory, say: Say, *, quick: bool) -> list[Result]:
     wrk = wrk_binary()
     duration_s = QUICK_DURATION_S if quick else DURATION_S
@@ -349,7 +371,11 @@ def run(settings_factory: SettingsFactory, say: Say, *, quick: bool) -> list[Res
         body_path = work / "webhook.json"
         body_path.write_bytes(body)
         script = work / "webhook.lua"
-        script.write_text(wrk_script(body_path.resolve(), sign(body, settings.app_secret)))
+        signature = sign(body, settings.app_secret)
+        script.write_text(wrk_script(body_path.resolve(), signature))
+        handler_us = handler_us_per_request(settings, body, signature,
+                                            seconds=HANDLER_SAMPLE_S / (4 if quick else 1))
+        say(f"receiver: the handler's own work (verify, parse, encode) takes {handler_us:.1f} µs a request")
         load = f"wrk -t{WRK_THREADS} -c{WRK_CONNECTIONS} -d{duration_s}s"
         with Pipeline(settings) as pipeline:
             noop_settings = dataclasses.replace(settings, ingest_port=free_port())
@@ -402,10 +428,20 @@ def run(settings_factory: SettingsFactory, say: Say, *, quick: bool) -> list[Res
         "events_in_2xx_answers_seen_by_wrk": acknowledged,
         "all_events_reached_broker": missing == 0 and on_topic == after,
     }
+    # Per-request time of each server (one worker process: its time per request is 1 / requests per second), and
+    # the ratio the receiver could reach if everything but its own parsing work cost nothing more than the no-op.
+    noop_us, ours_us = 1e6 / noop.rps, 1e6 / ours.rps if ours.rps else float("inf")
+    ceilings = {
+        "noop_us_per_request": round(noop_us, 1),
+        "receiver_us_per_request": round(ours_us, 1),
+        "handler_us_per_request_in_process": round(handler_us, 1),
+        "rest_us_per_request": round(ours_us - noop_us - handler_us, 1),  # broker client, batching, metrics
+        "ratio_ceiling_noop_plus_handler": round(noop_us / (noop_us + handler_us), 3),
+    }
     return [
         Result(BENCHMARK, "throughput ratio", ours.rps / noop.rps, TARGET_RATIO, True, "x",
                {**common, "receiver_rps": round(ours.rps, 1), "noop_rps": round(noop.rps, 1),
-                "receiver": ours.summary(), "noop": noop.summary()}),
+                "ceilings": ceilings, "receiver": ours.summary(), "noop": noop.summary()}),
         Result(BENCHMARK, "p99 ms", ours.p99_ms, TARGET_P99_MS, False, "ms",
                {**common, "p50_ms": round(ours.p50_ms, 2), "p90_ms": round(ours.p90_ms, 2),
                 "max_ms": round(ours.max_ms, 2), "noop_p99_ms": round(noop.p99_ms, 2)}),

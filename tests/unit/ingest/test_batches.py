@@ -196,3 +196,33 @@ def test_drain_returns_once_every_open_batch_is_written() -> None:
         await asyncio.gather(*requests)
 
     run(scenario)
+
+
+def test_writes_overlap_up_to_max_in_flight() -> None:
+    async def scenario() -> tuple[int, int]:
+        running = most = 0
+        release = asyncio.Event()
+
+        async def write(slots: dict[Slot, list[AnyEvent]]) -> None:
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await release.wait()
+            running -= 1
+
+        committer = BatchCommitter(write, place=place, linger_s=0, timeout_s=DEADLINE_S, max_in_flight=3)
+        commits = []
+        loop = asyncio.get_running_loop()
+        for n in range(6):  # a batch each: the next commit comes once this one's write started (or had to wait)
+            commits.append(asyncio.ensure_future(committer.commit([event(n)])))
+            deadline = loop.time() + DEADLINE_S
+            while running < min(n + 1, 3) and loop.time() < deadline:
+                await asyncio.sleep(0)
+        started = most
+        release.set()
+        await asyncio.gather(*commits)
+        await committer.drain()
+        return started, most
+
+    started, most = asyncio.run(scenario())
+    assert (started, most) == (3, 3)  # three writes awaited their acknowledgement at once, never more
