@@ -5,3 +5,7 @@ from __future__ import annotations
 
 class SettingsError(Exception):
     """A setting is missing or malformed; the message names the environment variable."""
+
+
+class RateCardError(Exception):
+    """The rate card file cannot be used: the message names the file, the line and the reason."""

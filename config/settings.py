@@ -148,6 +148,10 @@ class Settings:
     stream_metrics_port: int = _setting(9102, "Port of the stream worker's /metrics endpoint (0 = off).")
     gauge_refresh_s: float = _setting(15.0, "How often a stream worker refreshes its warehouse-derived gauges.")
     session_timeout_s: int = _setting(1800, "A session with no activity for this long, not completed, is abandoned.")
+    rate_card: str = _setting("", "CSV rate card `flowscope up` loads (config/ratecard.py); empty: the sample card "
+                                  "when simulating traffic, else none (load one with `flowscope ratecard load`).")
+    opt_out_window_h: int = _setting(48, "Opt-outs count when a user stops marketing messages this many hours after "
+                                         "a Flow message (the dashboards' default window).")
     catalog_refresh_s: float = _setting(10.0, "Least time between two reloads of registered flow definitions.")
     dedup_window: int = _setting(1_000_000, "Event ids each worker remembers to drop duplicates before insert.")
     rollup_interval_s: float = _setting(5.0, "Seconds between two passes of the warehouse rollup.")

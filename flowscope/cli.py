@@ -144,6 +144,27 @@ def cmd_flows(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ratecard(settings: Settings, args: argparse.Namespace) -> int:
+    from config.ratecard import SAMPLE_PATH, RateCard
+    from warehouse import costs
+    from warehouse.client import connect
+
+    if args.ratecard_command == "load":
+        path = args.file or SAMPLE_PATH
+        card = RateCard.from_file(path)
+        costs.store_rate_card(connect(settings.warehouse_url_for("writer")), card, source=path.name)
+        print(f"rate card {path} loaded: {len(card.rates)} rates in {card.currency or 'no currency'}")  # noqa: T201
+        return 0
+    loaded = costs.rate_card(connect(settings.warehouse_url_for("analyst")))
+    if loaded is None:
+        print("no rate card loaded: costs are shown as unpriced (flowscope ratecard load FILE)")  # noqa: T201
+        return 0
+    print(f"rate card {loaded.source}, loaded {loaded.loaded_at:%Y-%m-%d %H:%M:%S} UTC")  # noqa: T201
+    for r in loaded.card.rates:
+        print(f"{r.market},{r.category},{r.pricing_type},{r.currency},{r.price},{r.effective_from}")  # noqa: T201
+    return 0
+
+
 def cmd_settings(settings: Settings, args: argparse.Namespace) -> int:
     for key, default, doc in describe():
         print(f"{key}={default}\n    {doc}")  # noqa: T201
@@ -181,6 +202,11 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("--url", default=None,
                           help="the receiver's base URL (default: FLOWSCOPE_INGEST_HOST and FLOWSCOPE_INGEST_PORT)")
     register.set_defaults(func=cmd_flows)
+    ratecard = sub.add_parser("ratecard", help="the rate card costs are priced from (CSV, see config/ratecard.py)")
+    ratecard.add_argument("ratecard_command", choices=["load", "show"],
+                          help="load: make FILE the card in force (default: the sample card); show: the card in force")
+    ratecard.add_argument("file", nargs="?", type=Path, default=None, help="load: the CSV rate card")
+    ratecard.set_defaults(func=cmd_ratecard)
     sub.add_parser("simulate", help="send simulated, signed webhooks (see: flowscope simulate --help)", add_help=False)
     sub.add_parser("simulate-flows", help="simulated Flow sessions: screen events, statuses, completions",
                    add_help=False)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from chserver.exceptions import ServerError
-from config.exceptions import SettingsError
+from config.exceptions import RateCardError, SettingsError
 from contract.exceptions import ContractError
 from embedded.exceptions import SupervisorError
 from flowtools.registration import RegistrationError
 from warehouse.exceptions import WarehouseError
 
 USER_ERRORS: tuple[type[Exception], ...] = (
-    SettingsError, ContractError, SupervisorError, WarehouseError, ServerError, RegistrationError,
+    SettingsError, ContractError, SupervisorError, WarehouseError, ServerError, RegistrationError, RateCardError,
 )

@@ -37,7 +37,9 @@ def _say(message: str) -> None:
 
 def run_up(settings: Settings) -> int:
     """Start the whole embedded pipeline plus simulated traffic; stop everything on Ctrl-C."""
+    from config.ratecard import SAMPLE_PATH, RateCard
     from warehouse.client import connect
+    from warehouse.costs import store_rate_card
     from warehouse.migrate import migrate
 
     def on_term(signum: int, frame: FrameType | None) -> None:
@@ -67,6 +69,13 @@ def run_up(settings: Settings) -> int:
             for spec in specs:
                 _say(f"starting {spec.name} ...")
                 supervisor.start(spec)
+            card_path = Path(settings.rate_card) if settings.rate_card else (
+                SAMPLE_PATH if settings.simulate_rate > 0 else None)
+            if card_path is not None:
+                card = RateCard.from_file(card_path)
+                store_rate_card(connect(settings.warehouse_url_for("writer")), card, source=card_path.name)
+                sample = " (the SAMPLE card: made-up prices, not Meta's)" if card_path == SAMPLE_PATH else ""
+                _say(f"rate card {card_path.name} loaded: {len(card.rates)} rates{sample}")
             if settings.simulate_rate > 0:
                 names = register_simulated_flows(settings)
                 _say(f"registered the simulated flows' Flow JSON: {', '.join(names)}")

@@ -194,6 +194,32 @@ resolved AS (
 )
 """
 
+# Every session of the filter, one row each with its Flow message's wamid, never from the hour sums: for figures
+# that are not sums of sessions (distinct persons, costs joined by message, times to complete). Resolved rows for
+# sessions untouched since the rollup's last pass, merged live for the others, as in ``_SESSIONS``.
+EVERY_SESSION = f"""
+touched AS MATERIALIZED (
+    SELECT DISTINCT flow_token FROM {FLOW_SESSION_TOUCHES_TABLE}
+    WHERE touched_at >= (SELECT max(until) FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = '{SESSIONS_RESOLVED}')
+                        - toIntervalSecond({TOUCH_MARGIN_S})
+),
+{merged_sessions(_TOUCHED, materialized=True)},
+every_session AS (
+    SELECT flow_token, flow_id, flow_version, campaign, wamid, sent_at, completed_at, has_events, delivered, read,
+           failed, completed_at < {_NEVER} AS completed, has_events = 1 OR completed AS opened
+    FROM (
+        SELECT flow_token, flow_id, flow_version, campaign, wamid, sent_at, completed_at, has_events, delivered,
+               read, failed
+        FROM live WHERE {_FILTER}
+        UNION ALL
+        SELECT flow_token, flow_id, flow_version, campaign, wamid, sent_at, completed_at, has_events, delivered,
+               read, failed
+        FROM {FLOW_SESSION_ROWS_TABLE} FINAL
+        WHERE {_FILTER} AND flow_token NOT IN (SELECT flow_token FROM touched)
+    )
+)
+"""
+
 
 @dataclass(frozen=True, kw_only=True)
 class FlowFilter:

@@ -51,6 +51,7 @@ from warehouse.tables import (
     MESSAGE_STATE_TABLE,
     MESSAGE_STATUS_MINUTE_TABLE,
     MESSAGE_STATUSES_TABLE,
+    OUTBOUND_MESSAGES_TABLE,
     PERSON_LINKS_TABLE,
     ROLLUP_PROGRESS_TABLE,
     USER_PREFERENCES_TABLE,
@@ -84,6 +85,7 @@ DERIVED = (
     Derived(FLOW_HEALTH_CURRENT_TABLE, key=("flow_id", "event")),
     Derived(MESSAGE_DELIVERED_INDEX_TABLE, key=("wamid",)),
     Derived(PERSON_LINKS_TABLE, time_column="seen_at"),
+    Derived(OUTBOUND_MESSAGES_TABLE, key=("wamid",)),
 )
 # The event time of each raw table's rows: what ``since``/``until`` select.
 SOURCE_TIME = {

@@ -37,6 +37,7 @@ from warehouse.tables import (
     MESSAGE_STATUSES_TABLE,
     MESSAGES_READ_UNDELIVERED_TABLE,
     NEVER_DATETIME,
+    OUTBOUND_MESSAGES_TABLE,
     PERSON_LINKS_TABLE,
     REJECTED_EVENTS_TABLE,
     USER_PREFERENCES_TABLE,
@@ -90,6 +91,7 @@ DERIVED = (
     Retention(FLOW_HOUR_PATHS_TABLE, "last_activity", derived=True),
     Retention(FLOW_HOUR_VISITS_TABLE, "last_activity", derived=True),
     Retention(PERSON_LINKS_TABLE, "seen_at", derived=True),
+    Retention(OUTBOUND_MESSAGES_TABLE, "last_at", derived=True),
 )
 RETENTIONS = RAW + DERIVED
 

@@ -42,6 +42,8 @@ IDENTITY_LINKS_TABLE = "identity_links"
 WEBHOOK_ERRORS_TABLE = "webhook_errors"
 PERSON_LINKS_TABLE = "person_links"
 PERSON_MAP_TABLE = "person_map"
+OUTBOUND_MESSAGES_TABLE = "outbound_messages"
+RATE_CARD_TABLE = "rate_card"
 
 # "Never" in the time columns of migration 0004, which the flow queries compare against: the sessions'
 # DateTime64 columns hold 2200-01-01; message_state's DateTime columns hold 2106-01-01, since a DateTime
@@ -73,6 +75,7 @@ WEBHOOK_ERROR_COLUMNS = (
     "event_id", "waba_id", "phone_number_id", "field", "code", "title", "message", "details", "href", "occurred_at",
     "received_at",
 )
+RATE_CARD_COLUMNS = ("market", "category", "pricing_type", "currency", "price", "effective_from", "source", "loaded_at")
 REJECTED_COLUMNS = ("event_id", "source", "reason", "raw", "waba_id", "phone_number_id", "received_at")
 FLOW_SEND_COLUMNS = (
     "event_id", "wamid", "flow_id", "flow_version", "flow_token", "campaign", "phone_number_id", "recipient_hash",

@@ -102,6 +102,10 @@ FIGURES = {
         "SELECT flow_id, event, argMaxMerge(latest), uniqExactMerge(events) FROM {t} GROUP BY ALL ORDER BY ALL",
     tables.MESSAGE_DELIVERED_INDEX_TABLE: "SELECT wamid, phone_number_id FROM {t} ORDER BY ALL",
     tables.PERSON_LINKS_TABLE: "SELECT identifier, person, max(seen_at) FROM {t} GROUP BY ALL ORDER BY ALL",
+    tables.OUTBOUND_MESSAGES_TABLE:
+        "SELECT wamid, max(phone_number_id), min(first_at), max(last_at), groupBitOr(reached), max(recipient_type), "
+        "max(person_hash), max(country), max(pricing_category), max(pricing_type), max(billable), max(callback) "
+        "FROM {t} GROUP BY wamid ORDER BY wamid",
 }
 
 

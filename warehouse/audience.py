@@ -1,0 +1,247 @@
+"""Who Flow campaigns reached, what they cost, who said stop, and how long people took: per flow, version, campaign.
+
+Figures over the sessions of a :class:`~warehouse.flows.FlowFilter` (sent in its range), one row per session
+(``flows.EVERY_SESSION``), each joined by its Flow message's wamid to ``outbound_messages``:
+
+- persons: distinct people the Flow messages went to. A message's person is any person key its statuses named,
+  resolved through ``person_map`` (:func:`warehouse.identity.resolved_person`), so a user seen with a phone
+  number on one message and only with a BSUID on another is one person; a message with no individual status
+  names no one.
+- spend: the Flow messages' cost (:mod:`warehouse.costs`: charged when delivered and not free, at the card's
+  rate for the recipient's country, category and type on the day of the send); cost per delivered, read,
+  opened and completed session divides it by those sessions.
+- opt-outs: distinct persons who stopped marketing messages (``user_preferences``, ``marketing_messages`` /
+  ``stop``) at a time t with send ≤ t < send + window, for a Flow message of the group they were sent (the
+  send being the message's first status). The opt-out rate is opt-outs / persons.
+- time to complete: completion time − send time (the first-party ``flow_sent``) of completed sessions, p50 and
+  p90 as ClickHouse's ``quantileExact``; stage times: the median between the send, the first delivered (or read,
+  when Meta skipped delivered: read implies delivered), the first read, the first screen event and the
+  completion, over the sessions that reached both stages in that order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+from clickhouse_connect.driver.client import Client
+
+from config.ratecard import RateCard
+from warehouse.costs import DELIVERED_OR_READ, Spend, per, priced, rate_card
+from warehouse.flows import EVERY_SESSION, FlowFilter
+from warehouse.identity import resolved_person
+from warehouse.tables import (
+    FLOW_NODE_EVENTS_TABLE,
+    MESSAGE_STATE_TABLE,
+    NEVER_DATETIME,
+    OUTBOUND_MESSAGES_TABLE,
+    USER_PREFERENCES_TABLE,
+)
+
+GROUPS = ("flow_id", "flow_version", "campaign")
+DEFAULT_OPT_OUT_WINDOW = timedelta(hours=48)
+OPT_OUT_CATEGORY = "marketing_messages"
+STAGE_GAPS = (("sent", "delivered"), ("delivered", "read"), ("read", "opened"), ("opened", "completed"))
+
+_NEVER_DT = f"toDateTime('{NEVER_DATETIME}', 'UTC')"
+_PERSON_JOIN, _PERSON = resolved_person("m.person_hash", alias="pm")
+_STOPPER_JOIN, _STOPPER = resolved_person("p.person_hash", alias="sm")
+
+# Each session in the filter with its Flow message's merged facts.
+_SESSION_MESSAGES = f"""
+{EVERY_SESSION},
+messages AS (
+    SELECT wamid, min(first_at) AS first_at, groupBitOr(reached) AS reached, max(person_hash) AS person_hash,
+           max(country) AS country, max(pricing_category) AS pricing_category, max(pricing_type) AS pricing_type,
+           max(billable) AS billable
+    FROM {OUTBOUND_MESSAGES_TABLE}
+    WHERE wamid IN (SELECT wamid FROM every_session)
+    GROUP BY wamid
+),
+session_messages AS (
+    SELECT s.*, m.wamid != '' AS has_message, m.first_at AS first_at, m.reached AS reached,
+           m.country AS country, m.pricing_category AS pricing_category, m.pricing_type AS pricing_type,
+           m.billable AS billable, if(m.person_hash = '', '', {_PERSON}) AS person
+    FROM every_session AS s
+    LEFT JOIN messages AS m ON m.wamid = s.wamid
+    {_PERSON_JOIN}
+)
+"""
+
+
+@dataclass(frozen=True)
+class Audience:
+    """The figures of one group (see the module docstring)."""
+
+    sessions: int
+    delivered: int
+    read: int
+    opened: int
+    completed: int
+    persons: int
+    opt_outs: int
+    spend: Spend
+
+    @property
+    def opt_out_rate(self) -> float:
+        return self.opt_outs / self.persons if self.persons else 0.0
+
+    def cost_per(self, stage: str) -> Decimal | None:
+        return per(self.spend.spend, int(getattr(self, stage)))
+
+
+def _group(by: tuple[str, ...]) -> str:
+    unknown = [g for g in by if g not in GROUPS]
+    if unknown or not by:
+        raise ValueError(f"group by one or more of {GROUPS}, got {by}")
+    return ", ".join(by)
+
+
+def audience(client: Client, where: FlowFilter, *, by: tuple[str, ...] = ("flow_id", "flow_version"),
+             window: timedelta = DEFAULT_OPT_OUT_WINDOW,
+             card: RateCard | None = None) -> dict[tuple[str, ...], Audience]:
+    """Per group of ``by``: sessions, stages, persons, opt-outs within ``window`` of a send, and spend."""
+    group = _group(by)
+    if card is None:
+        loaded = rate_card(client)
+        card = loaded.card if loaded else None
+    parameters = {**where.parameters, "window_s": int(window.total_seconds())}
+    counts_sql = f"""
+        WITH {_SESSION_MESSAGES}
+        SELECT {group}, count() AS sessions, countIf(delivered = 1) AS delivered, countIf(read = 1) AS read,
+               countIf(opened) AS opened, countIf(completed) AS completed,
+               uniqExactIf(person, person != '') AS persons
+        FROM session_messages
+        GROUP BY {group}
+    """
+    opt_out_sql = f"""
+        WITH {_SESSION_MESSAGES},
+        stops AS (
+            SELECT {_STOPPER} AS person, p.occurred_at AS at
+            FROM (SELECT person_hash, occurred_at FROM {USER_PREFERENCES_TABLE} FINAL
+                  WHERE category = '{OPT_OUT_CATEGORY}' AND value = 'stop') AS p
+            {_STOPPER_JOIN}
+        )
+        SELECT {group}, uniqExact(s.person)
+        FROM (SELECT {group}, person, first_at FROM session_messages WHERE person != '') AS s
+        INNER JOIN stops AS t ON t.person = s.person
+        WHERE t.at >= s.first_at AND t.at < s.first_at + toIntervalSecond({{window_s:UInt32}})
+        GROUP BY {group}
+    """
+    spend_sql = f"""
+        WITH {_SESSION_MESSAGES}
+        SELECT {group}, country, pricing_category, pricing_type, billable, toDate(first_at) AS day,
+               countIf(bitAnd(reached, {DELIVERED_OR_READ}) != 0), count()
+        FROM session_messages WHERE has_message
+        GROUP BY {group}, country, pricing_category, pricing_type, billable, day
+    """
+    spends = priced(client.query(spend_sql, parameters=parameters).result_rows, card, len(by))
+    opt_outs = {tuple(row[:-1]): int(row[-1]) for row in client.query(opt_out_sql, parameters=parameters).result_rows}
+    out: dict[tuple[str, ...], Audience] = {}
+    for row in client.query(counts_sql, parameters=parameters).result_rows:
+        key = tuple(row[:len(by)])
+        sessions, delivered, read, opened, completed, persons = (int(v) for v in row[len(by):])
+        out[key] = Audience(sessions, delivered, read, opened, completed, persons, opt_outs.get(key, 0),
+                            spends.get(key, Spend()))
+    return out
+
+
+def audience_frame(figures: dict[tuple[str, ...], Audience], by: tuple[str, ...], currency: str) -> pd.DataFrame:
+    """The figures as a table (costs as Decimal, rates as fractions)."""
+    rows: list[dict[str, Any]] = []
+    for key, a in sorted(figures.items()):
+        rows.append({**dict(zip(by, key, strict=True)), "sessions": a.sessions, "persons": a.persons,
+                     "delivered": a.delivered, "read": a.read, "opened": a.opened, "completed": a.completed,
+                     "opt_outs": a.opt_outs, "opt_out_rate": a.opt_out_rate, "charged": a.spend.charged,
+                     "free": a.spend.free, "unpriced": a.spend.unpriced, "spend": a.spend.spend,
+                     "cost_per_delivered": a.cost_per("delivered"), "cost_per_read": a.cost_per("read"),
+                     "cost_per_opened": a.cost_per("opened"), "cost_per_completed": a.cost_per("completed"),
+                     "currency": currency})
+    columns = [*by, "sessions", "persons", "delivered", "read", "opened", "completed", "opt_outs", "opt_out_rate",
+               "charged", "free", "unpriced", "spend", "cost_per_delivered", "cost_per_read", "cost_per_opened",
+               "cost_per_completed", "currency"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def time_to_complete(client: Client, where: FlowFilter, *,
+                     by: tuple[str, ...] = ("flow_id", "flow_version")) -> pd.DataFrame:
+    """Per group: completions, p50_ms and p90_ms of completion − send of the completed sessions."""
+    group = _group(by)
+    sql = f"""
+        WITH {EVERY_SESSION}
+        SELECT {group}, count() AS completions,
+               toInt64(quantileExact(0.5)(ms)) AS p50_ms, toInt64(quantileExact(0.9)(ms)) AS p90_ms
+        FROM (SELECT {group}, toUnixTimestamp64Milli(completed_at) - toUnixTimestamp64Milli(sent_at) AS ms
+              FROM every_session WHERE completed)
+        GROUP BY {group}
+        ORDER BY {group}
+    """
+    rows = client.query(sql, parameters=where.parameters).result_rows
+    return pd.DataFrame(rows, columns=[*by, "completions", "p50_ms", "p90_ms"])
+
+
+def completion_times(client: Client, where: FlowFilter, *, buckets_s: tuple[int, ...] = (
+        30, 60, 120, 300, 600, 1800, 3600, 6 * 3600, 24 * 3600)) -> pd.DataFrame:
+    """The distribution of times to complete: completed sessions per bucket (upper bound in seconds; the last
+    bucket, ``None``, is everything longer), per flow and version."""
+    sql = f"""
+        WITH {EVERY_SESSION}
+        SELECT flow_id, flow_version, arrayFirstIndex(b -> ms <= b * 1000, {{buckets:Array(UInt32)}}) AS bucket,
+               count() AS sessions
+        FROM (SELECT flow_id, flow_version,
+                     toUnixTimestamp64Milli(completed_at) - toUnixTimestamp64Milli(sent_at) AS ms
+              FROM every_session WHERE completed)
+        GROUP BY flow_id, flow_version, bucket
+        ORDER BY flow_id, flow_version, bucket
+    """
+    rows = client.query(sql, parameters={**where.parameters, "buckets": list(buckets_s)}).result_rows
+    return pd.DataFrame(
+        [(f, v, buckets_s[b - 1] if b else None, int(n)) for f, v, b, n in rows],
+        columns=["flow_id", "flow_version", "up_to_s", "sessions"],
+    )
+
+
+def stage_times(client: Client, where: FlowFilter, *,
+                by: tuple[str, ...] = ("flow_id", "flow_version")) -> pd.DataFrame:
+    """Per group and gap between consecutive stages (sent→delivered, delivered→read, read→opened,
+    opened→completed): sessions that reached both, and the median and p90 milliseconds between them."""
+    group = _group(by)
+    sql = f"""
+        WITH {EVERY_SESSION},
+        first_statuses AS (
+            SELECT wamid, min(delivered_at) AS delivered_at, min(read_at) AS read_at
+            FROM {MESSAGE_STATE_TABLE} WHERE wamid IN (SELECT wamid FROM every_session) GROUP BY wamid
+        ),
+        opens AS (
+            SELECT flow_token, min(occurred_at) AS opened_at FROM {FLOW_NODE_EVENTS_TABLE}
+            WHERE flow_token IN (SELECT flow_token FROM every_session) GROUP BY flow_token
+        ),
+        stamps AS (
+            SELECT {", ".join(f"s.{g} AS {g}" for g in by)},
+                   toUnixTimestamp64Milli(s.sent_at) AS sent,
+                   if(st.wamid != '' AND least(st.delivered_at, st.read_at) < {_NEVER_DT},
+                      toInt64(toUnixTimestamp(least(st.delivered_at, st.read_at))) * 1000, -1) AS delivered,
+                   if(st.wamid != '' AND st.read_at < {_NEVER_DT}, toInt64(toUnixTimestamp(st.read_at)) * 1000, -1)
+                       AS read,
+                   if(o.flow_token != '', toUnixTimestamp64Milli(o.opened_at),
+                      if(s.completed, toUnixTimestamp64Milli(s.completed_at), -1)) AS opened,
+                   if(s.completed, toUnixTimestamp64Milli(s.completed_at), -1) AS completed
+            FROM every_session AS s
+            LEFT JOIN first_statuses AS st ON st.wamid = s.wamid
+            LEFT JOIN opens AS o ON o.flow_token = s.flow_token
+        )
+        SELECT {group}, gap, count() AS sessions, toInt64(quantileExact(0.5)(ms)) AS median_ms,
+               toInt64(quantileExact(0.9)(ms)) AS p90_ms
+        FROM (
+            {" UNION ALL ".join(
+                f"SELECT {group}, '{a}→{b}' AS gap, {b} - {a} AS ms FROM stamps WHERE {a} >= 0 AND {b} >= {a}"
+                for a, b in STAGE_GAPS)}
+        )
+        GROUP BY {group}, gap
+        ORDER BY {group}, gap
+    """
+    rows = client.query(sql, parameters=where.parameters).result_rows
+    return pd.DataFrame(rows, columns=[*by, "gap", "sessions", "median_ms", "p90_ms"])
