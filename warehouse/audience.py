@@ -17,6 +17,9 @@ Figures over the sessions of a :class:`~warehouse.flows.FlowFilter` (sent in its
   p90 as ClickHouse's ``quantileExact``; stage times: the median between the send, the first delivered (or read,
   when Meta skipped delivered: read implies delivered), the first read, the first screen event and the
   completion, over the sessions that reached both stages in that order.
+
+For the Delivery page, by message rather than session (messages whose first status is in the range): messages,
+delivered, read and failed per recipient country, and distinct persons.
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from config.ratecard import RateCard
-from warehouse.costs import DELIVERED_OR_READ, Spend, per, priced, rate_card
+from warehouse.costs import DELIVERED_OR_READ, FAILED, READ, Spend, per, priced, rate_card
 from warehouse.flows import EVERY_SESSION, FlowFilter
 from warehouse.identity import resolved_person
+from warehouse.queries import DeliveryFilter
 from warehouse.tables import (
     FLOW_NODE_EVENTS_TABLE,
     MESSAGE_STATE_TABLE,
@@ -245,3 +249,46 @@ def stage_times(client: Client, where: FlowFilter, *,
     """
     rows = client.query(sql, parameters=where.parameters).result_rows
     return pd.DataFrame(rows, columns=[*by, "gap", "sessions", "median_ms", "p90_ms"])
+
+
+# --- the Delivery page: by message, first status in the range -------------------------------------------------------
+
+_DELIVERY_MESSAGES = f"""
+messages AS (
+    SELECT wamid, max(phone_number_id) AS phone_number_id, min(first_at) AS first_at, groupBitOr(reached) AS reached,
+           max(person_hash) AS person_hash, max(country) AS country
+    FROM {OUTBOUND_MESSAGES_TABLE}
+    WHERE wamid IN (SELECT wamid FROM {OUTBOUND_MESSAGES_TABLE}
+                    WHERE first_at >= {{start:DateTime('UTC')}} AND first_at <= {{end:DateTime('UTC')}})
+    GROUP BY wamid
+    HAVING first_at >= {{start:DateTime('UTC')}} AND first_at <= {{end:DateTime('UTC')}}
+       AND (empty({{phone_number_ids:Array(String)}}) OR has({{phone_number_ids:Array(String)}}, phone_number_id))
+)
+"""
+
+
+def delivery_by_country(client: Client, where: DeliveryFilter) -> pd.DataFrame:
+    """Messages first sent in the range per recipient country (``""``: unknown): messages, delivered (or read),
+    read, failed, and distinct persons."""
+    sql = f"""
+        WITH {_DELIVERY_MESSAGES}
+        SELECT m.country AS country, count() AS messages,
+               countIf(bitAnd(m.reached, {DELIVERED_OR_READ}) != 0) AS delivered,
+               countIf(bitAnd(m.reached, {READ}) != 0) AS read, countIf(bitAnd(m.reached, {FAILED}) != 0) AS failed,
+               uniqExactIf(if(m.person_hash = '', '', {_PERSON}), m.person_hash != '') AS persons
+        FROM messages AS m
+        {_PERSON_JOIN}
+        GROUP BY country
+        ORDER BY messages DESC, country
+    """
+    rows = client.query(sql, parameters=where.parameters).result_rows
+    return pd.DataFrame(rows, columns=["country", "messages", "delivered", "read", "failed", "persons"])
+
+
+def delivery_persons(client: Client, where: DeliveryFilter) -> int:
+    """Distinct persons the messages first sent in the range went to (groups left out)."""
+    sql = f"""
+        WITH {_DELIVERY_MESSAGES}
+        SELECT uniqExact({_PERSON}) FROM messages AS m {_PERSON_JOIN} WHERE m.person_hash != ''
+    """
+    return int(client.query(sql, parameters=where.parameters).result_rows[0][0])

@@ -28,6 +28,7 @@ from warehouse.tables import (
     MESSAGE_STATUSES_TABLE,
     MESSAGES_READ_UNDELIVERED_TABLE,
     ROLLUP_PROGRESS_TABLE,
+    WEBHOOK_ERRORS_TABLE,
 )
 
 # The statuses delivery figures count: the contract's, except "played" (a voice message was played).
@@ -192,3 +193,30 @@ def completions_of(client: Client, phone_number_ids: tuple[str, ...]) -> int:
     """Distinct Flow completions of these business numbers."""
     sql = f"SELECT uniqExact(wamid) FROM {FLOW_COMPLETIONS_TABLE} WHERE phone_number_id IN {{p:Array(String)}}"
     return int(client.command(sql, parameters={"p": list(phone_number_ids)}))  # type: ignore[arg-type]
+
+
+def webhook_errors(client: Client, where: DeliveryFilter, *, limit: int = 200) -> pd.DataFrame:
+    """Meta's value-level errors (of an account or number, not of one message) in the range, latest first:
+    columns occurred_at, phone_number_id, field, code, title, message, details, href."""
+    sql = f"""
+        SELECT occurred_at, phone_number_id, field, code, title, message, details, href
+        FROM {WEBHOOK_ERRORS_TABLE} FINAL
+        WHERE occurred_at >= {{start:DateTime('UTC')}} AND occurred_at <= {{end:DateTime('UTC')}}
+          AND (empty({{phone_number_ids:Array(String)}}) OR has({{phone_number_ids:Array(String)}}, phone_number_id))
+        ORDER BY occurred_at DESC, event_id
+        LIMIT {{limit:UInt32}}
+    """
+    rows = client.query(sql, parameters={**where.parameters, "limit": limit}).result_rows
+    return pd.DataFrame(rows, columns=["occurred_at", "phone_number_id", "field", "code", "title", "message",
+                                       "details", "href"])
+
+
+def webhook_error_counts(client: Client, where: DeliveryFilter) -> dict[int, int]:
+    """Distinct value-level errors in the range per Meta error code."""
+    sql = f"""
+        SELECT code, count() FROM {WEBHOOK_ERRORS_TABLE} FINAL
+        WHERE occurred_at >= {{start:DateTime('UTC')}} AND occurred_at <= {{end:DateTime('UTC')}}
+          AND (empty({{phone_number_ids:Array(String)}}) OR has({{phone_number_ids:Array(String)}}, phone_number_id))
+        GROUP BY code
+    """
+    return {int(code): int(n) for code, n in client.query(sql, parameters=where.parameters).result_rows}

@@ -13,8 +13,16 @@ from clickhouse_connect.driver.client import Client
 
 from config.exceptions import RateCardError
 from config.ratecard import SAMPLE_PATH, RateCard
-from contract.events import FlowCompletion, FlowSent, MessageStatus, NodeEvent, UserPreference, event_id
-from warehouse import audience, costs, writer
+from contract.events import (
+    FlowCompletion,
+    FlowSent,
+    MessageStatus,
+    NodeEvent,
+    UserPreference,
+    WebhookError,
+    event_id,
+)
+from warehouse import audience, costs, queries, writer
 from warehouse.flows import FlowFilter
 from warehouse.identity import PersonResolver
 from warehouse.queries import DeliveryFilter
@@ -172,3 +180,24 @@ def test_flow_audience_counts_people_costs_and_opt_outs(client: Client) -> None:
     # sent→delivered: w5 1750, w1 3750, w2 4750, w3 29750 (read, no delivered): the upper median.
     assert medians == {"sent→delivered": 4750, "delivered→read": 4000, "read→opened": 12_000,
                        "opened→completed": 60_000}
+
+
+def test_delivery_by_country_counts_messages_and_people_once(client: Client) -> None:
+    write(client)
+    writer.write(client, *writer.inserts(webhook_errors=[
+        WebhookError(event_id=f"e{n}", waba_id="waba", phone_number_id="pn", field="messages", code=131000,
+                     title="Something went wrong", message="m", details="d", href="https://h", occurred_at=T0 + n,
+                     received_at_ms=(T0 + n) * 1000) for n in (1, 2, 2)]))
+    end = datetime.now(UTC).replace(tzinfo=None)
+    where = DeliveryFilter(start=end - timedelta(days=1), end=end)
+    frame = audience.delivery_by_country(client, where)
+    assert frame.to_dict("records") == [
+        {"country": "BR", "messages": 5, "delivered": 4, "read": 1, "failed": 1, "persons": 4},
+        {"country": "FR", "messages": 1, "delivered": 1, "read": 1, "failed": 0, "persons": 1},
+    ]
+    assert audience.delivery_persons(client, where) == 5  # b1 (also p1), p3, p4, b5, p9
+    assert queries.webhook_error_counts(client, where) == {131000: 2}
+    listed = queries.webhook_errors(client, where)
+    assert list(listed.code) == [131000, 131000] and listed.occurred_at.iloc[0] > listed.occurred_at.iloc[1]
+    other = DeliveryFilter(start=end - timedelta(days=1), end=end, phone_number_ids=("another",))
+    assert audience.delivery_persons(client, other) == 0 and queries.webhook_error_counts(client, other) == {}
