@@ -51,6 +51,14 @@ def flow_filter(client: Client, *, require_version: bool = False) -> flows.FlowF
     )
 
 
+def opt_out_window() -> timedelta:
+    """How long after a Flow message a stop counts as its opt-out (default: FLOWSCOPE_OPT_OUT_WINDOW_H)."""
+    with st.sidebar:
+        hours = st.number_input("Opt-out window (hours)", min_value=1, max_value=24 * 30,
+                                value=settings().opt_out_window_h, step=1)
+    return timedelta(hours=int(hours))
+
+
 def refresh_seconds() -> int:
     with st.sidebar:
         return int(st.select_slider("Refresh every (s)", options=[2, 5, 10, 30, 60], value=5))

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
 from dashboards.filters import DELIVERY_RANGES
+from dashboards.money import money
 from dashboards.state import warehouse
-from warehouse import queries
+from warehouse import audience, costs, queries
 
 STATUS_COLOURS = {"sent": "#8c9eff", "delivered": "#4db6ac", "read": "#2e7d32", "failed": "#e53935"}
 
@@ -73,7 +75,57 @@ def live() -> None:
             columns=["phone_number_id", *queries.DELIVERY_STATUSES],
         )
         st.dataframe(table, hide_index=True, width="stretch")
+    who_and_cost(where)
+    account_errors(where)
     st.caption(f"Updated {end:%H:%M:%S} UTC · distinct messages per status · refreshes every {refresh_s} s")
+
+
+SPEND_BY = {"Day": "day", "Pricing category": "pricing_category", "Country": "country", "Campaign": "campaign",
+            "Business number": "phone_number_id"}
+
+
+def who_and_cost(where: queries.DeliveryFilter) -> None:
+    """By message sent in the range: people, countries and what the messages cost."""
+    st.subheader("Who and what it cost (messages sent in this range)")
+    loaded = costs.rate_card(client)
+    card = loaded.card if loaded else None
+    currency = card.currency if card else ""
+    total = costs.spend(client, where, by=(), card=card)
+    spent = total["spend"].iloc[0] if not total.empty else Decimal(0)
+    cols = st.columns(4)
+    cols[0].metric("People messaged", f"{audience.delivery_persons(client, where):,}",
+                   help="Distinct people, one person across phone numbers and BSUIDs; groups left out")
+    cols[1].metric("Spend", money(spent, currency),
+                   help="Delivered billable messages at the rate card's price, each once")
+    cols[2].metric("Free messages", f"{int(total['free'].iloc[0]) if not total.empty else 0:,}",
+                   help="Delivered messages Meta did not charge: free_customer_service, free_entry_point")
+    cols[3].metric("Unpriced", f"{int(total['unpriced'].iloc[0]) if not total.empty else 0:,}",
+                   help="Delivered billable messages the rate card has no rate for: not in the spend")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**By recipient country**")
+        countries = audience.delivery_by_country(client, where)
+        countries["country"] = [c or "unknown" for c in countries["country"]]
+        st.dataframe(countries, hide_index=True, width="stretch")
+    with right:
+        label = st.radio("Spend by", list(SPEND_BY), horizontal=True, key="spend_by")
+        group = SPEND_BY[label]
+        spend = costs.spend(client, where, by=(group,), card=card)
+        spend["spend"] = [money(v, currency) for v in spend["spend"]]
+        st.dataframe(spend.drop(columns=["currency"]), hide_index=True, width="stretch")
+    st.caption("no rate card loaded: `flowscope ratecard load FILE`" if loaded is None
+               else f"rate card {loaded.source}, loaded {loaded.loaded_at:%Y-%m-%d %H:%M} UTC")
+
+
+def account_errors(where: queries.DeliveryFilter) -> None:
+    """Meta's value-level errors: of the account or number, not of one message."""
+    errors = queries.webhook_errors(client, where)
+    st.subheader(f"Account and number errors ({len(errors):,})")
+    if errors.empty:
+        st.caption("Meta reported no error for the account or its numbers in this range.")
+    else:
+        st.dataframe(errors, hide_index=True, width="stretch",
+                     column_config={"href": st.column_config.LinkColumn("href")})
 
 
 live()

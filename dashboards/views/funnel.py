@@ -10,13 +10,15 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards.filters import flow_filter, refresh_seconds
+from dashboards.filters import flow_filter, opt_out_window, refresh_seconds
+from dashboards.money import money
 from dashboards.state import warehouse
-from warehouse import flows
+from warehouse import audience, costs, flows
 
 st.title("Engagement funnel")
 client = warehouse()
 where = flow_filter(client)
+window = opt_out_window()
 refresh_s = refresh_seconds()
 STAGE_LABELS = {"sent": "Sent", "delivered": "Delivered", "read": "Read", "opened": "Opened", "completed": "Completed"}
 
@@ -52,7 +54,8 @@ def live() -> None:
         a.metric("Completed", f"{int(row['completed']):,}", help="A completion (nfm_reply) arrived")
         b.metric("Abandoned", f"{int(row['abandoned']):,}",
                  help=f"No activity for {where.timeout_s // 60} min and not completed")
-        a.metric("Ongoing", f"{int(row['ongoing']):,}")
+        a.metric("In progress", f"{int(row['ongoing']):,}",
+                 help=f"Not completed, active within the last {where.timeout_s // 60} min: never counted as dropped")
         b.metric("Failed to deliver", f"{int(row['failed']):,}")
         st.metric("Completion rate (of sent)", _rate(row["completed"], row["sent"]))
         st.metric("Completion rate (of opened)", _rate(row["completed"], row["opened"]))
@@ -71,6 +74,9 @@ def live() -> None:
         chart.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend_title_text="version")
         st.plotly_chart(chart, width="stretch")
 
+    people_cost_and_opt_outs(where)
+    times_to_complete(where)
+
     st.subheader("By campaign")
     campaigns = flows.funnel(client, where, by=("campaign",))
     campaigns["completion rate"] = [_rate(c, s) for c, s in zip(campaigns["completed"], campaigns["sent"], strict=True)]
@@ -87,6 +93,85 @@ def live() -> None:
         chart.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend_title_text="")
         st.plotly_chart(chart, width="stretch")
     st.caption(f"Sessions = flow tokens · refreshes every {refresh_s} s")
+
+
+def people_cost_and_opt_outs(where: flows.FlowFilter) -> None:
+    st.subheader("People, cost and opt-outs")
+    loaded = costs.rate_card(client)
+    card = loaded.card if loaded else None
+    currency = card.currency if card else ""
+    total = audience.audience(client, where, by=("flow_id",), window=window, card=card)
+    if not total:
+        st.caption("No sessions sent in this range.")
+        return
+    figures = next(iter(total.values()))
+    cols = st.columns(5)
+    cols[0].metric("People reached", f"{figures.persons:,}",
+                   help="Distinct people the Flow messages went to, one person across phone numbers and BSUIDs")
+    cols[1].metric("Spend", money(figures.spend.spend, currency),
+                   help="Delivered billable Flow messages at the rate card's price; free messages cost 0")
+    cols[2].metric("Cost per completed", money(figures.cost_per("completed"), currency, places=4))
+    cols[3].metric("Cost per opened", money(figures.cost_per("opened"), currency, places=4))
+    cols[4].metric("Opt-out rate", f"{figures.opt_out_rate:.1%}",
+                   help=f"People who stopped marketing messages within {window.total_seconds() / 3600:g} h after a "
+                        "Flow message, of the people reached")
+    by_version = audience.audience_frame(
+        audience.audience(client, dataclasses.replace(where, flow_version=""), by=("flow_version", "campaign"),
+                          window=window, card=card), ("flow_version", "campaign"), currency)
+    st.dataframe(_money_columns(by_version, currency), hide_index=True, width="stretch")
+    notes = [f"{figures.spend.free:,} free (free_customer_service, free_entry_point or not billable)"]
+    if figures.spend.unpriced:
+        notes.append(f"{figures.spend.unpriced:,} billable messages the rate card has no rate for (not in the spend)")
+    if loaded is None:
+        notes.append("no rate card loaded: `flowscope ratecard load FILE`")
+    else:
+        notes.append(f"rate card {loaded.source}, loaded {loaded.loaded_at:%Y-%m-%d %H:%M} UTC")
+    st.caption(" · ".join(notes))
+
+
+def _money_columns(frame: pd.DataFrame, currency: str) -> pd.DataFrame:
+    out = frame.drop(columns=["currency"])
+    out["opt_out_rate"] = [f"{r:.1%}" for r in out["opt_out_rate"]]
+    out["spend"] = [money(v, currency) for v in out["spend"]]
+    for column in ("cost_per_delivered", "cost_per_read", "cost_per_opened", "cost_per_completed"):
+        out[column] = [money(v, currency, places=4) for v in out[column]]
+    return out
+
+
+def times_to_complete(where: flows.FlowFilter) -> None:
+    st.subheader("Time to complete")
+    times = audience.time_to_complete(client, dataclasses.replace(where, flow_version=""))
+    if times.empty:
+        st.caption("No completed sessions in this range.")
+        return
+    left, right = st.columns([2, 3])
+    with left:
+        table = times.drop(columns=["flow_id"]).assign(
+            p50=[_duration(ms) for ms in times["p50_ms"]], p90=[_duration(ms) for ms in times["p90_ms"]])
+        st.dataframe(table[["flow_version", "completions", "p50", "p90"]], hide_index=True, width="stretch")
+        gaps = audience.stage_times(client, where, by=("flow_id",))
+        if not gaps.empty:
+            gaps = gaps.assign(median=[_duration(ms) for ms in gaps["median_ms"]],
+                               p90=[_duration(ms) for ms in gaps["p90_ms"]])
+            order = {f"{a}→{b}": n for n, (a, b) in enumerate(audience.STAGE_GAPS)}
+            gaps = gaps.sort_values("gap", key=lambda g: g.map(order))
+            st.dataframe(gaps[["gap", "sessions", "median", "p90"]], hide_index=True, width="stretch")
+    with right:
+        spread = audience.completion_times(client, where)
+        spread["up to"] = [_duration(s * 1000) if s else "longer" for s in spread["up_to_s"]]
+        chart = px.bar(spread, x="up to", y="sessions", color="flow_version", barmode="group",
+                       labels={"up to": "time to complete, up to"})
+        chart.update_layout(height=280, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend_title_text="version")
+        st.plotly_chart(chart, width="stretch")
+
+
+def _duration(ms: float) -> str:
+    seconds = ms / 1000
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 live()

@@ -67,7 +67,7 @@ def test_funnel_and_node_pages(stack_factory: Callable[..., Stack]) -> None:
             expect(page.get_by_role("heading", name="Engagement funnel")).to_be_visible(timeout=60_000)
             expect(metric(page, "Completed")).to_have_text("20", timeout=60_000)
             expect(metric(page, "Abandoned")).to_have_text("20", timeout=30_000)
-            expect(metric(page, "Ongoing")).to_have_text("0")
+            expect(metric(page, "In progress")).to_have_text("0")
             expect(page.locator(".js-plotly-plot").first).to_be_visible()
 
             log_in(page, stack, "/nodes")  # a new page load is a new session
