@@ -45,7 +45,7 @@ from warehouse.tables import (
     USER_PREFERENCES_TABLE,
 )
 
-GROUPS = ("flow_id", "flow_version", "campaign")
+GROUPS = ("flow_id", "flow_version", "campaign", "country")  # country: the Flow message recipient's
 DEFAULT_OPT_OUT_WINDOW = timedelta(hours=48)
 OPT_OUT_CATEGORY = "marketing_messages"
 STAGE_GAPS = (("sent", "delivered"), ("delivered", "read"), ("read", "opened"), ("opened", "completed"))

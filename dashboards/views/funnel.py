@@ -119,6 +119,11 @@ def people_cost_and_opt_outs(where: flows.FlowFilter) -> None:
         audience.audience(client, dataclasses.replace(where, flow_version=""), by=("flow_version", "campaign"),
                           window=window, card=card), ("flow_version", "campaign"), currency)
     st.dataframe(_money_columns(by_version, currency), hide_index=True, width="stretch")
+    st.markdown("**By recipient country**")
+    by_country = audience.audience_frame(audience.audience(client, where, by=("country",), window=window, card=card),
+                                         ("country",), currency)
+    by_country["country"] = [c or "unknown" for c in by_country["country"]]
+    st.dataframe(_money_columns(by_country, currency), hide_index=True, width="stretch")
     notes = [f"{figures.spend.free:,} free (free_customer_service, free_entry_point or not billable)"]
     if figures.spend.unpriced:
         notes.append(f"{figures.spend.unpriced:,} billable messages the rate card has no rate for (not in the spend)")

@@ -169,6 +169,9 @@ def test_flow_audience_counts_people_costs_and_opt_outs(client: Client) -> None:
     assert spring.cost_per("completed") == Decimal("0.0625") and spring.cost_per("delivered") == Decimal("0.020833")
     assert (autumn.sessions, autumn.persons, autumn.opt_outs, autumn.spend.spend) == (1, 1, 1, Decimal("0.01"))
     assert autumn.cost_per("completed") is None
+    countries = audience.audience(client, where, by=("country",))
+    assert {k: (a.sessions, a.persons, a.opt_outs, a.spend.spend) for k, a in countries.items()} == {
+        ("BR",): (4, 3, 0, Decimal("0.0625")), ("FR",): (1, 1, 1, Decimal("0.01"))}
     wide = audience.audience(client, where, by=("campaign",), window=timedelta(days=4))
     assert wide[("spring",)].opt_outs == 1
 
