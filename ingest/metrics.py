@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
-from contract.events import AnyEvent
+from contract.events import AnyEvent, UserPreference, WebhookError
 
 WEBHOOKS = Counter(
     "flowscope_ingest_webhooks_total",
@@ -26,6 +26,18 @@ IGNORED = Counter(
     "flowscope_ingest_ignored_total",
     "Webhook parts deliberately not analysed (other fields, other message types), by kind.",
     ["kind"],
+)
+WEBHOOK_ERRORS = Counter(
+    "flowscope_ingest_webhook_errors_total",
+    "Value-level errors Meta reported (value.errors[], not tied to one message) in accepted webhooks, by Meta's "
+    "error code; a webhook Meta delivers again counts again (the warehouse table webhook_errors keeps each once).",
+    ["code"],
+)
+USER_PREFERENCES = Counter(
+    "flowscope_ingest_user_preferences_total",
+    "Marketing preference changes (user_preferences[]) in accepted webhooks, by value (stop, resume) and "
+    "category (other for a category not listed here); a webhook Meta delivers again counts again.",
+    ["value", "category"],
 )
 REQUEST_LATENCY = Histogram(
     "flowscope_ingest_request_duration_seconds",
@@ -49,6 +61,11 @@ _EXPECTED = {
 for _field, _outcomes in _EXPECTED.items():
     for _outcome in _outcomes:
         WEBHOOKS.labels(_field, _outcome)
+# user_preferences[].category values we label by; anything else is counted as "other" (labels stay bounded).
+PREFERENCE_CATEGORIES = frozenset({"marketing_messages"})
+for _value in ("stop", "resume"):
+    for _category in (*PREFERENCE_CATEGORIES, "other"):
+        USER_PREFERENCES.labels(_value, _category)
 
 _event_counters: dict[type, Counter] = {}
 _webhook_counters: dict[tuple[str, str], Counter] = {}
@@ -68,6 +85,24 @@ def webhook_counter(field: str, outcome: str) -> Counter:
     if counter is None:
         counter = _webhook_counters[field, outcome] = WEBHOOKS.labels(field, outcome)
     return counter
+
+
+def count_reports(events: list[AnyEvent]) -> None:
+    """Count the value-level errors (by code) and the marketing preference changes (by value and category) among
+    ``events``: one counter update per label set."""
+    errors: dict[str, int] = {}
+    preferences: dict[tuple[str, str], int] = {}
+    for event in events:
+        if isinstance(event, WebhookError):
+            code = str(event.code)
+            errors[code] = errors.get(code, 0) + 1
+        elif isinstance(event, UserPreference):
+            labels = (event.value, event.category if event.category in PREFERENCE_CATEGORIES else "other")
+            preferences[labels] = preferences.get(labels, 0) + 1
+    for code, count in errors.items():
+        WEBHOOK_ERRORS.labels(code).inc(count)
+    for (value, category), count in preferences.items():
+        USER_PREFERENCES.labels(value, category).inc(count)
 
 
 def exposition(*, multiprocess_mode: bool) -> bytes:

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from contract.events import AnyEvent, FlowDefinitionRegistered, event_id
+from contract.events import AnyEvent, FlowDefinitionRegistered, UserPreference, WebhookError, event_id
 from contract.exceptions import FlowDefinitionError
 from contract.flowjson import parse_flow_json
 from ingest import metrics, signatures
@@ -62,12 +62,15 @@ def _error(status: int, field: str, outcome: str, reason: str) -> Response:
 
 
 def _count(events: list[AnyEvent]) -> None:
-    """Count written events by kind (the contract's tag); one counter update per kind."""
+    """Count written events by kind (the contract's tag), one counter update per kind; and, when there are any,
+    value-level errors and marketing preference changes by their labels."""
     kinds: dict[type, int] = {}
     for event in events:
         kinds[type(event)] = kinds.get(type(event), 0) + 1
     for kind, count in kinds.items():
         metrics.event_counter(kind).inc(count)
+    if WebhookError in kinds or UserPreference in kinds:
+        metrics.count_reports(events)
 
 
 async def verify_subscription(request: Request) -> Response:
