@@ -12,7 +12,8 @@ from typing import Any
 
 import orjson
 
-from config.exceptions import SettingsError
+from config.exceptions import RateCardError, SettingsError
+from config.ratecard import SAMPLE_PATH, RateCard
 from config.settings import Settings
 from flowtools.simulator.config import DEFAULT_URL, SimulationConfig
 from flowtools.simulator.flows import write_flow_jsons
@@ -25,6 +26,11 @@ FLOWS_DESCRIPTION = """Simulated WhatsApp Flow sessions: three flows (one with c
 written as Meta Flow JSON, walked by simulated users, sent as the real sources would send them —
 ``flow_sent`` and screen events to ``POST /events``, statuses and ``nfm_reply`` completions as signed
 webhooks — with duplicates and shuffled order, plus the exact truth of funnels and screens.
+
+Users are named as Meta names them since 2026 (BSUIDs, parent BSUIDs, a third without a phone number,
+number changes), Flow messages carry per-message pricing, some users opt out of marketing messages
+(``user_preferences``) and a few webhooks carry value-level errors; the truth counts persons, opt-outs
+within ``--opt-out-window-hours`` of a send, spend by ``--rate-card``, completion times and errors.
 
 Truth follows the definitions of ``warehouse/flows.py`` exactly (sessions = flow tokens; every
 session of a finite run is older than the abandonment timeout when ``offset_s`` ≥ 1800).
@@ -197,12 +203,24 @@ def flows_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--offset", type=float, default=7200, help="finite runs: sessions start this long ago (s)")
     parser.add_argument("--truth", type=Path)
+    parser.add_argument("--rate-card", type=Path, default=SAMPLE_PATH,
+                        help="the rate card the truth's spend is priced by (default: the sample card)")
+    parser.add_argument("--opt-out-window-hours", type=float, default=48,
+                        help="an opt-out counts for the Flow messages sent this long before it (default: 48)")
     parser.add_argument("--write-flow-json", type=Path, help="write every version's Flow JSON here and exit")
     args = parser.parse_args(argv)
     if args.write_flow_json:
         for flow_id, version, path in write_flow_jsons(args.write_flow_json):
             print(f"{flow_id} v{version}: {path}")  # noqa: T201
         return 0
+    window_s = round(args.opt_out_window_hours * 3600)
+    try:
+        if window_s <= 0:
+            raise ValueError(f"--opt-out-window-hours must be > 0, got {args.opt_out_window_hours}")
+        rate_card = RateCard.from_file(args.rate_card) if args.truth else None
+    except (RateCardError, ValueError) as exc:
+        sys.stderr.write(f"flowscope simulate-flows: error: {exc}\n")
+        return 2
     settings = Settings.from_env()
     urls: dict[str, Any] = {"webhook_url": f"{args.url}{WEBHOOK_PATH}", "events_url": f"{args.url}{EVENTS_PATH}",
                             "app_secret": settings.app_secret, "events_token": settings.events_token}
@@ -211,14 +229,16 @@ def flows_main(argv: list[str] | None = None) -> int:
             for posts in live_batches(args.seed):
                 asyncio.run(send(posts, **urls))
                 time.sleep(2)
-        sessions = generate_sessions(args.sessions, seed=args.seed, start_ms=int((time.time() - args.offset) * 1000))
+        sessions = generate_sessions(args.sessions, seed=args.seed, start_ms=int((time.time() - args.offset) * 1000),
+                                     opt_out_window_s=window_s)
         posts = requests(sessions, seed=args.seed)
         print(f"posting {len(posts)} requests for {len(sessions)} sessions …", file=sys.stderr)  # noqa: T201
         failed = asyncio.run(send(posts, **urls))
     except KeyboardInterrupt:
         return 130
     if args.truth:
-        args.truth.write_bytes(orjson.dumps(truth(sessions, timeout_s=settings.session_timeout_s, now_s=time.time()),
-                                            option=orjson.OPT_INDENT_2))
+        figures = truth(sessions, timeout_s=settings.session_timeout_s, now_s=time.time(), rate_card=rate_card,
+                        opt_out_window_s=window_s)
+        args.truth.write_bytes(orjson.dumps(figures, option=orjson.OPT_INDENT_2))
     print(f"done: {len(posts) - failed} requests acknowledged, {failed} undelivered", file=sys.stderr)  # noqa: T201
     return 1 if failed else 0

@@ -37,14 +37,30 @@ def status(
     wamid: str,
     status: str,
     timestamp: int,
-    recipient_id: str,
+    recipient_id: str | None,
     conversation: dict[str, Any] | None = None,
     pricing: dict[str, Any] | None = None,
     callback_data: str = "",
     errors: list[dict[str, Any]] | None = None,
+    recipient_user_id: str = "",
+    recipient_parent_user_id: str = "",
+    contacts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """One status update of an outbound message (optional parts left out when not given)."""
-    out: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(timestamp), "recipient_id": recipient_id}
+    """One status update of an outbound message (optional parts left out when not given).
+
+    ``recipient_id`` None: Meta does not show the phone number (a username user, section 10 of the webhook
+    reference); ``recipient_user_id`` / ``recipient_parent_user_id``: the BSUIDs; ``contacts``: the status's own
+    ``contacts[]`` (not on ``failed``).
+    """
+    out: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(timestamp)}
+    if recipient_id is not None:
+        out["recipient_id"] = recipient_id
+    if recipient_user_id:
+        out["recipient_user_id"] = recipient_user_id
+    if recipient_parent_user_id:
+        out["recipient_parent_user_id"] = recipient_parent_user_id
+    if contacts is not None:
+        out["contacts"] = contacts
     if conversation is not None:
         out["conversation"] = conversation
     if pricing is not None:
@@ -71,17 +87,24 @@ def pricing(*, pricing_type: str, category: str) -> dict[str, Any]:
 
 
 def error(*, code: int, title: str, details: str) -> dict[str, Any]:
-    """One entry of a failed status's ``errors``."""
+    """One entry of a failed status's ``errors`` (or of a change value's ``errors``: the same shape)."""
     return {"code": code, "title": title, "message": title, "error_data": {"details": details}, "href": ERROR_HREF}
 
 
 def flow_reply(
-    *, wamid: str, user: str, business_number: str, flow_wamid: str, timestamp: int, response: dict[str, Any]
+    *, wamid: str, user: str | None, business_number: str, flow_wamid: str, timestamp: int, response: dict[str, Any],
+    user_id: str = "",
 ) -> dict[str, Any]:
-    """An inbound ``nfm_reply`` message: the user completed the Flow sent in ``flow_wamid``."""
-    return {
-        "context": {"from": business_number, "id": flow_wamid},
-        "from": user,
+    """An inbound ``nfm_reply`` message: the user completed the Flow sent in ``flow_wamid``.
+
+    ``user``: the phone number (``from``; None when Meta does not show it); ``user_id``: the BSUID (``from_user_id``).
+    """
+    out: dict[str, Any] = {"context": {"from": business_number, "id": flow_wamid}}
+    if user is not None:
+        out["from"] = user
+    if user_id:
+        out["from_user_id"] = user_id
+    out |= {
         "id": wamid,
         "timestamp": str(timestamp),
         "type": "interactive",
@@ -90,11 +113,76 @@ def flow_reply(
             "nfm_reply": {"name": "flow", "body": "Sent", "response_json": orjson.dumps(response).decode()},
         },
     }
+    return out
 
 
-def contact(*, wa_id: str, name: str) -> dict[str, Any]:
-    """The sender of an inbound message, as listed in the change's ``contacts``."""
-    return {"profile": {"name": name}, "wa_id": wa_id}
+def contact(
+    *, wa_id: str = "", name: str = "", user_id: str = "", parent_user_id: str = "", username: str = ""
+) -> dict[str, Any]:
+    """A user as a ``contacts[]`` entry names them (a change's, or a status's): each part only when given."""
+    out: dict[str, Any] = {}
+    profile = {k: v for k, v in (("name", name), ("username", username)) if v}
+    if profile:
+        out["profile"] = profile
+    for key, value in (("wa_id", wa_id), ("user_id", user_id), ("parent_user_id", parent_user_id)):
+        if value:
+            out[key] = value
+    return out
+
+
+def identity_change(
+    *, wamid: str, timestamp: int, previous_phone: str | None, previous_user_id: str, phone: str | None,
+    user_id: str, parent_user_id: str = "",
+) -> dict[str, Any]:
+    """A system message (sent without ``contacts[]``): the user changed phone number (``user_changed_number``: from
+    the previous number, with the new number and the new BSUID), or, with no number shown, their BSUID
+    (``user_changed_user_id``). A parent BSUID, when the user has one, is named on both sides."""
+    kind = "user_changed_number" if phone is not None else "user_changed_user_id"
+    system: dict[str, Any] = {"body": "User changed their number" if phone is not None else "User changed their id",
+                              "type": kind}
+    if phone is not None:
+        system["wa_id"] = phone
+    system["user_id"] = user_id
+    system["previous_user_id"] = previous_user_id
+    if parent_user_id:
+        system["parent_user_id"] = parent_user_id
+        system["previous_parent_user_id"] = parent_user_id
+    out: dict[str, Any] = {}
+    if previous_phone is not None:
+        out["from"] = previous_phone
+    out |= {"from_user_id": previous_user_id, "id": wamid, "timestamp": str(timestamp), "type": "system",
+            "system": system}
+    return out
+
+
+def user_preference(
+    *, value: str, timestamp: int, user_id: str, wa_id: str | None = None, parent_user_id: str = "",
+    category: str = "marketing_messages",
+) -> dict[str, Any]:
+    """One ``user_preferences[]`` entry: the user stopped (``stop``) or resumed (``resume``) marketing messages."""
+    out: dict[str, Any] = {}
+    if wa_id is not None:
+        out["wa_id"] = wa_id
+    out["user_id"] = user_id
+    if parent_user_id:
+        out["parent_user_id"] = parent_user_id
+    detail = "User requested to stop marketing messages" if value == "stop" else "User resumed marketing messages"
+    out |= {"detail": detail, "category": category, "value": value, "timestamp": timestamp}
+    return out
+
+
+def preferences_change(
+    *, phone_number_id: str, display_phone_number: str | None = None, contacts: list[dict[str, Any]],
+    preferences: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """One ``user_preferences`` change of a business phone number."""
+    metadata: dict[str, Any] = {}
+    if display_phone_number is not None:
+        metadata["display_phone_number"] = display_phone_number
+    metadata["phone_number_id"] = phone_number_id
+    value = {"messaging_product": "whatsapp", "metadata": metadata, "contacts": contacts,
+             "user_preferences": preferences}
+    return {"value": value, "field": "user_preferences"}
 
 
 def change(
@@ -104,8 +192,10 @@ def change(
     contacts: list[dict[str, Any]] | None = None,
     statuses: list[dict[str, Any]] | None = None,
     messages: list[dict[str, Any]] | None = None,
+    errors: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """One ``messages`` change of a business phone number, carrying what is given."""
+    """One ``messages`` change of a business phone number, carrying what is given (``errors``: value-level errors,
+    not tied to one message)."""
     metadata: dict[str, Any] = {}
     if display_phone_number is not None:
         metadata["display_phone_number"] = display_phone_number
@@ -117,12 +207,18 @@ def change(
         value["statuses"] = statuses
     if messages is not None:
         value["messages"] = messages
+    if errors is not None:
+        value["errors"] = errors
     return {"value": value, "field": "messages"}
 
 
-def entry(*, waba_id: str, changes: list[dict[str, Any]]) -> dict[str, Any]:
-    """One WABA's entry of a POST."""
-    return {"id": waba_id, "changes": changes}
+def entry(*, waba_id: str, changes: list[dict[str, Any]], time: int | None = None) -> dict[str, Any]:
+    """One WABA's entry of a POST (``time``: Unix seconds, as Meta adds to some)."""
+    out: dict[str, Any] = {"id": waba_id}
+    if time is not None:
+        out["time"] = time
+    out["changes"] = changes
+    return out
 
 
 def webhook_body(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:

@@ -1,4 +1,11 @@
-"""Simulated Flow sessions: users walking the simulated Flows, their POSTs as the real sources send them, the truth."""
+"""Simulated Flow sessions: users walking the simulated Flows, their POSTs as the real sources send them, the truth.
+
+Each session goes to one user of a pool (:mod:`flowtools.simulator.users`: countries, phone numbers shown always,
+sometimes or never, BSUIDs, parent BSUIDs, identity changes); each Flow message has a per-message price (category
+and type); some sessions are followed by the user's marketing opt-out (``user_preferences`` stop, sometimes a later
+resume); a few POSTs are value-level errors. Everything the truth counts is drawn at generation, from a random
+stream of its own, so the funnel and screen figures of a seed are what they were before these were added.
+"""
 
 from __future__ import annotations
 
@@ -8,21 +15,43 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
 import orjson
 
-from flowtools.simulator import payloads
+from config.exceptions import RateCardError
+from config.ratecard import RateCard
+from flowtools.simulator import payloads, users
 from flowtools.simulator.flows import ALLOWLIST, FLOWS, SimFlow, SimScreen
 from flowtools.simulator.sender import Backoff, Sender
+from flowtools.simulator.users import User
 from ingest.signatures import SIGNATURE_HEADER, sign
 
 CAMPAIGNS = ("spring_promo", "reactivation")
 WABA_ID = "880000000000009"
 BUSINESS_NUMBER = "15550009999"  # display phone number of the business sending the Flows
-USER_NUMBER = "5511988880000"  # the user in statuses and completions (the senders know no better)
 POSTS_PER_CHUNK = 60  # items in one webhook POST and one events POST (at most)
+SESSIONS_PER_USER = 3  # the user pool has about sessions / 3 users
+# (category, pricing type) of a Flow message, and its weight.
+PRICINGS: tuple[tuple[str, str, float], ...] = (
+    ("marketing", "regular", 0.50), ("utility", "regular", 0.25), ("service", "free_customer_service", 0.15),
+    ("marketing", "free_entry_point", 0.10))
+IDENTITY_CHANGE_SHARE = 0.03  # users who change number (or BSUID) between two of their statuses
+OPT_OUT_RATIO = 0.05  # sessions followed by the user's marketing stop
+RESUME_RATIO = 0.25  # stops followed by a resume
+OPT_OUT_WINDOW_S = 48 * 3600  # an opt-out counts for a Flow message sent at most this long before it
+OPT_OUT_MIN_DELAY_S = 60  # the earliest stop after the message's ``sent`` status
+# Sessions followed by a value-level error webhook: about one POST in 500 (a session makes about 0.27 POST).
+WEBHOOK_ERROR_RATIO = 1 / 1850
+WEBHOOK_ERRORS: dict[int, tuple[str, str]] = {  # code → (title, details)
+    131000: ("Something went wrong", "Message failed to send because of an unknown error. Try again later."),
+    130472: ("User's number is part of an experiment", "Failed to send message because this user's phone number "
+             "is part of an experiment."),
+    368: ("Temporarily blocked for policies violations", "The account is restricted for violating a policy."),
+}
 
 
 @dataclass
@@ -33,10 +62,20 @@ class Session:
     token: str
     wamid: str
     sent_ms: int
+    user: User
     statuses: dict[str, int] = field(default_factory=dict)  # status → unix seconds
     events: list[dict[str, Any]] = field(default_factory=list)  # node / endpoint items
     answers: dict[str, dict[str, str]] = field(default_factory=dict)  # screen → allow-listed answers
     completed_s: int | None = None
+    category: str = "marketing"  # the Flow message's pricing.category
+    pricing_type: str = "regular"  # its pricing.type
+    preferences: list[tuple[int, str]] = field(default_factory=list)  # (unix seconds, stop | resume) that follow
+    webhook_errors: list[tuple[int, int]] = field(default_factory=list)  # (code, unix seconds) of value errors
+
+    @property
+    def delivered(self) -> bool:
+        """Delivered or read (read implies delivered): the message is charged when billable."""
+        return "delivered" in self.statuses or "read" in self.statuses
 
 
 def _walk(rng: random.Random, s: Session) -> None:
@@ -91,14 +130,25 @@ def _walk(rng: random.Random, s: Session) -> None:
         emit(current, "view", t)
 
 
-def generate_sessions(n: int, *, seed: int, start_ms: int, spacing_ms: int = 150, prefix: str = "") -> list[Session]:
+def generate_sessions(n: int, *, seed: int, start_ms: int, spacing_ms: int = 150, prefix: str = "",
+                      now_ms: int | None = None, opt_out_window_s: int = OPT_OUT_WINDOW_S,
+                      opt_out_ratio: float = OPT_OUT_RATIO,
+                      webhook_error_ratio: float = WEBHOOK_ERROR_RATIO) -> list[Session]:
+    """``n`` sessions, one every ``spacing_ms`` from ``start_ms``. ``now_ms`` (default: the clock) bounds every
+    preference's time: none is later than a second before it."""
     rng = random.Random(seed)
+    people = random.Random(f"people:{prefix}{seed}")  # users, prices, opt-outs, errors: apart from ``rng``
+    taken: set[str] = set()
+    pool = users.pool(people, max(1, round(n / SESSIONS_PER_USER)), taken=taken, prefix=prefix)
+    now_s = (int(time.time() * 1000) if now_ms is None else now_ms) // 1000
+    error_times: set[tuple[int, int]] = set()
     sessions = []
     for i in range(n):
         flow = FLOWS[i % len(FLOWS)]
         version = rng.choice(list(flow.versions))
         s = Session(flow, version, rng.choice(CAMPAIGNS), f"ft_{prefix}{seed}_{i:07d}",
-                    f"wamid.FS{prefix}{seed}x{i:07d}", start_ms + i * spacing_ms)
+                    f"wamid.FS{prefix}{seed}x{i:07d}", start_ms + i * spacing_ms,
+                    pool[people.randrange(len(pool))])
         sent_s = s.sent_ms // 1000
         s.statuses["sent"] = sent_s + 1
         if rng.random() < 0.05:
@@ -112,15 +162,58 @@ def generate_sessions(n: int, *, seed: int, start_ms: int, spacing_ms: int = 150
                     s.completed_s = sent_s + 90
                 elif rng.random() < 0.85:
                     _walk(rng, s)
+        s.category, s.pricing_type, _ = people.choices(PRICINGS, weights=[p[2] for p in PRICINGS])[0]
+        if people.random() < opt_out_ratio:
+            _opt_out(people, s, now_s, opt_out_window_s)
+        if people.random() < webhook_error_ratio:
+            code, at = people.choice(sorted(WEBHOOK_ERRORS)), s.statuses["sent"]
+            while (code, at) in error_times:  # one error per code and second: the receiver's event id tells them apart
+                at -= 1
+            error_times.add((code, at))
+            s.webhook_errors.append((code, at))
         sessions.append(s)
+    _change_identities(people, sessions, taken)
     return sessions
 
 
-def truth(sessions: list[Session], *, timeout_s: int, now_s: float) -> dict[str, Any]:
+def _opt_out(rng: random.Random, s: Session, now_s: int, window_s: int) -> None:
+    """The user stops marketing messages between ``sent`` + 60 s and ``sent`` + 2 windows (never after now − 1 s);
+    a quarter of them resume later (as long again at most)."""
+    sent_s = s.statuses["sent"]
+    low, high = sent_s + OPT_OUT_MIN_DELAY_S, min(sent_s + 2 * window_s, now_s - 1)
+    if high < low:
+        return  # too recent a message to be followed by anything yet
+    stop = rng.randint(low, high)
+    s.preferences.append((stop, "stop"))
+    if rng.random() < RESUME_RATIO and stop < now_s - 1:
+        s.preferences.append((rng.randint(stop + 1, min(stop + 2 * window_s, now_s - 1)), "resume"))
+
+
+def _change_identities(rng: random.Random, sessions: list[Session], taken: set[str]) -> None:
+    """About 3 % of the users with sessions change number (or BSUID, when Meta never shows their number) at a
+    moment strictly between two of their statuses' seconds."""
+    times: dict[int, set[int]] = {}
+    owners: dict[int, User] = {}
+    for s in sessions:
+        times.setdefault(s.user.number, set()).update(s.statuses.values())
+        owners[s.user.number] = s.user
+    for number in sorted(times):
+        if rng.random() >= IDENTITY_CHANGE_SHARE:
+            continue
+        moments = sorted(times[number])
+        gaps = [(a, b) for a, b in zip(moments, moments[1:], strict=False) if b - a >= 2]
+        if gaps:
+            a, b = rng.choice(gaps)
+            users.change_identity(rng, owners[number], rng.randint(a + 1, b - 1), taken=taken)
+
+
+def truth(sessions: list[Session], *, timeout_s: int, now_s: float, rate_card: RateCard | None = None,
+          opt_out_window_s: int = OPT_OUT_WINDOW_S) -> dict[str, Any]:
     """The exact figures, per flow and version, by the definitions of warehouse/flows.py.
 
     Sessions are flow tokens; every session of a finite run is older than the abandonment timeout when
-    the sessions started at least that long ago (``--offset`` ≥ 1800).
+    the sessions started at least that long ago (``--offset`` ≥ 1800). People, opt-outs, prices and errors:
+    see :func:`_people`; ``spend`` and ``spend_by_country`` only with a ``rate_card``.
     """
     flows: dict[str, Any] = {}
     for s in sessions:
@@ -166,11 +259,68 @@ def truth(sessions: list[Session], *, timeout_s: int, now_s: float) -> dict[str,
         for version in flow["versions"].values():
             for figures in version["screens"].values():
                 durations = sorted(figures.pop("durations"))
-                n = len(durations)
-                figures["visits"] = n
-                figures["median_ms"] = durations[min(n // 2, n - 1)] if n else 0
-                figures["p90_ms"] = durations[min(int(0.9 * n), n - 1)] if n else 0
-    return {"sessions": len(sessions), "flows": flows}
+                figures["visits"] = len(durations)
+                figures["median_ms"] = _quantile(durations, 0.5)
+                figures["p90_ms"] = _quantile(durations, 0.9)
+    return {"sessions": len(sessions), "flows": flows,
+            **_people(flows, sessions, rate_card=rate_card, window_s=opt_out_window_s)}
+
+
+def _people(flows: dict[str, Any], sessions: list[Session], *, rate_card: RateCard | None,
+            window_s: int) -> dict[str, Any]:
+    """Adds to every version and its campaigns: ``persons`` (distinct users sent one of its messages),
+    ``opt_outs`` (distinct users with a stop at t, sent_s ≤ t < sent_s + window, for one of its messages, sent_s its
+    ``sent`` status), ``billable_messages`` (regular and delivered or read), ``spend`` (the card's price of its
+    delivered or read messages, str(Decimal)) and ``time_to_complete`` (completion s × 1000 − flow_sent ms: count,
+    p50, p90). Returns the top-level figures: persons, spend_by_country, webhook_errors, opt_out_window_s."""
+    stops: dict[int, list[int]] = {}
+    errors: dict[str, int] = {}
+    for s in sessions:
+        stops.setdefault(s.user.number, []).extend(t for t, value in s.preferences if value == "stop")
+        for code, _ in s.webhook_errors:
+            errors[str(code)] = errors.get(str(code), 0) + 1
+    groups: dict[tuple[str, str, str], list[Session]] = {}
+    for s in sessions:
+        groups.setdefault((s.flow.flow_id, s.version, ""), []).append(s)
+        groups.setdefault((s.flow.flow_id, s.version, s.campaign), []).append(s)
+    for (flow_id, version, campaign), group in groups.items():
+        figures = flows[flow_id]["versions"][version]
+        target = figures["by_campaign"][campaign] if campaign else figures
+        persons = {s.user.number for s in group}
+        opted = {s.user.number for s in group
+                 if any(s.statuses["sent"] <= t < s.statuses["sent"] + window_s for t in stops[s.user.number])}
+        durations = sorted(s.completed_s * 1000 - s.sent_ms for s in group if s.completed_s is not None)
+        target |= {"persons": len(persons), "opt_outs": len(opted),
+                   "billable_messages": sum(s.delivered and s.pricing_type == "regular" for s in group),
+                   "time_to_complete": {"completions": len(durations), "p50_ms": _quantile(durations, 0.5),
+                                        "p90_ms": _quantile(durations, 0.9)}}
+        if rate_card is not None:
+            target["spend"] = str(sum((_price(rate_card, s) for s in group if s.delivered), Decimal(0)))
+    out: dict[str, Any] = {"persons": len({s.user.number for s in sessions}), "webhook_errors": dict(sorted(
+        errors.items())), "opt_out_window_s": window_s}
+    if rate_card is not None:
+        by_country: dict[str, Decimal] = {}
+        for s in sessions:
+            if s.delivered:
+                by_country[s.user.country] = by_country.get(s.user.country, Decimal(0)) + _price(rate_card, s)
+        out["spend_by_country"] = {country: str(spend) for country, spend in sorted(by_country.items())}
+    return out
+
+
+def _price(card: RateCard, s: Session) -> Decimal:
+    """What the session's Flow message costs by the card (the user's country, the UTC day of its ``sent``)."""
+    day = datetime.fromtimestamp(s.statuses["sent"], UTC).date()
+    price = card.price(country=s.user.country, category=s.category, pricing_type=s.pricing_type,
+                       billable=int(s.pricing_type == "regular"), day=day)
+    if price is None:
+        raise RateCardError(f"rate card: no rate for {s.user.country}/{s.category}/{s.pricing_type} on {day}")
+    return price
+
+
+def _quantile(ordered: list[int], level: float) -> int:
+    """The value at index floor(level × n) of the sorted values (ClickHouse's ``quantileExact``), 0 when none."""
+    n = len(ordered)
+    return ordered[min(int(level * n), n - 1)] if n else 0
 
 
 def _visits(s: Session) -> list[tuple[str, int]]:
@@ -194,37 +344,86 @@ def _zero() -> dict[str, int]:
 
 def requests(sessions: list[Session], *, seed: int, phone_number_id: str = "990000000000009",
              duplicate_ratio: float = 0.05) -> list[tuple[str, bytes]]:
-    """("webhook" | "events", body) for every POST, shuffled, some sent twice (as Meta and retries do)."""
+    """("webhook" | "events", body) for every POST, shuffled, some sent twice (as Meta and retries do).
+
+    Users are named as Meta names them (:mod:`flowtools.simulator.users`): whether a status, completion or
+    preference shows a SOMETIMES user's number is a coin flipped per payload (once per message for a failed one, so
+    a number named alone on ``failed`` is also named with the BSUID on ``sent``).
+    """
     rng = random.Random(seed + 1)
+    shown = random.Random(f"shown:{seed}")
     items: list[tuple[str, Any]] = []
+    changed: dict[int, User] = {}
     for s in sessions:
+        user = s.user
+        addressed = user.at(s.sent_ms / 1000)
         items.append(("events", {"type": "flow_sent", "wamid": s.wamid, "flow_id": s.flow.flow_id,
                                  "flow_version": s.version, "flow_token": s.token, "campaign": s.campaign,
-                                 "phone_number_id": phone_number_id, "recipient": f"55119{rng.randint(0, 10**7):07d}",
+                                 "phone_number_id": phone_number_id, "recipient": addressed.phone or addressed.user_id,
                                  "timestamp": s.sent_ms / 1000}))
         items += [("events", e) for e in s.events]
-        items += [("status", payloads.status(wamid=s.wamid, status=st, timestamp=ts, recipient_id=USER_NUMBER))
+        pricing = payloads.pricing(pricing_type=s.pricing_type, category=s.category)
+        once = user.shown(shown) if "failed" in s.statuses else None
+        items += [("status", users.status(user, shown=user.shown(shown) if once is None else once, wamid=s.wamid,
+                                          status=st, timestamp=ts, pricing=None if st == "failed" else pricing))
                   for st, ts in s.statuses.items()]
         if s.completed_s is not None:
-            items.append(("completion", payloads.flow_reply(
-                wamid=f"wamid.R{s.token}", user=USER_NUMBER, business_number=BUSINESS_NUMBER, flow_wamid=s.wamid,
-                timestamp=s.completed_s, response={"flow_token": s.token, "email": "x@y.z"})))
+            visible, handle = user.shown(shown), user.at(s.completed_s)
+            reply = payloads.flow_reply(
+                wamid=f"wamid.R{s.token}", user=handle.phone if visible and handle.phone else None,
+                user_id=handle.user_id, business_number=BUSINESS_NUMBER, flow_wamid=s.wamid,
+                timestamp=s.completed_s, response={"flow_token": s.token, "email": "x@y.z"})
+            items.append(("completion", (reply, users.contact(user, shown=visible, at_s=s.completed_s))))
+        for at, value in s.preferences:
+            visible = user.shown(shown)
+            items.append(("preference", (users.preference(user, shown=visible, value=value, timestamp=at),
+                                         users.contact(user, shown=visible, at_s=at))))
+        if user.changed_at_s is not None:
+            changed[user.number] = user
+    items += [("system", users.change_message(user, wamid=f"wamid.SYS{seed}x{number:07d}"))
+              for number, user in sorted(changed.items())]
     rng.shuffle(items)  # any order: node events before sends, read before delivered, …
     posts: list[tuple[str, bytes]] = []
     for i in range(0, len(items), POSTS_PER_CHUNK):
         chunk = items[i:i + POSTS_PER_CHUNK]
         events = [body for kind, body in chunk if kind == "events"]
-        statuses = [body for kind, body in chunk if kind == "status"]
-        replies = [body for kind, body in chunk if kind == "completion"]
         if events:
             posts.append(("events", orjson.dumps(events)))
-        if statuses or replies:
-            change = payloads.change(phone_number_id=phone_number_id, display_phone_number=BUSINESS_NUMBER,
-                                     statuses=statuses or None, messages=replies or None)
-            body = payloads.webhook_body([payloads.entry(waba_id=WABA_ID, changes=[change])])
+        changes = _changes(chunk, phone_number_id)
+        if changes:
+            body = payloads.webhook_body([payloads.entry(waba_id=WABA_ID, changes=changes)])
             posts.append(("webhook", payloads.encode(body)))
+    for s in sessions:
+        for code, at in s.webhook_errors:
+            title, details = WEBHOOK_ERRORS[code]
+            change = payloads.change(phone_number_id=phone_number_id, display_phone_number=BUSINESS_NUMBER,
+                                     errors=[payloads.error(code=code, title=title, details=details)])
+            body = payloads.webhook_body([payloads.entry(waba_id=WABA_ID, changes=[change], time=at)])
+            posts.insert(rng.randrange(len(posts) + 1), ("webhook", payloads.encode(body)))
     posts += [post for post in posts if rng.random() < duplicate_ratio]
     return posts
+
+
+def _changes(chunk: list[tuple[str, Any]], phone_number_id: str) -> list[dict[str, Any]]:
+    """A chunk's webhook changes: statuses and completions (with the completions' contacts), identity system
+    messages (no contacts), marketing preferences (with their contacts)."""
+    statuses = [body for kind, body in chunk if kind == "status"]
+    replies = [body for kind, body in chunk if kind == "completion"]
+    systems = [body for kind, body in chunk if kind == "system"]
+    preferences = [body for kind, body in chunk if kind == "preference"]
+    pnid, display = phone_number_id, BUSINESS_NUMBER
+    changes = []
+    if statuses or replies:
+        changes.append(payloads.change(
+            phone_number_id=pnid, display_phone_number=display, contacts=[c for _, c in replies] or None,
+            statuses=statuses or None, messages=[reply for reply, _ in replies] or None))
+    if systems:
+        changes.append(payloads.change(phone_number_id=pnid, display_phone_number=display, messages=systems))
+    if preferences:
+        changes.append(payloads.preferences_change(
+            phone_number_id=pnid, display_phone_number=display, contacts=[c for _, c in preferences],
+            preferences=[preference for preference, _ in preferences]))
+    return changes
 
 
 async def send(posts: list[tuple[str, bytes]], *, webhook_url: str, events_url: str, app_secret: str,
