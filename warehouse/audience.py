@@ -158,13 +158,15 @@ def audience_frame(figures: dict[tuple[str, ...], Audience], by: tuple[str, ...]
     rows: list[dict[str, Any]] = []
     for key, a in sorted(figures.items()):
         rows.append({**dict(zip(by, key, strict=True)), "sessions": a.sessions, "persons": a.persons,
+                     "sessions_per_person": round(a.sessions / a.persons, 2) if a.persons else None,
                      "delivered": a.delivered, "read": a.read, "opened": a.opened, "completed": a.completed,
                      "opt_outs": a.opt_outs, "opt_out_rate": a.opt_out_rate, "charged": a.spend.charged,
                      "free": a.spend.free, "unpriced": a.spend.unpriced, "spend": a.spend.spend,
                      "cost_per_delivered": a.cost_per("delivered"), "cost_per_read": a.cost_per("read"),
                      "cost_per_opened": a.cost_per("opened"), "cost_per_completed": a.cost_per("completed"),
                      "currency": currency})
-    columns = [*by, "sessions", "persons", "delivered", "read", "opened", "completed", "opt_outs", "opt_out_rate",
+    columns = [*by, "sessions", "persons", "sessions_per_person", "delivered", "read", "opened", "completed",
+               "opt_outs", "opt_out_rate",
                "charged", "free", "unpriced", "spend", "cost_per_delivered", "cost_per_read", "cost_per_opened",
                "cost_per_completed", "currency"]
     return pd.DataFrame(rows, columns=columns)

@@ -10,7 +10,7 @@ import plotly.express as px
 import streamlit as st
 
 from dashboards.filters import DELIVERY_RANGES
-from dashboards.money import money
+from dashboards.formats import money
 from dashboards.state import warehouse
 from warehouse import audience, costs, queries
 

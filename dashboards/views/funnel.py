@@ -11,7 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboards.filters import flow_filter, opt_out_window, refresh_seconds
-from dashboards.money import money
+from dashboards.formats import duration, money
 from dashboards.state import warehouse
 from warehouse import audience, costs, flows
 
@@ -149,34 +149,31 @@ def times_to_complete(where: flows.FlowFilter) -> None:
     if times.empty:
         st.caption("No completed sessions in this range.")
         return
+    overall = audience.time_to_complete(client, where, by=("flow_id",)).iloc[0]
+    a, b, c = st.columns(3)
+    a.metric("Median time to complete", duration(overall["p50_ms"]), help="From the send to the completion")
+    b.metric("p90 time to complete", duration(overall["p90_ms"]))
+    c.metric("Completions timed", f"{int(overall['completions']):,}")
     left, right = st.columns([2, 3])
     with left:
         table = times.drop(columns=["flow_id"]).assign(
-            p50=[_duration(ms) for ms in times["p50_ms"]], p90=[_duration(ms) for ms in times["p90_ms"]])
+            p50=[duration(ms) for ms in times["p50_ms"]], p90=[duration(ms) for ms in times["p90_ms"]])
         st.dataframe(table[["flow_version", "completions", "p50", "p90"]], hide_index=True, width="stretch")
         gaps = audience.stage_times(client, where, by=("flow_id",))
         if not gaps.empty:
-            gaps = gaps.assign(median=[_duration(ms) for ms in gaps["median_ms"]],
-                               p90=[_duration(ms) for ms in gaps["p90_ms"]])
+            gaps = gaps.assign(median=[duration(ms) for ms in gaps["median_ms"]],
+                               p90=[duration(ms) for ms in gaps["p90_ms"]])
             order = {f"{a}→{b}": n for n, (a, b) in enumerate(audience.STAGE_GAPS)}
             gaps = gaps.sort_values("gap", key=lambda g: g.map(order))
             st.dataframe(gaps[["gap", "sessions", "median", "p90"]], hide_index=True, width="stretch")
     with right:
         spread = audience.completion_times(client, where)
-        spread["up to"] = [_duration(s * 1000) if s else "longer" for s in spread["up_to_s"]]
+        spread["up to"] = [duration(s * 1000) if s else "longer" for s in spread["up_to_s"]]
         chart = px.bar(spread, x="up to", y="sessions", color="flow_version", barmode="group",
                        labels={"up to": "time to complete, up to"})
         chart.update_layout(height=280, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend_title_text="version")
         st.plotly_chart(chart, width="stretch")
 
-
-def _duration(ms: float) -> str:
-    seconds = ms / 1000
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 live()
