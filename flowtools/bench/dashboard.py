@@ -93,7 +93,12 @@ def events_of(first: int, count: int, *, total: int, end: datetime) -> dict[str,
             statuses.append(MessageStatus(
                 event_id=f"{wamid}:{status}", waba_id="200000000000001", phone_number_id=pnid, wamid=wamid,
                 status=status, occurred_at=sent_s + after, received_at_ms=sent_ms + after * 1000,
-                recipient_hash=user, error_code=ERROR_CODES[n % 6] if status == "failed" else 0))
+                recipient_hash=user, error_code=ERROR_CODES[n % 6] if status == "failed" else 0,
+                person_hash=user, country=COUNTRIES[n % len(COUNTRIES)],
+                pricing_category="" if status == "failed" else ("marketing", "utility", "service")[n % 3],
+                pricing_type="" if status == "failed" else ("regular", "regular", "free_customer_service")[n % 3],
+                pricing_model="" if status == "failed" else "PMP",
+                billable=-1 if status == "failed" else int(n % 3 != 2)))
         if n % 2:
             continue
         flow_id, version, path = paths[(n // 2) % len(paths)]
@@ -117,6 +122,7 @@ def events_of(first: int, count: int, *, total: int, end: datetime) -> dict[str,
     return {"statuses": statuses, "flow_sends": sends, "node_events": nodes, "completions": completions}
 
 
+COUNTRIES = ("BR", "US", "IN", "MX", "DE", "GB")
 RAW_TABLES = (tables.MESSAGE_STATUSES_TABLE, tables.FLOW_SENDS_TABLE, tables.FLOW_NODE_EVENTS_TABLE,
               tables.FLOW_COMPLETIONS_TABLE)
 
@@ -184,7 +190,7 @@ def queries(end: datetime, *, timeout_s: int = Settings.session_timeout_s) -> li
 
     ``timeout_s`` is the session timeout the pages pass (the settings'; their default when not given).
     """
-    from warehouse import flows, health, rejected
+    from warehouse import audience, costs, flows, health, rejected
     from warehouse import queries as delivery
 
     out: list[tuple[str, Callable[[Any], object]]] = []
@@ -200,7 +206,13 @@ def queries(end: datetime, *, timeout_s: int = Settings.session_timeout_s) -> li
         add(f"delivery.timeseries {label}", delivery.delivery_timeseries, where, bucket_minutes=bucket)
         add(f"delivery.failures_by_error_code {label}", delivery.failures_by_error_code, where)
         add(f"delivery.by_phone_number {label}", delivery.delivery_by_phone_number, where)
+        add(f"costs.spend {label}", costs.spend, where, by=())
+        add(f"costs.spend by day {label}", costs.spend, where, by=("day",))
+        add(f"audience.delivery_persons {label}", audience.delivery_persons, where)
+        add(f"audience.delivery_by_country {label}", audience.delivery_by_country, where)
+        add(f"delivery.webhook_errors {label}", delivery.webhook_errors, where)
     add("delivery.phone_number_ids", delivery.phone_number_ids)
+    add("costs.rate_card", costs.rate_card)
     flow_id, version, _ = _paths()[-1]
     for label, span in (("1h", timedelta(hours=1)), ("24h", timedelta(days=1)), ("7d", timedelta(days=7)),
                         ("30d", timedelta(days=30))):
@@ -214,6 +226,13 @@ def queries(end: datetime, *, timeout_s: int = Settings.session_timeout_s) -> li
         add(f"flows.node_stats {label}", flows.node_stats, one_version)
         add(f"flows.transitions {label}", flows.transitions, one_version)
         add(f"flows.paths {label}", flows.paths, one_version, limit=15)
+        add(f"audience.audience by flow {label}", audience.audience, where_flow, by=("flow_id",))
+        add(f"audience.audience by version, campaign {label}", audience.audience, where_flow,
+            by=("flow_version", "campaign"))
+        add(f"audience.audience by country {label}", audience.audience, where_flow, by=("country",))
+        add(f"audience.time_to_complete {label}", audience.time_to_complete, where_flow)
+        add(f"audience.completion_times {label}", audience.completion_times, where_flow)
+        add(f"audience.stage_times {label}", audience.stage_times, where_flow, by=("flow_id",))
     add("flows.flow_versions", flows.flow_versions)
     add("flows.flow_screens", flows.flow_screens, flow_id, version)
     add("flows.selections", flows.selections, flow_id=flow_id, flow_version=version)

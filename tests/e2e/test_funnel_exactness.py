@@ -1,9 +1,12 @@
-"""Funnels and node drop-off, exact, end to end on the real broker and warehouse.
+"""Funnels, node drop-off, people, costs and opt-outs, exact, end to end on the real broker and warehouse.
 
 The simulator's flows (one with conditional branches) are registered, at least 20,000 sessions are
-simulated across them (duplicates and reordering included), the stream worker is killed and restarted
-in the middle, and every funnel stage and per-screen figure the dashboard queries return must equal
-the simulator's truth exactly.
+simulated across them (duplicates and reordering included; Meta's 2026 identity mix: a third of the users
+known only by BSUID, phones shown on some events and not others, parent BSUIDs, number and BSUID changes in
+the middle of sessions; every pricing type; opt-outs inside and outside the window; value-level errors), the
+stream worker is killed and restarted in the middle, and every funnel stage, per-screen figure, distinct
+person count, cost, opt-out count and time-to-complete percentile the dashboard queries return must equal the
+simulator's truth exactly.
 """
 
 from __future__ import annotations
@@ -15,18 +18,21 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from config.ratecard import SAMPLE_PATH, RateCard
 from flowtools.simulator.flows import ALLOWLIST, write_flow_jsons
 from flowtools.simulator.sessions import generate_sessions, requests, send, truth
 from tests.stack import Stack, poll
-from warehouse import flows
+from warehouse import audience, costs, flows, queries
 from warehouse.client import connect
 
 SESSIONS = 20_000
+OPT_OUT_WINDOW = timedelta(hours=48)
 
 
 
@@ -55,6 +61,8 @@ def test_every_funnel_and_node_number_equals_the_truth(stack_factory: Callable[.
     registered = register(stack, tmp_path / "flows")
     client = connect(stack.settings.warehouse_url_for("analyst"))
     assert poll(lambda: len(flows.load_catalog(client)), want=len(registered), deadline_s=30) == len(registered)
+    card = RateCard.from_file(SAMPLE_PATH)
+    costs.store_rate_card(connect(stack.settings.warehouse_url_for("writer")), card, source=SAMPLE_PATH.name)
 
     sessions = generate_sessions(SESSIONS, seed=2026, start_ms=int((time.time() - 7200) * 1000), spacing_ms=200)
     posts = requests(sessions, seed=2026)
@@ -72,7 +80,8 @@ def test_every_funnel_and_node_number_equals_the_truth(stack_factory: Callable[.
     assert undelivered == [0]
 
     now = datetime.now(UTC).replace(tzinfo=None)
-    expected = truth(sessions, timeout_s=settings.session_timeout_s, now_s=now.replace(tzinfo=UTC).timestamp())
+    expected = truth(sessions, timeout_s=settings.session_timeout_s, now_s=now.replace(tzinfo=UTC).timestamp(),
+                     rate_card=card, opt_out_window_s=int(OPT_OUT_WINDOW.total_seconds()))
     window = flows.FlowFilter(start=now - timedelta(days=2), end=now + timedelta(hours=1), now=now,
                               timeout_s=stack.settings.session_timeout_s)
     expected_funnel = sorted(
@@ -125,3 +134,36 @@ def test_every_funnel_and_node_number_equals_the_truth(stack_factory: Callable[.
         assert got == want
     # Free-text answers never reach storage.
     assert client.command("SELECT count() FROM flow_node_events WHERE has(mapKeys(fields), 'email')") == 0
+
+    # People, costs, opt-outs and times to complete. Persons are resolved by the rollup's passes over the links
+    # the events made: poll until the last links are resolved.
+    versions = {(flow_id, version): numbers for flow_id, flow in expected["flows"].items()
+                for version, numbers in flow["versions"].items()}
+
+    def people_now() -> dict[tuple[str, ...], tuple[int, int, int, Decimal]]:
+        got = audience.audience(client, window, by=("flow_id", "flow_version"), window=OPT_OUT_WINDOW)
+        return {key: (a.persons, a.opt_outs, a.spend.charged, a.spend.spend) for key, a in got.items()}
+
+    want_people = {key: (v["persons"], v["opt_outs"], v["billable_messages"], Decimal(v["spend"]))
+                   for key, v in versions.items()}
+    assert poll(people_now, want=want_people, deadline_s=120) == want_people
+    assert all(a.spend.unpriced == 0 for a in audience.audience(client, window, by=("flow_id",)).values())
+    got_by_campaign = {key: (a.persons, a.opt_outs, a.spend.spend) for key, a in audience.audience(
+        client, window, by=("flow_id", "flow_version", "campaign"), window=OPT_OUT_WINDOW).items()}
+    want_by_campaign = {(flow_id, version, campaign): (c["persons"], c["opt_outs"], Decimal(c["spend"]))
+                        for (flow_id, version), v in versions.items() for campaign, c in v["by_campaign"].items()
+                        if c["sent"]}
+    assert got_by_campaign == want_by_campaign
+    everyone = queries.DeliveryFilter(start=window.start, end=window.end)
+    assert audience.delivery_persons(client, everyone) == expected["persons"]
+    spend_by_country = costs.spend(client, everyone, by=("country",), card=card)
+    assert {r.country: r.spend for r in spend_by_country.itertuples() if r.spend} == {
+        country: Decimal(spend) for country, spend in expected["spend_by_country"].items() if Decimal(spend)}
+    assert queries.webhook_error_counts(client, everyone) == {
+        int(code): n for code, n in expected["webhook_errors"].items()}
+
+    times = audience.time_to_complete(client, window)
+    got_times = {(r.flow_id, r.flow_version): (r.completions, r.p50_ms, r.p90_ms) for r in times.itertuples()}
+    want_times = {key: (t["completions"], t["p50_ms"], t["p90_ms"])
+                  for key, v in versions.items() if (t := v["time_to_complete"])["completions"]}
+    assert got_times == want_times
