@@ -38,7 +38,7 @@ from warehouse.flows import EVERY_SESSION, FlowFilter
 from warehouse.identity import resolved_person
 from warehouse.queries import DeliveryFilter
 from warehouse.tables import (
-    FLOW_NODE_EVENTS_TABLE,
+    FLOW_SESSION_OPENS_TABLE,
     MESSAGE_STATE_TABLE,
     NEVER_DATETIME,
     OUTBOUND_MESSAGES_TABLE,
@@ -51,8 +51,9 @@ OPT_OUT_CATEGORY = "marketing_messages"
 STAGE_GAPS = (("sent", "delivered"), ("delivered", "read"), ("read", "opened"), ("opened", "completed"))
 
 _NEVER_DT = f"toDateTime('{NEVER_DATETIME}', 'UTC')"
-_PERSON_JOIN, _PERSON = resolved_person("m.person_hash", alias="pm")
-_STOPPER_JOIN, _STOPPER = resolved_person("p.person_hash", alias="sm")
+_PERSON_JOIN, _PERSON = resolved_person("m.person_hash", alias="pm", among="SELECT person_hash FROM messages")
+_STOPPER_JOIN, _STOPPER = resolved_person("p.person_hash", alias="sm", among=(
+    f"SELECT person_hash FROM {USER_PREFERENCES_TABLE} WHERE category = '{OPT_OUT_CATEGORY}' AND value = 'stop'"))
 
 # Each session in the filter with its Flow message's merged facts.
 _SESSION_MESSAGES = f"""
@@ -222,7 +223,7 @@ def stage_times(client: Client, where: FlowFilter, *,
             FROM {MESSAGE_STATE_TABLE} WHERE wamid IN (SELECT wamid FROM every_session) GROUP BY wamid
         ),
         opens AS (
-            SELECT flow_token, min(occurred_at) AS opened_at FROM {FLOW_NODE_EVENTS_TABLE}
+            SELECT flow_token, min(opened_at) AS opened_at FROM {FLOW_SESSION_OPENS_TABLE}
             WHERE flow_token IN (SELECT flow_token FROM every_session) GROUP BY flow_token
         ),
         stamps AS (

@@ -39,11 +39,13 @@ _ALL_LINKS = f"SELECT DISTINCT identifier, person FROM {PERSON_LINKS_TABLE}"
 _MAPPED = f"SELECT identifier, argMax(person, resolved_at) FROM {PERSON_MAP_TABLE} GROUP BY identifier"
 
 
-def resolved_person(person_hash: str, *, alias: str = "person_map") -> tuple[str, str]:
+def resolved_person(person_hash: str, *, alias: str = "person_map", among: str = "") -> tuple[str, str]:
     """(the JOIN that finds a person key's person, the expression of the person) for a query whose rows have the
-    person key in ``person_hash`` (a column expression). The join's subquery is ``alias``."""
+    person key in ``person_hash`` (a column expression). The join's subquery is ``alias``; ``among`` (a subquery
+    listing the person keys the query can meet) keeps it to their rows instead of every mapped identifier."""
+    only = f"WHERE identifier IN ({among}) " if among else ""
     join = (f"LEFT JOIN (SELECT identifier, argMax(person, resolved_at) AS person FROM {PERSON_MAP_TABLE} "
-            f"GROUP BY identifier) AS {alias} ON {alias}.identifier = {person_hash}")
+            f"{only}GROUP BY identifier) AS {alias} ON {alias}.identifier = {person_hash}")
     return join, f"if({alias}.person = '', {person_hash}, {alias}.person)"
 
 

@@ -43,6 +43,7 @@ from warehouse.tables import (
     FLOW_SENDS_BY_TIME_TABLE,
     FLOW_SENDS_TABLE,
     FLOW_SESSION_KEYS_TABLE,
+    FLOW_SESSION_OPENS_TABLE,
     FLOW_SESSION_ROWS_TABLE,
     FLOW_SESSIONS_TABLE,
     FLOW_VARIANTS_TABLE,
@@ -86,6 +87,7 @@ DERIVED = (
     Derived(MESSAGE_DELIVERED_INDEX_TABLE, key=("wamid",)),
     Derived(PERSON_LINKS_TABLE, time_column="seen_at"),
     Derived(OUTBOUND_MESSAGES_TABLE, key=("wamid",)),
+    Derived(FLOW_SESSION_OPENS_TABLE, key=("flow_token",)),
 )
 # The event time of each raw table's rows: what ``since``/``until`` select.
 SOURCE_TIME = {

@@ -26,6 +26,7 @@ from warehouse.tables import (
     FLOW_NODE_EVENTS_TABLE,
     FLOW_SENDS_BY_TIME_TABLE,
     FLOW_SENDS_TABLE,
+    FLOW_SESSION_OPENS_TABLE,
     FLOW_SESSION_ROWS_TABLE,
     FLOW_SESSIONS_TABLE,
     FLOW_VARIANTS_TABLE,
@@ -92,6 +93,7 @@ DERIVED = (
     Retention(FLOW_HOUR_VISITS_TABLE, "last_activity", derived=True),
     Retention(PERSON_LINKS_TABLE, "seen_at", derived=True),
     Retention(OUTBOUND_MESSAGES_TABLE, "last_at", derived=True),
+    Retention(FLOW_SESSION_OPENS_TABLE, "opened_at", derived=True),
 )
 RETENTIONS = RAW + DERIVED
 

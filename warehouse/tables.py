@@ -44,6 +44,7 @@ PERSON_LINKS_TABLE = "person_links"
 PERSON_MAP_TABLE = "person_map"
 OUTBOUND_MESSAGES_TABLE = "outbound_messages"
 RATE_CARD_TABLE = "rate_card"
+FLOW_SESSION_OPENS_TABLE = "flow_session_opens"
 
 # "Never" in the time columns of migration 0004, which the flow queries compare against: the sessions'
 # DateTime64 columns hold 2200-01-01; message_state's DateTime columns hold 2106-01-01, since a DateTime

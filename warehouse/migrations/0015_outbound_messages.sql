@@ -71,3 +71,19 @@ CREATE TABLE IF NOT EXISTS rate_card
 )
 ENGINE = MergeTree
 ORDER BY (loaded_at, market, category, pricing_type, effective_from);
+
+-- When each session was first opened (its first screen event), so that stage times never rescan screen events.
+CREATE TABLE IF NOT EXISTS flow_session_opens
+(
+    flow_token String COMMENT 'The session.',
+    opened_at SimpleAggregateFunction(min, DateTime64(3, 'UTC')) COMMENT 'Time of its first screen event.'
+)
+ENGINE = AggregatingMergeTree
+ORDER BY flow_token;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS flow_session_opens_mv TO flow_session_opens AS
+SELECT flow_token, min(occurred_at) AS opened_at
+FROM flow_node_events
+GROUP BY flow_token;
+
+INSERT INTO flow_session_opens SELECT flow_token, min(occurred_at) FROM flow_node_events GROUP BY flow_token;

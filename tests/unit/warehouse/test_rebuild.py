@@ -106,6 +106,8 @@ FIGURES = {
         "SELECT wamid, max(phone_number_id), min(first_at), max(last_at), groupBitOr(reached), max(recipient_type), "
         "max(person_hash), max(country), max(pricing_category), max(pricing_type), max(billable), max(callback) "
         "FROM {t} GROUP BY wamid ORDER BY wamid",
+    tables.FLOW_SESSION_OPENS_TABLE:
+        "SELECT flow_token, min(opened_at) FROM {t} GROUP BY flow_token ORDER BY flow_token",
 }
 
 
