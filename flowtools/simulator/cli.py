@@ -16,6 +16,7 @@ from config.exceptions import RateCardError, SettingsError
 from config.ratecard import SAMPLE_PATH, RateCard
 from config.settings import Settings
 from flowtools.simulator.config import DEFAULT_URL, SimulationConfig
+from flowtools.simulator.fixtures import OPT_OUT_WINDOW_S
 from flowtools.simulator.flows import write_flow_jsons
 from flowtools.simulator.runner import SimulationResult, run
 from flowtools.simulator.sender import check_url
@@ -44,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowscope simulate",
         description="Send simulated, signed WhatsApp Cloud API webhooks and write their ground truth. "
+        "Recipients are named as Meta names them since 2026 (BSUIDs, parent BSUIDs, a third without a phone "
+        "number, a few groups), every pricing type appears, some Flow recipients opt out of marketing messages "
+        "and a few POSTs carry value-level errors; the truth counts persons, messages by country, billable and "
+        "free messages, spend by --rate-card, opt-outs within --opt-out-window-hours and errors by code. "
         "The app secret is read from FLOWSCOPE_APP_SECRET.",
     )
     defaults = SimulationConfig()
@@ -110,6 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="timestamps from the real clock even in a finite run (bytes not reproducible)",
     )
     parser.add_argument("--truth", type=Path, default=None, help="write the ground truth JSON here")
+    parser.add_argument(
+        "--rate-card",
+        type=Path,
+        default=SAMPLE_PATH,
+        help="the rate card the truth's spend is priced by (default: the sample card)",
+    )
+    parser.add_argument(
+        "--opt-out-window-hours",
+        type=float,
+        default=OPT_OUT_WINDOW_S / 3600,
+        help="an opt-out counts for the Flow messages sent this long before it (default: %(default)s)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress output")
     return parser
 
@@ -142,12 +159,17 @@ def main(argv: list[str] | None = None) -> int:
     """``flowscope simulate``: the app secret comes from ``FLOWSCOPE_APP_SECRET`` (never printed).
 
     Exit status: 0 when every POST was acknowledged (or an endless run was stopped), 1 when a POST could
-    not be delivered before its ``--deadline``, 130 when a finite run was interrupted, 2 on bad input.
+    not be delivered before its ``--deadline``, 130 when a finite run was interrupted, 2 on bad input (a rate
+    card with no rate for a delivered message included: no truth is written then).
     """
     args = build_parser().parse_args(argv)
+    window_s = round(args.opt_out_window_hours * 3600)
     try:
         app_secret = Settings.from_env().app_secret
         check_url(args.url)
+        if window_s <= 0:
+            raise ValueError(f"--opt-out-window-hours must be > 0, got {args.opt_out_window_hours}")
+        rate_card = RateCard.from_file(args.rate_card) if args.truth is not None else None
         config = SimulationConfig(
             messages=args.messages,
             rate=args.rate,
@@ -164,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             start_time=args.start_time,
             live_clock=args.live_clock,
         )
-    except (SettingsError, ValueError) as exc:
+    except (SettingsError, RateCardError, ValueError) as exc:
         sys.stderr.write(f"flowscope simulate: error: {exc}\n")
         return 2
     if args.truth is not None and config.messages == 0:
@@ -175,7 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # pragma: no cover - no signal handler could be installed
         return 130
     if result.truth is not None and args.truth is not None:
-        args.truth.write_text(result.truth.to_json() + "\n")
+        try:
+            truth = result.truth.evaluated(rate_card=rate_card, opt_out_window_s=window_s)
+        except RateCardError as exc:
+            sys.stderr.write(f"flowscope simulate: error: {exc}\n")
+            return 2
+        args.truth.write_text(truth.to_json() + "\n")
     quantiles = result.latency_quantiles()
     latency = " ".join(f"{k} {v * 1000:.1f} ms" for k, v in quantiles.items()) or "none"
     answers = ", ".join(f"{k}: {v}" for k, v in result.answers.items()) or "none"

@@ -26,6 +26,10 @@ class SimulationConfig:
     read_without_delivered_ratio: float = 0.04  # share of messages read with no delivered status
     conversation_ratio: float = 0.3  # share of messages whose statuses carry a conversation object
     mixed_post_ratio: float = 0.15  # share of POSTs carrying updates of several phone numbers
+    group_ratio: float = 0.02  # share of messages that are not Flows sent to a WhatsApp group
+    opt_out_ratio: float = 0.04  # share of Flow messages whose recipient later stops marketing messages
+    resume_ratio: float = 0.25  # share of those stops followed by a resume
+    webhook_error_ratio: float = 0.002  # share of POSTs that carry only a value-level error
     max_batch: int = 50  # most updates in one POST (Meta: up to 1000)
     recipients: int = 2_000  # size of the pool of users
     start_time: float | None = None  # Unix seconds of simulated time 0; None = when generated or run
@@ -47,6 +51,10 @@ class SimulationConfig:
             "read_without_delivered_ratio",
             "conversation_ratio",
             "mixed_post_ratio",
+            "group_ratio",
+            "opt_out_ratio",
+            "resume_ratio",
+            "webhook_error_ratio",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:

@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from flowtools.simulator import payloads
+from config.ratecard import RateCard
+from flowtools.simulator import payloads, users
 from flowtools.simulator.businesses import BusinessFlow, PhoneNumber
 from flowtools.simulator.config import SimulationConfig
 from flowtools.simulator.fixtures import (
@@ -18,26 +19,33 @@ from flowtools.simulator.fixtures import (
     CATEGORIES,
     ERRORS,
     FAILED_PATH,
-    FIRST_NAMES,
     FLOW_NAMES,
     FLOW_ONLY_ERRORS,
-    LAST_NAMES,
+    MAX_PENDING_PREFERENCES,
+    OPT_OUT_WINDOW_S,
     READ_WITHOUT_DELIVERED,
     STATUS_PATHS,
+    VALUE_ERRORS,
+    Group,
+    Recipient,
+    audience,
     completion_delay,
     form_answers,
+    preference_times,
     status_delay,
 )
 from flowtools.simulator.payloads import Webhook
-from flowtools.simulator.truth import GenerationStats, Tally, Truth
+from flowtools.simulator.truth import MARKETING_MESSAGES, GenerationStats, Tally, Truth
 
 
 @dataclass(slots=True, eq=False)
 class _Message:
     wamid: str
     lane: _Lane
-    recipient: str
-    contact_name: str
+    recipient: Recipient | None  # None for a group message
+    group: Group | None
+    participant: str  # a group message: the member its statuses name
+    shown: bool | None  # whether its statuses show the phone number: decided once for a failed message, else per status
     path: tuple[str, ...]
     category: str
     pricing_type: str
@@ -64,9 +72,15 @@ class _Lane:
     pending: list[tuple[float, int, _Message, int]] = field(default_factory=list)
     # (release seq, tiebreak, created seq, is a duplicate copy, status update)
     deferred: list[tuple[int, int, int, bool, dict[str, Any]]] = field(default_factory=list)
+    # (due seconds, tiebreak, user, "stop" | "resume"): marketing preferences, posted once due (never compressed)
+    preferences: list[tuple[float, int, Recipient, str]] = field(default_factory=list)
+    last_error_ts: int = 0  # Unix seconds of its last value-level error (each one at a later second)
 
     def busy(self) -> bool:
         return bool(self.pending or self.deferred)
+
+    def preference_due(self, now: float) -> bool:
+        return bool(self.preferences) and self.preferences[0][0] <= now
 
 
 @dataclass(slots=True)
@@ -74,6 +88,7 @@ class _Item:
     lane: _Lane
     status: dict[str, Any] | None = None
     completion: tuple[dict[str, Any], dict[str, Any]] | None = None  # (message, contact)
+    preference: tuple[dict[str, Any], dict[str, Any]] | None = None  # (user_preferences entry, contact)
 
 
 class TrafficGenerator:
@@ -85,6 +100,13 @@ class TrafficGenerator:
     code, or ``sent → read`` when the chat is open), and some Flow messages come back completed as an
     inbound ``nfm_reply`` message. Status updates that are due are batched into webhook POSTs (1 to
     ``max_batch`` updates, mostly one phone number per POST, sometimes several entries and changes).
+
+    Recipients are named as Meta names them since 2026 (:func:`flowtools.simulator.fixtures.audience`); a few
+    messages that are not Flows go to a WhatsApp group (``group_ratio``); every message carries per-message pricing
+    (``fixtures.CATEGORIES``: every type). Some Flow messages' recipients later stop marketing messages
+    (``opt_out_ratio``; ``user_preferences``, some resumed later), each posted once its time has come, never later
+    than the POST carrying it (those due after the end of a finite run never happen). About one POST in 500
+    (``webhook_error_ratio``) carries only a value-level error (``value.errors[]``).
 
     What stresses exactness, as Meta does: whole POSTs re-sent later (``duplicate_ratio``), single status
     updates repeated in a later POST (``status_duplicate_ratio``), and one pair of a message's statuses
@@ -115,7 +137,8 @@ class TrafficGenerator:
         self.flows: list[BusinessFlow] = []
         self._lanes: list[_Lane] = []
         self._build_businesses()
-        self._recipients = self._build_recipients()
+        self._recipients, self._groups = audience(self._rng, config.recipients)
+        self._pending_preferences = 0
         if config.traffic_seed is not None:
             # Same phone numbers, flows and users as every run with this ``seed``; new messages.
             self._rng = random.Random(f"traffic:{config.traffic_seed}")
@@ -123,11 +146,6 @@ class TrafficGenerator:
         self._seq = 0
         self._post_ids = itertools.count()
         self._tally = Tally(phone_numbers=self.phone_numbers, flows=self.flows) if record else None
-        error_codes = list(ERRORS)
-        self._codes_any = error_codes
-        self._weights_any = [ERRORS[c][0] for c in error_codes]
-        self._codes_plain = [c for c in error_codes if c not in FLOW_ONLY_ERRORS]
-        self._weights_plain = [ERRORS[c][0] for c in self._codes_plain]
 
     # -- setup --
 
@@ -140,24 +158,14 @@ class TrafficGenerator:
         rng.shuffle(names)
         for w in range(2):
             waba_id = "1" + self._digits(14)
-            flows = [
-                BusinessFlow(flow_id="1" + self._digits(15), name=names[2 * w + i], waba_id=waba_id)
-                for i in range(rng.randint(1, 2))
-            ]
+            flows = [BusinessFlow(flow_id="1" + self._digits(15), name=names[2 * w + i], waba_id=waba_id)
+                     for i in range(rng.randint(1, 2))]
             self.flows.extend(flows)
             for _ in range(rng.randint(1, 2)):
-                phone = PhoneNumber(
-                    phone_number_id="1" + self._digits(14),
-                    waba_id=waba_id,
-                    display_phone_number="1555" + self._digits(7),
-                )
+                phone = PhoneNumber(phone_number_id="1" + self._digits(14), waba_id=waba_id,
+                                    display_phone_number="1555" + self._digits(7))
                 self.phone_numbers.append(phone)
                 self._lanes.append(_Lane(phone=phone, flows=flows, weight=rng.uniform(0.5, 1.5)))
-
-    def _build_recipients(self) -> list[tuple[str, str]]:
-        rng = self._rng
-        numbers = rng.sample(range(10**8), self.config.recipients)
-        return [("55119" + f"{n:08d}", f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}") for n in numbers]
 
     # -- public --
 
@@ -176,6 +184,9 @@ class TrafficGenerator:
         now = self._clock() if self._clock is not None else at
         if self._resend and self._resend[0][0] <= seq:
             webhook = self._replay(heapq.heappop(self._resend)[2], seq, at)
+        elif self._rng.random() < self.config.webhook_error_ratio and (
+                not self._exhausted() or any(lane.busy() for lane in self._lanes)):
+            webhook = self._value_error(seq, at, now)
         else:
             items = self._collect(seq, now)
             if items:
@@ -189,18 +200,14 @@ class TrafficGenerator:
             self._tally.add_post(webhook)
         return webhook
 
-    def truth(self, *, retries: int = 0) -> Truth:
-        """The truth of everything generated so far (needs ``record=True``)."""
+    def truth(self, *, retries: int = 0, rate_card: RateCard | None = None,
+              opt_out_window_s: int = OPT_OUT_WINDOW_S) -> Truth:
+        """The truth of everything generated so far (needs ``record=True``); ``spend`` priced by ``rate_card``."""
         if self._tally is None:
             raise ValueError("truth() needs a TrafficGenerator made with record=True")
-        return self._tally.truth(
-            seed=self.config.seed,
-            start_time=self.start_time,
-            complete=True,
-            retries=retries,
-            undelivered=0,
-            stats=self.stats,
-        )
+        return self._tally.truth(seed=self.config.seed, start_time=self.start_time, complete=True, retries=retries,
+                                 undelivered=0, stats=self.stats, rate_card=rate_card,
+                                 opt_out_window_s=opt_out_window_s)
 
     # -- building POSTs --
 
@@ -221,19 +228,24 @@ class TrafficGenerator:
                 items.append(self._release(lane, seq))
             while len(items) < batch and lane.pending and lane.pending[0][0] <= now:
                 self._emit(lane, seq, now, items)
+            while len(items) < batch and lane.preference_due(now):
+                items.append(self._preference(lane))
         while len(items) < batch and not self._exhausted():
             lane = rng.choices(lanes, weights=[lane.weight for lane in lanes])[0] if len(lanes) > 1 else primary
             self._new_message(lane, now)
             self._emit(lane, seq, now, items)
         if not items and self._exhausted():
-            # Tail of a finite run: nothing is due any more; post what is left now.
-            busy = [lane for lane in self._lanes if lane.busy()]
+            # Tail of a finite run: nothing is due any more; post what is left now (preferences only once due:
+            # those due later never happen within the run).
+            busy = [lane for lane in self._lanes if lane.busy() or lane.preference_due(now)]
             if busy:
-                lane = min(busy, key=lambda b: 0.0 if b.deferred else b.pending[0][0])
+                lane = min(busy, key=lambda b: 0.0 if b.deferred or b.preference_due(now) else b.pending[0][0])
                 while len(items) < batch and lane.deferred:
                     items.append(self._release(lane, seq))
                 while len(items) < batch and lane.pending:
                     self._emit(lane, seq, now, items)
+                while len(items) < batch and lane.preference_due(now):
+                    items.append(self._preference(lane))
         return items
 
     def _release(self, lane: _Lane, seq: int) -> _Item:
@@ -259,6 +271,8 @@ class TrafficGenerator:
             return
         status_name = msg.path[step]
         status = self._status(msg, status_name, ts)
+        if step == 0 and self._tally is not None:
+            self._tally.add_time(wamid=msg.wamid, status=status_name, timestamp=ts)
         if step == msg.swap_at:
             msg.held = status  # posted after the next status
         else:
@@ -279,37 +293,43 @@ class TrafficGenerator:
         heapq.heappush(lane.pending, (event_time + delay, next(self._tie), msg, nxt))
 
     def _post(self, items: list[_Item], seq: int, at: float) -> Webhook:
-        # Group: one entry per WABA, one change per phone number for statuses, one per completion.
-        parts: dict[str, list[tuple[PhoneNumber, list[dict[str, Any]] | None, _Item]]] = {}
-        status_lists: dict[str, list[dict[str, Any]]] = {}
-        n_status = n_completion = 0
+        # One entry per WABA; per phone number one change of statuses and one of preferences; one per completion.
+        parts: dict[str, list[tuple[PhoneNumber, list[Any] | None, _Item]]] = {}
+        lists: dict[tuple[str, bool], list[Any]] = {}
         for item in items:
             phone = item.lane.phone
             waba_parts = parts.setdefault(phone.waba_id, [])
-            if item.status is not None:
-                n_status += 1
-                statuses = status_lists.get(phone.phone_number_id)
-                if statuses is None:
-                    statuses = status_lists[phone.phone_number_id] = []
-                    waba_parts.append((phone, statuses, item))
-                statuses.append(item.status)
-            elif item.completion is not None:
-                n_completion += 1
+            if item.completion is not None:
                 waba_parts.append((phone, None, item))
-        body = payloads.webhook_body(
-            payloads.entry(waba_id=waba_id, changes=[_change(phone, statuses, item) for phone, statuses, item in part])
-            for waba_id, part in parts.items()
-        )
-        webhook = Webhook(
-            seq=seq,
-            at=at,
-            post_id=next(self._post_ids),
-            duplicate=False,
-            body=body,
-            raw=payloads.encode(body),
-            status_updates=n_status,
-            completions=n_completion,
-        )
+                continue
+            key = (phone.phone_number_id, item.status is not None)
+            if key not in lists:
+                waba_parts.append((phone, lists.setdefault(key, []), item))
+            lists[key].append(item.status if item.status is not None else item.preference)
+        body = payloads.webhook_body(payloads.entry(waba_id=waba_id, changes=[
+            _change(phone, found, item) for phone, found, item in part]) for waba_id, part in parts.items())
+        return self._webhook(body, seq, at, status_updates=sum(item.status is not None for item in items),
+                             completions=sum(item.completion is not None for item in items))
+
+    def _value_error(self, seq: int, at: float, now: float) -> Webhook:
+        """A POST carrying only a value-level error of one phone number (each at a later second than the last)."""
+        rng = self._rng
+        lane = rng.choices(self._lanes, weights=[lane.weight for lane in self._lanes])[0]
+        code = rng.choice(sorted(VALUE_ERRORS))
+        title, details = VALUE_ERRORS[code]
+        ts = lane.last_error_ts = max(int(self.start_time + now), lane.last_error_ts + 1)
+        phone = lane.phone
+        if self._tally is not None:
+            self._tally.add_value_error(waba_id=phone.waba_id, phone_number_id=phone.phone_number_id, timestamp=ts,
+                                        code=code)
+        change = payloads.change(phone_number_id=phone.phone_number_id, display_phone_number=phone.display_phone_number,
+                                 errors=[payloads.error(code=code, title=title, details=details)])
+        return self._webhook(payloads.webhook_body([payloads.entry(waba_id=phone.waba_id, changes=[change], time=ts)]),
+                             seq, at, status_updates=0, completions=0)
+
+    def _webhook(self, body: dict[str, Any], seq: int, at: float, *, status_updates: int, completions: int) -> Webhook:
+        webhook = Webhook(seq=seq, at=at, post_id=next(self._post_ids), duplicate=False, body=body,
+                          raw=payloads.encode(body), status_updates=status_updates, completions=completions)
         if self._rng.random() < self.config.duplicate_ratio:
             heapq.heappush(self._resend, (seq + self._rng.randint(2, 50), next(self._tie), webhook))
             self.stats.duplicated_posts += 1
@@ -329,7 +349,9 @@ class TrafficGenerator:
         rng = self._rng
         cfg = self.config
         self.stats.messages += 1
-        recipient, contact_name = rng.choice(self._recipients)
+        recipient: Recipient | None = rng.choice(self._recipients)
+        group: Group | None = None
+        participant = ""
         flow: BusinessFlow | None = None
         flow_token = callback = ""
         if rng.random() < cfg.flow_ratio:
@@ -344,22 +366,21 @@ class TrafficGenerator:
             category, pricing_type, _ = rng.choices(CATEGORIES, weights=[c[2] for c in CATEGORIES])[0]
             if rng.random() < 0.4:
                 callback = f"campaign={rng.choice(CAMPAIGNS)}"
+            if rng.random() < cfg.group_ratio:
+                recipient, group = None, rng.choice(self._groups)
+                participant = rng.choice(group.members) if group.members else ""
         draw = rng.random()
         error_code = 0
         if draw < cfg.failure_ratio:
             path: tuple[str, ...] = FAILED_PATH
-            codes, weights = (self._codes_any, self._weights_any) if flow else (self._codes_plain, self._weights_plain)
-            error_code = rng.choices(codes, weights=weights)[0]
+            codes = [code for code in ERRORS if flow or code not in FLOW_ONLY_ERRORS]
+            error_code = rng.choices(codes, weights=[ERRORS[code][0] for code in codes])[0]
         elif draw < cfg.failure_ratio + cfg.read_without_delivered_ratio:
             path = READ_WITHOUT_DELIVERED
         else:
             path = rng.choices([p for p, _ in STATUS_PATHS], weights=[w for _, w in STATUS_PATHS])[0]
-        pricing_on = ""
-        if "delivered" in path and "read" in path:
-            pricing_on = "delivered" if rng.random() < 0.8 else "read"
-        elif "delivered" in path:
-            pricing_on = "delivered"
-        elif "read" in path:
+        pricing_on = "delivered" if "delivered" in path else "read" if "read" in path else ""
+        if pricing_on == "delivered" and "read" in path and rng.random() >= 0.8:
             pricing_on = "read"
         complete = flow is not None and path[-1] in ("delivered", "read") and rng.random() < cfg.completion_ratio
         swap_at = -1
@@ -367,94 +388,95 @@ class TrafficGenerator:
             swap_at = rng.randrange(len(path) - 1)
             self.stats.reordered_messages += 1
         conversation_id = f"{rng.getrandbits(128):032x}" if rng.random() < cfg.conversation_ratio else ""
+        # A failed message names one number on both its statuses, or none: a number named alone on ``failed``
+        # is named with the BSUID on ``sent`` too.
+        shown = recipient.user.shown(rng) if recipient is not None and "failed" in path else None
+        addressed = group.group_id if group is not None else recipient.address if recipient is not None else ""
         msg = _Message(
-            wamid=self._wamid(recipient, inbound=False),
-            lane=lane,
-            recipient=recipient,
-            contact_name=contact_name,
-            path=path,
-            category=category,
-            pricing_type=pricing_type,
-            pricing_on=pricing_on,
-            callback=callback,
-            flow=flow,
-            flow_token=flow_token,
-            conversation_id=conversation_id,
-            error_code=error_code,
-            complete=complete,
-            swap_at=swap_at,
+            wamid=self._wamid(addressed, inbound=False), lane=lane, recipient=recipient, group=group,
+            participant=participant, shown=shown, path=path, category=category, pricing_type=pricing_type,
+            pricing_on=pricing_on, callback=callback, flow=flow, flow_token=flow_token,
+            conversation_id=conversation_id, error_code=error_code, complete=complete, swap_at=swap_at,
         )
         heapq.heappush(lane.pending, (now, next(self._tie), msg, 0))
+        if flow is not None and recipient is not None and rng.random() < cfg.opt_out_ratio:
+            for due, value in preference_times(rng, now, resume_ratio=cfg.resume_ratio):  # after the sent status
+                if self._pending_preferences < MAX_PENDING_PREFERENCES:
+                    heapq.heappush(lane.preferences, (due, next(self._tie), recipient, value))
+                    self._pending_preferences += 1
         if self._tally is not None:
             for status in path:
-                self._tally.add_status(
-                    wamid=msg.wamid,
-                    status=status,
-                    phone_number_id=lane.phone.phone_number_id,
-                    flow_id=flow.flow_id if flow else "",
-                    error_code=error_code or None,
-                )
+                self._tally.add_status(wamid=msg.wamid, status=status, phone_number_id=lane.phone.phone_number_id,
+                                       flow_id=flow.flow_id if flow else "", error_code=error_code or None)
+            self._tally.add_recipient(wamid=msg.wamid, identifiers=recipient.identifiers if recipient else (),
+                                      group=group is not None, country=recipient.user.country if recipient else "")
+            self._tally.add_pricing(wamid=msg.wamid, category=category, pricing_type=pricing_type,
+                                    billable=int(pricing_type == "regular"))
+
+    def _preference(self, lane: _Lane) -> _Item:
+        """The lane's earliest due preference, at its own time (never compressed)."""
+        due, _, recipient, value = heapq.heappop(lane.preferences)
+        self._pending_preferences -= 1
+        ts = int(self.start_time + due)
+        shown = recipient.user.shown(self._rng)
+        if self._tally is not None:
+            self._tally.add_preference(identifiers=recipient.identifiers, value=value, category=MARKETING_MESSAGES,
+                                       timestamp=ts)
+        entry = users.preference(recipient.user, shown=shown, value=value, timestamp=ts)
+        return _Item(lane, preference=(entry, recipient.contact(shown=shown)))
 
     def _status(self, msg: _Message, status: str, ts: int) -> dict[str, Any]:
         priced = status == "sent" or status == msg.pricing_on
-        errors = None
-        if status == "failed":
-            _, title, details = ERRORS[msg.error_code]
-            errors = [payloads.error(code=msg.error_code, title=title, details=details)]
-        return payloads.status(
-            wamid=msg.wamid,
-            status=status,
-            timestamp=ts,
-            recipient_id=msg.recipient,
-            conversation=payloads.conversation(
-                conversation_id=msg.conversation_id,
-                category=msg.category,
-                expires=ts + 86_400 if status == "sent" else None,
-            )
-            if msg.conversation_id and priced
+        _, title, details = ERRORS.get(msg.error_code, (0, "", ""))
+        parts: dict[str, Any] = {
+            "conversation": payloads.conversation(conversation_id=msg.conversation_id, category=msg.category,
+                                                  expires=ts + 86_400 if status == "sent" else None)
+            if msg.conversation_id and priced else None,
+            "pricing": payloads.pricing(pricing_type=msg.pricing_type, category=msg.category) if priced else None,
+            "callback_data": msg.callback,
+            "errors": [payloads.error(code=msg.error_code, title=title, details=details)] if status == "failed"
             else None,
-            pricing=payloads.pricing(pricing_type=msg.pricing_type, category=msg.category) if priced else None,
-            callback_data=msg.callback,
-            errors=errors,
-        )
+        }
+        if msg.group is not None:
+            return payloads.status(wamid=msg.wamid, status=status, timestamp=ts, recipient_type="group",
+                                   recipient_id=msg.group.group_id, recipient_participant_id=msg.participant, **parts)
+        if msg.recipient is None:  # pragma: no cover - a message goes to a user or a group
+            raise ValueError("a message without a recipient")
+        user, handle = msg.recipient.user, msg.recipient.handle
+        phone = msg.recipient.phone(shown=msg.shown if msg.shown is not None else user.shown(self._rng))
+        return payloads.user_status(wamid=msg.wamid, status=status, timestamp=ts, phone=phone, user_id=handle.user_id,
+                                    parent_user_id=handle.parent_user_id, username=user.username, **parts)
 
     def _completion(self, msg: _Message, ts: int) -> tuple[dict[str, Any], dict[str, Any]]:
-        if msg.flow is None:  # pragma: no cover - only Flow messages are completed
+        if msg.flow is None or msg.recipient is None:  # pragma: no cover - only Flow messages are completed
             raise ValueError("completion of a message that is not a Flow")
-        reply_id = self._wamid(msg.recipient, inbound=True)
+        recipient = msg.recipient
+        reply_id = self._wamid(recipient.address, inbound=True)
         if self._tally is not None:
-            self._tally.add_completion(
-                wamid=reply_id, phone_number_id=msg.lane.phone.phone_number_id, flow_wamid=msg.wamid
-            )
-        response = {"flow_token": msg.flow_token, **form_answers(self._rng, msg.flow.name, msg.contact_name)}
-        message = payloads.flow_reply(
-            wamid=reply_id,
-            user=msg.recipient,
-            business_number=msg.lane.phone.display_phone_number,
-            flow_wamid=msg.wamid,
-            timestamp=ts,
-            response=response,
-        )
-        return message, payloads.contact(wa_id=msg.recipient, name=msg.contact_name)
+            self._tally.add_completion(wamid=reply_id, phone_number_id=msg.lane.phone.phone_number_id,
+                                       flow_wamid=msg.wamid)
+        response = {"flow_token": msg.flow_token, **form_answers(self._rng, msg.flow.name, recipient.name)}
+        shown = recipient.user.shown(self._rng)
+        message = payloads.flow_reply(wamid=reply_id, user=recipient.phone(shown=shown),
+                                      user_id=recipient.handle.user_id, flow_wamid=msg.wamid,
+                                      business_number=msg.lane.phone.display_phone_number, timestamp=ts,
+                                      response=response)
+        return message, recipient.contact(shown=shown)
 
 
-def _change(phone: PhoneNumber, statuses: list[dict[str, Any]] | None, item: _Item) -> dict[str, Any]:
-    """The change of a phone number's status updates, or of one completion (with its contact)."""
-    if statuses is not None:
-        return payloads.change(
-            phone_number_id=phone.phone_number_id,
-            display_phone_number=phone.display_phone_number,
-            statuses=statuses,
-        )
-    if item.completion is None:  # pragma: no cover - a part is either statuses or a completion
-        raise ValueError("a change needs status updates or a completion")
+def _change(phone: PhoneNumber, found: list[Any] | None, item: _Item) -> dict[str, Any]:
+    """The change of a phone number's status updates, of its marketing preferences (with their contacts), or of
+    one completion (with its contact)."""
+    number: dict[str, Any] = {"phone_number_id": phone.phone_number_id,
+                              "display_phone_number": phone.display_phone_number}
+    if found is not None and item.status is not None:
+        return payloads.change(**number, statuses=found)
+    if found is not None:
+        return payloads.preferences_change(**number, contacts=[c for _, c in found], preferences=[e for e, _ in found])
+    if item.completion is None:  # pragma: no cover - a part is statuses, preferences or a completion
+        raise ValueError("a change needs status updates, preferences or a completion")
     message, contact = item.completion
-    return payloads.change(
-        phone_number_id=phone.phone_number_id,
-        display_phone_number=phone.display_phone_number,
-        contacts=[contact],
-        messages=[message],
-    )
+    return payloads.change(**number, contacts=[contact], messages=[message])
 
 
 def iter_webhooks(config: SimulationConfig, *, clock: Callable[[], float] | None = None) -> Iterator[Webhook]:
@@ -462,14 +484,14 @@ def iter_webhooks(config: SimulationConfig, *, clock: Callable[[], float] | None
     return iter(TrafficGenerator(config, clock=clock))
 
 
-def generate(config: SimulationConfig) -> tuple[list[Webhook], Truth]:
-    """Every POST of a finite run, in send order, and the truth (deterministic for seed + start_time).
-
-    Without ``config.start_time`` the timestamps start at the current time; everything else is still
-    the same for a seed.
-    """
+def generate(
+    config: SimulationConfig, *, rate_card: RateCard | None = None, opt_out_window_s: int = OPT_OUT_WINDOW_S
+) -> tuple[list[Webhook], Truth]:
+    """Every POST of a finite run, in send order, and the truth (deterministic for seed + start_time; ``spend``
+    priced by ``rate_card``, opt-outs counted for ``opt_out_window_s``). Without ``config.start_time`` the timestamps
+    start at the current time; everything else is still the same for a seed."""
     if config.messages == 0:
         raise ValueError("generate() needs a finite run (messages > 0); use iter_webhooks() for endless")
     generator = TrafficGenerator(config, record=True)
     webhooks = list(generator)
-    return webhooks, generator.truth()
+    return webhooks, generator.truth(rate_card=rate_card, opt_out_window_s=opt_out_window_s)

@@ -45,16 +45,23 @@ def status(
     recipient_user_id: str = "",
     recipient_parent_user_id: str = "",
     contacts: list[dict[str, Any]] | None = None,
+    recipient_type: str = "",
+    recipient_participant_id: str = "",
 ) -> dict[str, Any]:
     """One status update of an outbound message (optional parts left out when not given).
 
     ``recipient_id`` None: Meta does not show the phone number (a username user, section 10 of the webhook
     reference); ``recipient_user_id`` / ``recipient_parent_user_id``: the BSUIDs; ``contacts``: the status's own
-    ``contacts[]`` (not on ``failed``).
+    ``contacts[]`` (not on ``failed``). A group message: ``recipient_type`` ``"group"``, ``recipient_id`` the group's
+    id and ``recipient_participant_id`` the phone number of the member the status is about.
     """
     out: dict[str, Any] = {"id": wamid, "status": status, "timestamp": str(timestamp)}
+    if recipient_type:
+        out["recipient_type"] = recipient_type
     if recipient_id is not None:
         out["recipient_id"] = recipient_id
+    if recipient_participant_id:
+        out["recipient_participant_id"] = recipient_participant_id
     if recipient_user_id:
         out["recipient_user_id"] = recipient_user_id
     if recipient_parent_user_id:
@@ -70,6 +77,42 @@ def status(
     if errors is not None:
         out["errors"] = errors
     return out
+
+
+_status = status  # for the builders below, whose own ``status`` parameter hides it
+
+
+def user_status(
+    *,
+    wamid: str,
+    status: str,
+    timestamp: int,
+    phone: str | None,
+    user_id: str,
+    parent_user_id: str = "",
+    username: str = "",
+    conversation: dict[str, Any] | None = None,
+    pricing: dict[str, Any] | None = None,
+    callback_data: str = "",
+    errors: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A status of a message to a user as Meta names them since 2026 (section 10 of the webhook reference).
+
+    ``phone`` None: Meta does not show the number. A ``failed`` status has no ``contacts[]`` and names the number
+    alone when it is shown (the message was sent to a number), else the BSUIDs alone; the others name the number when
+    shown, the BSUIDs, and a ``contacts[]`` entry with them (``username`` on ``delivered`` / ``read`` only).
+    """
+    parts: dict[str, Any] = {"conversation": conversation, "pricing": pricing, "callback_data": callback_data,
+                             "errors": errors}
+    if status == "failed":
+        if phone is not None:
+            return _status(wamid=wamid, status=status, timestamp=timestamp, recipient_id=phone, **parts)
+        return _status(wamid=wamid, status=status, timestamp=timestamp, recipient_id=None,
+                       recipient_user_id=user_id, recipient_parent_user_id=parent_user_id, **parts)
+    entry = contact(wa_id=phone or "", user_id=user_id, parent_user_id=parent_user_id,
+                    username=username if status in ("delivered", "read") else "")
+    return _status(wamid=wamid, status=status, timestamp=timestamp, recipient_id=phone, recipient_user_id=user_id,
+                   recipient_parent_user_id=parent_user_id, contacts=[entry], **parts)
 
 
 def conversation(*, conversation_id: str, category: str, expires: int | None = None) -> dict[str, Any]:

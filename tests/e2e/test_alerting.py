@@ -197,7 +197,7 @@ def test_failure_spike_pages_and_resolves_and_totals_add_up(stack_factory: Calla
     assert len(truths) == 3 and all(t["posts"]["undelivered"] == 0 for t in truths)
     posts = float(sum(r.acked for r in traffic.results))
     statuses = {s: float(sum(t["statuses"][s] for t in truths)) for s in ("sent", "delivered", "read", "failed")}
-    accepted = 'sum(flowscope_ingest_webhooks_total{field="messages",outcome="accepted"})'
+    accepted = 'sum(flowscope_ingest_webhooks_total{outcome="accepted"})'  # every field: statuses, preferences, errors
     assert poll(lambda: prometheus_value(stack, accepted), want={(): posts}, deadline_s=30) == {(): posts}
     by_status = "sum by (status) (flowscope_stream_message_statuses_total)"
     want = {(("status", s),): n for s, n in statuses.items() if n}

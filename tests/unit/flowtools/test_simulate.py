@@ -12,6 +12,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from decimal import Decimal
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -21,6 +22,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from config.ratecard import SAMPLE_PATH, RateCard
 from config.settings import DEV_APP_SECRET
 from flowtools.simulator import payloads
 from flowtools.simulator.cli import main
@@ -29,6 +31,7 @@ from flowtools.simulator.generator import generate, iter_webhooks
 from flowtools.simulator.payloads import Webhook
 from flowtools.simulator.runner import run
 from flowtools.simulator.truth import Truth
+from ingest.identity import bsuid_country, phone_country
 
 START = 1_767_000_000.0
 CONFIG = SimulationConfig(messages=3000, seed=7, start_time=START, rate=500.0)
@@ -211,7 +214,8 @@ def test_businesses_have_two_wabas_with_one_or_two_numbers_each() -> None:
     assert len(wabas) == 2
     assert set(wabas.values()) <= {1, 2}
     assert seen == {(p["waba_id"], pnid) for pnid, p in truth.phone_numbers.items()}
-    recipients = Counter(occ.status["recipient_id"] for occ in statuses(webhooks) if occ.status["status"] == "sent")
+    recipients = Counter(occ.status.get("recipient_user_id") or occ.status["recipient_id"]
+                         for occ in statuses(webhooks) if occ.status["status"] == "sent")
     assert max(recipients.values()) > 1  # a user gets several messages
 
 
@@ -223,7 +227,7 @@ def test_every_status_has_the_fields_the_reference_requires() -> None:
         for entry in body["entry"]:
             assert entry["id"].isdigit()
             for change in entry["changes"]:
-                assert change["field"] == "messages"
+                assert change["field"] in {"messages", "user_preferences"}
                 assert change["value"]["messaging_product"] == "whatsapp"
                 metadata = change["value"]["metadata"]
                 assert metadata["phone_number_id"].isdigit() and metadata["display_phone_number"].isdigit()
@@ -232,13 +236,17 @@ def test_every_status_has_the_fields_the_reference_requires() -> None:
         assert status["id"].startswith("wamid.") and len(status["id"]) > 40
         assert status["status"] in {"sent", "delivered", "read", "failed"}
         assert isinstance(status["timestamp"], str) and status["timestamp"].isdigit()
-        assert status["recipient_id"].startswith("55119") and len(status["recipient_id"]) == 13
+        if status.get("recipient_type") == "group":
+            assert status["recipient_id"].startswith("120363") and phone_country(status["recipient_participant_id"])
+        else:
+            assert phone_country(status.get("recipient_id", "")) or bsuid_country(status["recipient_user_id"])
         if "pricing" in status:
             pricing = status["pricing"]
             assert isinstance(pricing["billable"], bool)
             assert pricing["pricing_model"] == "PMP"
             assert pricing["type"] in {"regular", "free_customer_service", "free_entry_point"}
-            assert pricing["category"] in {"marketing", "utility", "authentication", "service"}
+            assert pricing["category"] in {"marketing", "utility", "authentication", "authentication_international",
+                                           "service"}
         if "conversation" in status:
             assert status["conversation"]["origin"]["type"] == status.get("pricing", {}).get(
                 "category", status["conversation"]["origin"]["type"]
@@ -380,9 +388,11 @@ def test_completions_are_nfm_replies_to_delivered_flow_messages() -> None:
         flow_path = paths[message["context"]["id"]]
         assert flow_path.keys() & {"delivered", "read"}
         assert response["flow_token"] == flow_path["sent"]["biz_opaque_callback_data"].split(";tok=")[1]
-        assert message["from"] == flow_path["sent"]["recipient_id"]
+        assert message["from_user_id"] == flow_path["sent"]["recipient_user_id"]
         (contact,) = value["contacts"]
-        assert contact["wa_id"] == message["from"] and contact["profile"]["name"]
+        assert contact.get("wa_id") == message.get("from") and contact["profile"]["name"]
+        assert contact["user_id"] == message["from_user_id"]
+        assert contact.get("parent_user_id") == flow_path["sent"].get("recipient_parent_user_id")
         assert message["context"]["from"] == value["metadata"]["display_phone_number"]
     personal = {
         key for _, message, _ in replies for key in json.loads(message["interactive"]["nfm_reply"]["response_json"])
@@ -678,11 +688,42 @@ def test_main_sends_signed_posts_and_writes_the_truth(
         ]
     )
 
-    _, expected = generate(SimulationConfig(messages=150, rate=2000.0, seed=3, start_time=START))
+    _, expected = generate(SimulationConfig(messages=150, rate=2000.0, seed=3, start_time=START),
+                           rate_card=RateCard.from_file(SAMPLE_PATH))
     assert code == 0
     assert receiver.answers == {200: expected.posts["sent_including_duplicates"]}
-    assert Truth.from_json(truth_file.read_text()) == expected
+    assert Truth.from_json(truth_file.read_text()) == expected  # priced by the sample card, a 48 h window
+    assert expected.spend is not None and expected.opt_outs["window_s"] == 48 * 3600
     assert secret not in capsys.readouterr().err
+
+
+def test_main_prices_the_truth_by_the_rate_card_and_window_given(
+    receiver_factory: Callable[..., Receiver], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FLOWSCOPE_APP_SECRET", DEV_APP_SECRET)
+    receiver = receiver_factory(lambda body, attempt: 200)
+    card = tmp_path / "card.csv"
+    card.write_text("market,category,pricing_type,currency,price,effective_from\n" + "".join(
+        f"*,{c},*,EUR,1,2020-01-01\n" for c in ("marketing", "utility", "authentication",
+                                                 "authentication_international", "service")))
+    out = tmp_path / "truth.json"
+    argv = ["--url", receiver.url, "--messages", "120", "--rate", "2000", "--start-time", str(START), "--truth",
+            str(out), "--no-progress"]
+
+    assert main([*argv, "--rate-card", str(card), "--opt-out-window-hours", "12"]) == 0
+    truth = Truth.from_json(out.read_text())
+    assert truth.opt_outs["window_s"] == 12 * 3600
+    assert truth.spend is not None and truth.spend_by_country is not None
+    assert Decimal(truth.spend) == truth.billable_messages > 0  # 1 a charged message, free ones 0
+    assert sum(Decimal(v) for v in truth.spend_by_country.values()) == truth.billable_messages
+    assert main([*argv, "--rate-card", str(tmp_path / "missing.csv")]) == 2
+    assert main([*argv, "--opt-out-window-hours", "0"]) == 2
+    marketing_only = tmp_path / "marketing.csv"
+    marketing_only.write_text("market,category,pricing_type,currency,price,effective_from\n"
+                              "*,marketing,*,EUR,1,2020-01-01\n")
+    out.unlink()
+    assert main([*argv, "--rate-card", str(marketing_only)]) == 2  # no rate for a delivered utility message
+    assert not out.exists()
 
 
 def test_main_exits_non_zero_when_posts_stay_undelivered(
