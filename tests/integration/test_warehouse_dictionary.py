@@ -18,7 +18,7 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
-from contract.events import FlowCompletion, FlowSent, MessageStatus, NodeEvent, event_id
+from contract.events import FlowCompletion, FlowSent, MessageStatus, NodeEvent, UserPreference, event_id
 from tests.conftest import WarehouseServer
 from warehouse import writer
 from warehouse.migrate import migrate
@@ -190,7 +190,9 @@ def _sample_events() -> dict[str, list[object]]:
                 event_id=event_id("status", wamid, value), waba_id="W1", phone_number_id="P1", wamid=wamid,
                 status=value, occurred_at=t0 // 1000 + offset_s, received_at_ms=t0, recipient_hash="h",
                 error_code=131049 if value == "failed" else 0,
-                error_title="Message not delivered" if value == "failed" else ""))
+                error_title="Message not delivered" if value == "failed" else "", person_hash="h", country="BR",
+                pricing_category="" if value == "failed" else "marketing",
+                pricing_type="" if value == "failed" else "regular", billable=-1 if value == "failed" else 1))
         if outcome == "failed":
             continue
         for screen, action, offset_s in (("A", "view", 40), ("A", "submit", 50), ("B", "view", 51)):
@@ -203,4 +205,8 @@ def _sample_events() -> dict[str, list[object]]:
                 event_id=event_id("nfm_reply", f"reply.{n}"), waba_id="W1", phone_number_id="P1",
                 wamid=f"reply.{n}", flow_wamid=wamid, flow_token=token, occurred_at=t0 // 1000 + 90,
                 received_at_ms=t0, user_hash="u"))
-    return {"flow_sends": sends, "statuses": statuses, "node_events": nodes, "completions": completions}
+    stop = UserPreference(event_id=event_id("user_preference", "h", "stop"), waba_id="W1", phone_number_id="P1",
+                          category="marketing_messages", value="stop", occurred_at=t0 // 1000 + 3600,
+                          received_at_ms=t0 + 3_600_000, phone_hash="h", person_hash="h", country="BR")
+    return {"flow_sends": sends, "statuses": statuses, "node_events": nodes, "completions": completions,
+            "preferences": [stop]}
