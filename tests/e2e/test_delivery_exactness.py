@@ -2,7 +2,8 @@
 
 Broker, warehouse server, receiver and stream worker run as separate processes; the simulator posts
 realistic traffic (duplicates and reordering included); the warehouse, read through clickhouse-connect
-over HTTP exactly as the dashboards read it, must then hold exactly the simulator's truth.
+over HTTP exactly as the dashboards read it, must then hold exactly the simulator's truth: statuses, completions,
+and (Meta's 2026 identity mix, every pricing type, value-level errors) distinct persons, countries and cost.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 import httpx
 import pytest
 
+from config.ratecard import SAMPLE_PATH, RateCard
 from flowtools.simulator.config import SimulationConfig
 from flowtools.simulator.runner import run
 from tests.stack import Stack, poll
-from warehouse import queries
+from warehouse import audience, costs, queries
 from warehouse.client import connect
 from warehouse.rollup import DELIVERY_SEALED
 
@@ -58,6 +62,25 @@ def test_simulated_traffic_lands_exactly_once(stack_factory: Callable[..., Stack
     assert {str(code): int(n) for code, n in zip(failures["error_code"], failures["messages"], strict=True)} == {
         code: n for code, n in truth["failed_by_error_code"].items() if n
     }
+
+    # People (resolved across phone numbers and BSUIDs by the rollup), countries, cost and value-level errors.
+    card = RateCard.from_file(SAMPLE_PATH)
+    priced = result.truth.evaluated(rate_card=card).to_dict()
+    persons = poll(lambda: audience.delivery_persons(client, ALL_TIME), want=truth["persons"], deadline_s=60)
+    assert persons == truth["persons"]
+    for pnid, n in truth["persons_by_phone_number_id"].items():
+        assert audience.delivery_persons(client, replace(ALL_TIME, phone_number_ids=(pnid,))) == n
+    by_country = audience.delivery_by_country(client, ALL_TIME)
+    assert {r.country: r.messages for r in by_country.itertuples()} == {
+        country: n for country, n in truth["messages_by_country"].items() if n}
+    spend = costs.spend(client, ALL_TIME, by=("country",), card=card)
+    assert {r.country: r.spend for r in spend.itertuples() if r.spend} == {
+        country: Decimal(v) for country, v in priced["spend_by_country"].items() if Decimal(v)}
+    total = costs.spend(client, ALL_TIME, by=(), card=card).iloc[0]
+    assert (total.charged, total.free, total.unpriced, total.spend) == (
+        truth["billable_messages"], truth["free_messages"], 0, Decimal(priced["spend"]))
+    assert queries.webhook_error_counts(client, ALL_TIME) == {
+        int(code): n for code, n in truth["webhook_errors"].items()}
 
     # Raw tables: every status exactly once, nothing physically duplicated, nothing rejected.
     distinct_statuses = sum(truth["statuses"].values())
