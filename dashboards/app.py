@@ -16,7 +16,8 @@ st.set_page_config(page_title="flowscope", page_icon=":bar_chart:", layout="wide
 # menu stays hidden, and no page runs, until this browser session has logged in.
 navigation = st.navigation(
     [
-        st.Page(str(VIEWS / "delivery.py"), title="Delivery status", icon=":material/mark_email_read:", default=True),
+        st.Page(str(VIEWS / "overview.py"), title="Overview", icon=":material/dashboard:", default=True),
+        st.Page(str(VIEWS / "delivery.py"), title="Delivery status", icon=":material/mark_email_read:"),
         st.Page(str(VIEWS / "funnel.py"), title="Engagement funnel", icon=":material/filter_alt:"),
         st.Page(str(VIEWS / "nodes.py"), title="Node performance", icon=":material/account_tree:"),
         st.Page(str(VIEWS / "health.py"), title="Flow health", icon=":material/monitor_heart:"),

@@ -295,3 +295,17 @@ def delivery_persons(client: Client, where: DeliveryFilter) -> int:
         SELECT uniqExact({_PERSON}) FROM messages AS m {_PERSON_JOIN} WHERE m.person_hash != ''
     """
     return int(client.query(sql, parameters=where.parameters).result_rows[0][0])
+
+
+def stopped_people(client: Client, where: DeliveryFilter) -> int:
+    """Distinct people who stopped marketing messages in the range (by the business numbers of the filter)."""
+    sql = f"""
+        SELECT uniqExact({_STOPPER})
+        FROM (SELECT person_hash FROM {USER_PREFERENCES_TABLE} FINAL
+              WHERE category = '{OPT_OUT_CATEGORY}' AND value = 'stop'
+                AND occurred_at >= {{start:DateTime('UTC')}} AND occurred_at <= {{end:DateTime('UTC')}}
+                AND (empty({{phone_number_ids:Array(String)}})
+                     OR has({{phone_number_ids:Array(String)}}, phone_number_id))) AS p
+        {_STOPPER_JOIN}
+    """
+    return int(client.query(sql, parameters=where.parameters).result_rows[0][0])

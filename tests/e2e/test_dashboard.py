@@ -27,7 +27,7 @@ def test_delivery_page_shows_the_simulated_totals(stack_factory: Callable[..., S
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            log_in(page, stack)
+            log_in(page, stack, "/delivery")
             expect(page.get_by_role("heading", name="Delivery status")).to_be_visible(timeout=60_000)
             metrics = page.get_by_test_id("stMetric")
             expected = {

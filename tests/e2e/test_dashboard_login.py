@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,7 +21,8 @@ from tests.stack import Stack
 def expect_nothing_but_the_login(page: Page) -> None:
     expect(password_field(page)).to_be_visible(timeout=60_000)
     expect(page.get_by_role("heading", name="flowscope dashboards")).to_be_visible()
-    for name in ("Delivery status", "Engagement funnel", "Node performance", "Flow health", "Rejected events"):
+    for name in ("Overview", "Delivery status", "Engagement funnel", "Node performance", "Flow health",
+                 "Rejected events"):
         expect(page.get_by_role("heading", name=name)).to_have_count(0)
         expect(page.get_by_text(name)).to_have_count(0)  # not even as a menu entry
     expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)
@@ -67,9 +69,20 @@ def test_dashboards_ask_for_the_password_then_show_data(stack_factory: Callable[
             page.screenshot(path=str(tmp_path / "wrong-password.png"), full_page=True)
 
             submit_password(page, stack.settings.dashboard_password)
-            expect(page.get_by_role("heading", name="Delivery status")).to_be_visible(timeout=60_000)
+            # The landing page is the Overview: the period's figures against the period before (nothing then).
+            expect(page.get_by_role("heading", name="Overview")).to_be_visible(timeout=60_000)
             expect(password_field(page)).to_have_count(0)
             expect(page.get_by_text(REFUSED, exact=True)).to_have_count(0)
+            expect(metric(page, "Messages sent")).to_have_text("3", timeout=60_000)
+            expect(metric(page, "Delivery rate")).to_have_text("33.3%", timeout=30_000)
+            expect(metric(page, "Failure rate")).to_have_text("33.3%", timeout=30_000)
+            expect(metric(page, "Read rate")).to_have_text("0.0%")
+            expect(page.get_by_text(re.compile(r"^131049 — "))).to_be_visible(timeout=30_000)
+            expect(page.get_by_test_id("stException")).to_have_count(0)
+            page.screenshot(path=str(tmp_path / "overview-after-login.png"), full_page=True)
+
+            page.get_by_test_id("stSidebarNav").get_by_text("Delivery status").click()
+            expect(page.get_by_role("heading", name="Delivery status")).to_be_visible(timeout=60_000)
             # The page refreshes itself every few seconds until the stream has written every status.
             expect(metric(page, "Sent")).to_have_text("3", timeout=60_000)
             expect(metric(page, "Delivered")).to_have_text("1", timeout=30_000)
@@ -92,4 +105,4 @@ def test_dashboards_ask_for_the_password_then_show_data(stack_factory: Callable[
         finally:
             browser.close()
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
-        "delivery-after-login.png", "login.png", "wrong-password.png"]
+        "delivery-after-login.png", "login.png", "overview-after-login.png", "wrong-password.png"]

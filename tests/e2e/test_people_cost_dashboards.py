@@ -77,7 +77,7 @@ def test_people_cost_and_opt_outs_show_the_truth(stack_factory: Callable[..., St
                 expect(metric(page, label)).to_have_text(value, timeout=90_000)
             page.screenshot(path=str(tmp_path / "funnel-people-cost.png"), full_page=True)
 
-            log_in(page, stack, "/")
+            log_in(page, stack, "/delivery")
             expect(page.get_by_role("heading", name="Delivery status")).to_be_visible(timeout=60_000)
             expect(metric(page, "People messaged")).to_have_text(f"{expected['persons']:,}", timeout=60_000)
             expect(metric(page, "Spend")).to_have_text(money(spend, card.currency), timeout=30_000)

@@ -1,0 +1,163 @@
+"""The Overview: the figures a manager asks first, for a period and the period of the same length before it.
+
+Built on the pages' own typed queries, so every figure equals what the page it comes from shows:
+
+- messages sent, delivered (or read: read implies delivered), read and failed: distinct messages per status in
+  the period (:func:`warehouse.queries.delivery_totals`); the rates divide by the messages sent;
+- Flow completion rate: completed / sent Flow sessions sent in the period (:func:`warehouse.flows.funnel`);
+- spend: messages first sent in the period, priced by the rate card (:func:`warehouse.costs.spend`);
+- opt-outs: distinct people who stopped marketing messages in the period (:func:`warehouse.audience.stopped_people`);
+- the worst Flow screen (the highest share of the sessions reaching it that were abandoned there, among screens
+  reached by at least ``min_reached`` sessions) and the top failure code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+import pandas as pd
+from clickhouse_connect.driver.client import Client
+
+from config.ratecard import RateCard
+from warehouse import audience, costs, flows, queries
+from warehouse.error_codes import meaning
+
+MIN_REACHED = 20  # a screen reached by fewer sessions is not called the worst (too few to tell)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """One period's headline figures (counts; rates are properties, None when nothing was sent)."""
+
+    sent: int
+    delivered: int
+    read: int
+    failed: int
+    flow_sessions: int
+    flow_completed: int
+    spend: Decimal
+    opt_outs: int
+
+    @staticmethod
+    def _rate(part: int, whole: int) -> float | None:
+        return part / whole if whole else None
+
+    @property
+    def delivery_rate(self) -> float | None:
+        return self._rate(self.delivered, self.sent)
+
+    @property
+    def read_rate(self) -> float | None:
+        return self._rate(self.read, self.sent)
+
+    @property
+    def failure_rate(self) -> float | None:
+        return self._rate(self.failed, self.sent)
+
+    @property
+    def completion_rate(self) -> float | None:
+        return self._rate(self.flow_completed, self.flow_sessions)
+
+
+@dataclass(frozen=True)
+class WorstScreen:
+    flow_id: str
+    flow_version: str
+    screen: str
+    reached: int
+    dropped: int
+
+    @property
+    def drop_rate(self) -> float:
+        return self.dropped / self.reached
+
+
+def figures(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
+            now: datetime | None = None) -> Figures:
+    """The headline figures of [start, end] (UTC)."""
+    where = queries.DeliveryFilter(start=start, end=end)
+    totals = queries.delivery_totals(client, where)
+    funnel = flows.funnel(client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now),
+                          by=("flow_id",))
+    spend = costs.spend(client, where, by=(), card=card)
+    return Figures(
+        sent=totals["sent"], delivered=totals["delivered_or_read"], read=totals["read"], failed=totals["failed"],
+        flow_sessions=int(funnel["sent"].sum()), flow_completed=int(funnel["completed"].sum()),
+        spend=spend["spend"].iloc[0] if not spend.empty else Decimal(0),
+        opt_outs=audience.stopped_people(client, where),
+    )
+
+
+def previous(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """The period of the same length that ends just before [start, end] begins: before the minute of ``start``
+    (figures count whole minutes, so the two periods never share one)."""
+    until = start.replace(second=0, microsecond=0) - timedelta(seconds=1)
+    return until - (end - start) + timedelta(seconds=1), until
+
+
+def trend_bucket_minutes(span: timedelta) -> int:
+    """Buckets of the trend lines: about a dozen or more points, whole hours from a day up (they sum sealed hours)."""
+    if span <= timedelta(hours=1):
+        return 5
+    if span <= timedelta(hours=6):
+        return 30
+    if span <= timedelta(days=1):
+        return 60
+    if span <= timedelta(days=7):
+        return 360
+    return 1440
+
+
+def trends(client: Client, start: datetime, end: datetime, *, timeout_s: int,
+           now: datetime | None = None) -> pd.DataFrame:
+    """Per bucket of the period: sent, delivered, read, failed (by status time) and Flow sessions sent and
+    completed (by send time), every bucket of the range present (0 when empty)."""
+    bucket = trend_bucket_minutes(end - start)
+    where = queries.DeliveryFilter(start=start, end=end)
+    series = queries.delivery_timeseries(client, where, bucket_minutes=bucket)
+    wide = series.pivot_table(index="bucket", columns="status", values="messages", aggfunc="sum", fill_value=0) \
+        if not series.empty else pd.DataFrame()
+    sessions = flows.funnel_over_time(client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now),
+                                      bucket_minutes=bucket)
+    step = pd.Timedelta(minutes=bucket)
+    first = pd.Timestamp(start).floor(step) if bucket < 1440 else pd.Timestamp(start).normalize()
+    index = pd.date_range(first, pd.Timestamp(end), freq=step)
+    out = pd.DataFrame(index=index)
+    for status in ("sent", "delivered", "read", "failed"):
+        column = wide[status] if status in wide else pd.Series(dtype="int64")
+        out[status] = _aligned(column, index)
+    for name, column in (("flow_sessions", "sent"), ("flow_completed", "completed")):
+        values = sessions.set_index("bucket")[column] if not sessions.empty else pd.Series(dtype="int64")
+        out[name] = _aligned(values, index)
+    return out.rename_axis("bucket").reset_index()
+
+
+def _aligned(values: pd.Series, index: pd.DatetimeIndex) -> list[int]:
+    if values.empty:
+        return [0] * len(index)
+    naive = pd.Series(values.to_numpy(), index=pd.to_datetime(values.index, utc=True).tz_localize(None))
+    return [int(v) for v in naive.reindex(index, fill_value=0)]
+
+
+def worst_screen(client: Client, start: datetime, end: datetime, *, timeout_s: int, now: datetime | None = None,
+                 min_reached: int = MIN_REACHED) -> WorstScreen | None:
+    """The screen that loses the largest share of the sessions reaching it (ties: the most dropped), or None."""
+    stats = flows.node_stats(client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now))
+    stats = stats[(stats["reached"] >= min_reached) & (stats["dropped"] > 0)]
+    if stats.empty:
+        return None
+    stats = stats.assign(rate=stats["dropped"] / stats["reached"]).sort_values(
+        ["rate", "dropped", "flow_id", "flow_version", "screen"], ascending=[False, False, True, True, True])
+    row = stats.iloc[0]
+    return WorstScreen(row["flow_id"], row["flow_version"], row["screen"], int(row["reached"]), int(row["dropped"]))
+
+
+def top_failure(client: Client, start: datetime, end: datetime) -> tuple[int, str, int] | None:
+    """(code, meaning, failed messages) of the most frequent failure code in the period, or None."""
+    failures = queries.failures_by_error_code(client, queries.DeliveryFilter(start=start, end=end))
+    if failures.empty:
+        return None
+    row = failures.iloc[0]
+    return int(row["error_code"]), meaning(int(row["error_code"])), int(row["messages"])
