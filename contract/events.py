@@ -17,7 +17,7 @@ from typing import Literal
 
 import msgspec
 
-SCHEMA_VERSION = 2  # 2: BSUIDs, person key, country; preferences, identity changes, value-level errors
+SCHEMA_VERSION = 3  # 2: BSUIDs, person key, country; preferences, identity changes, value-level errors; 3: flow names
 
 MessageStatusValue = Literal["sent", "delivered", "read", "failed", "played"]
 MESSAGE_STATUSES: tuple[str, ...] = ("sent", "delivered", "read", "failed", "played")
@@ -178,6 +178,7 @@ class FlowDefinitionRegistered(msgspec.Struct, tag="flow_definition", kw_only=Tr
     flow_version: str
     flow_json: str
     received_at_ms: int
+    flow_name: str = ""  # since schema 3: the display name the business registered the flow under
 
     @property
     def key(self) -> bytes:

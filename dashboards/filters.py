@@ -36,8 +36,9 @@ def flow_filter(client: Client, *, require_version: bool = False) -> flows.FlowF
         range_name = st.selectbox("Sent in", list(RANGES), index=2)
         if known.empty:
             return None
-        flow_ids = sorted(known["flow_id"].unique())
-        flow_id = st.selectbox("Flow", flow_ids)
+        names = flows.flow_names(client)
+        flow_ids = sorted(known["flow_id"].unique(), key=lambda f: (names.get(f, "~"), f))
+        flow_id = st.selectbox("Flow", flow_ids, format_func=lambda f: flows.label(f, names))
         versions = sorted(known.loc[known["flow_id"] == flow_id, "flow_version"].unique(), key=_version_key)
         options = versions if require_version else [ALL, *versions]
         version = st.selectbox("Version", options, index=len(options) - 1 if require_version else 0)

@@ -138,9 +138,10 @@ def cmd_flows(settings: Settings, args: argparse.Namespace) -> int:
 
     raw = args.file.read_bytes()
     screens = register_flow_json(settings, flow_id=args.flow_id, version=args.version, flow_json=raw,
-                                 base_url=args.url)
+                                 name=args.name, base_url=args.url)
     order = " → ".join(screens)
-    print(f"registered flow {args.flow_id} version {args.version}: {order}")  # noqa: T201
+    named = f" ({args.name})" if args.name else ""
+    print(f"registered flow {args.flow_id}{named} version {args.version}: {order}")  # noqa: T201
     return 0
 
 
@@ -199,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     register.add_argument("file", type=Path, help="the Flow JSON file")
     register.add_argument("--flow-id", required=True)
     register.add_argument("--version", required=True)
+    register.add_argument("--name", default="", help="the flow's display name, shown on every page (default: none)")
     register.add_argument("--url", default=None,
                           help="the receiver's base URL (default: FLOWSCOPE_INGEST_HOST and FLOWSCOPE_INGEST_PORT)")
     register.set_defaults(func=cmd_flows)

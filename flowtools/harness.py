@@ -182,14 +182,16 @@ def register_simulated_flows(settings: Settings, *, deadline_s: float = 60.0) ->
     flow's screens from the first event.
     """
     from flowtools.registration import register_flow_json
-    from flowtools.simulator.flows import write_flow_jsons
+    from flowtools.simulator.flows import FLOWS, write_flow_jsons
     from warehouse.client import connect
     from warehouse.exceptions import WarehouseError
     from warehouse.flows import load_catalog
 
     names, keys = [], set()
+    display = {flow.flow_id: flow.name.replace("_", " ").capitalize() for flow in FLOWS}  # "Lead form"
     for flow_id, version, path in write_flow_jsons(settings.data_dir / "flows"):
-        register_flow_json(settings, flow_id=flow_id, version=version, flow_json=path.read_bytes())
+        register_flow_json(settings, flow_id=flow_id, version=version, flow_json=path.read_bytes(),
+                           name=display[flow_id])
         names.append(f"{flow_id} v{version}")
         keys.add((flow_id, version))
     client = connect(settings.warehouse_url_for("analyst"))

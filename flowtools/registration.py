@@ -19,7 +19,7 @@ def receiver_url(settings: Settings) -> str:
     return f"http://{host}:{settings.ingest_port}"
 
 
-def register_flow_json(settings: Settings, *, flow_id: str, version: str, flow_json: bytes,
+def register_flow_json(settings: Settings, *, flow_id: str, version: str, flow_json: bytes, name: str = "",
                        base_url: str | None = None, timeout_s: float = 15.0) -> list[str]:
     """PUT a version's Flow JSON to the receiver, as a business would; returns its screens in routing order.
 
@@ -27,7 +27,7 @@ def register_flow_json(settings: Settings, *, flow_id: str, version: str, flow_j
     """
     url = (base_url or receiver_url(settings)) + flow_registration_path(flow_id, version)
     try:
-        response = httpx.put(url, content=flow_json, timeout=timeout_s,
+        response = httpx.put(url, content=flow_json, timeout=timeout_s, params={"name": name} if name else None,
                              headers={"Authorization": f"Bearer {settings.events_token}"})
     except httpx.HTTPError as exc:
         raise RegistrationError(f"the receiver at {url} is not reachable ({exc}); is `flowscope up` "

@@ -49,6 +49,7 @@ UNKNOWN = "unknown"
 # Request kinds other than Meta webhooks, as the ``field`` label of the webhooks counter.
 FIRST_PARTY = "first_party"
 FLOW_DEFINITION = "flow_definition"
+MAX_FLOW_NAME = 200  # characters of a flow's display name (?name= on the registration)
 
 
 def _error_body(status: int, field: str, outcome: str, reason: str) -> tuple[int, bytes]:
@@ -192,24 +193,29 @@ async def register_flow(request: Request) -> Response:
     if isinstance(body, Response):
         return body
     flow_id, version = request.path_params["flow_id"], request.path_params["version"]
+    name = request.query_params.get("name", "").strip()
+    if len(name) > MAX_FLOW_NAME or not name.isprintable():
+        return _error(400, FLOW_DEFINITION, "malformed",
+                      f"name must be printable text of at most {MAX_FLOW_NAME} characters")
     try:
         definition = parse_flow_json(body, flow_id=flow_id, version=version)
     except FlowDefinitionError as exc:
         return _error(400, FLOW_DEFINITION, "malformed", str(exc))
     received = int(time.time() * 1000)
     event = FlowDefinitionRegistered(
-        event_id=event_id("flow_definition", flow_id, version, hashlib.sha256(body).hexdigest()),
+        event_id=event_id("flow_definition", flow_id, version, hashlib.sha256(body).hexdigest(), name),
         flow_id=flow_id,
         flow_version=version,
         flow_json=body.decode("utf-8", errors="replace"),
         received_at_ms=received,
+        flow_name=name,
     )
     refused = await _publish(request, [event], FLOW_DEFINITION)
     if refused is not None:
         return refused
     metrics.WEBHOOKS.labels(FLOW_DEFINITION, "accepted").inc()
     _count([event])
-    content = {"flow_id": flow_id, "version": version, "screens": [s.id for s in definition.screens]}
+    content = {"flow_id": flow_id, "version": version, "name": name, "screens": [s.id for s in definition.screens]}
     return Response(orjson.dumps(content), media_type=_JSON)
 
 

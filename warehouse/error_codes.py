@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+# A failed status stores error code 0 when it carried no ``errors[]`` (or a code out of range, see
+# contract.limits.MAX_ERROR_CODE): 0 is our "no code", not one of Meta's.
+NO_ERROR_CODE = 0
+
 ERROR_MEANINGS: dict[int, str] = {
+    NO_ERROR_CODE: "No error code given by Meta (the failed status carried no errors[])",
     130429: "Throughput limit for the number reached",
     130472: "User in a marketing experiment holdout",
     131000: "Unknown error",
@@ -36,4 +41,5 @@ ERROR_MEANINGS: dict[int, str] = {
 
 
 def meaning(code: int) -> str:
+    """What ``code`` means; empty for a code this table does not know."""
     return ERROR_MEANINGS.get(code, "")

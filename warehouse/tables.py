@@ -91,7 +91,7 @@ FLOW_HEALTH_COLUMNS = (
     "alert_state", "error_rate", "threshold", "p50_latency_ms", "p90_latency_ms", "requests_count", "availability",
     "error_types", "error_rates", "error_counts", "raw",
 )
-FLOW_DEFINITION_COLUMNS = ("flow_id", "flow_version", "flow_json", "registered_at")
+FLOW_DEFINITION_COLUMNS = ("flow_id", "flow_version", "flow_json", "registered_at", "flow_name")
 FLOW_SCREEN_COLUMNS = (
     "flow_id", "flow_version", "screen", "position", "title", "terminal", "success", "component_types",
     "next_screens", "selection_fields", "registered_at",

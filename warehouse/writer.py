@@ -43,6 +43,7 @@ class FlowRegistration:
     definition: FlowDefinition
     flow_json: str
     registered_at_ms: int
+    flow_name: str = ""
 
     @classmethod
     def parse(cls, registered: FlowDefinitionRegistered) -> FlowRegistration | None:
@@ -52,7 +53,7 @@ class FlowRegistration:
                                          version=registered.flow_version)
         except FlowDefinitionError:
             return None
-        return cls(definition, registered.flow_json, registered.received_at_ms)
+        return cls(definition, registered.flow_json, registered.received_at_ms, registered.flow_name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +122,7 @@ def _from_rows(table: str, columns: tuple[str, ...], rows: list[dict[str, Any]])
 def _definition_row(registration: FlowRegistration) -> dict[str, Any]:
     definition = registration.definition
     return {"flow_id": definition.flow_id, "flow_version": definition.version, "flow_json": registration.flow_json,
-            "registered_at": registration.registered_at_ms}
+            "registered_at": registration.registered_at_ms, "flow_name": registration.flow_name}
 
 
 def _screen_rows(registration: FlowRegistration) -> list[dict[str, Any]]:

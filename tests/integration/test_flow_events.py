@@ -31,17 +31,26 @@ def test_registration_validates_and_needs_the_token(stack_factory: Callable[...,
     broken = httpx.put(url, content=b'{"screens": []}', headers=auth(stack))
     assert (broken.status_code, broken.json()) == (400, {"error": "Flow JSON needs a non-empty 'screens' list"})
     ok = httpx.put(url, content=orjson.dumps(FLOW_JSON), headers=auth(stack))
-    assert (ok.status_code, ok.json()) == (200, {"flow_id": "F1", "version": "1", "screens": ["A", "B", "C"]})
+    assert (ok.status_code, ok.json()) == (200, {"flow_id": "F1", "version": "1", "name": "",
+                                                 "screens": ["A", "B", "C"]})
+    named = httpx.put(url, params={"name": "Lead form"}, content=orjson.dumps(FLOW_JSON), headers=auth(stack))
+    assert (named.status_code, named.json()["name"]) == (200, "Lead form")
+    too_long = httpx.put(url, params={"name": "x" * 201}, content=orjson.dumps(FLOW_JSON), headers=auth(stack))
+    assert (too_long.status_code, too_long.json()) == (
+        400, {"error": "name must be printable text of at most 200 characters"})
 
 
 def test_events_are_validated_resolved_and_checked_against_the_flow(stack_factory: Callable[..., Stack]) -> None:
     stack = stack_factory("broker", "warehouse", "receiver", "stream", form_fields_allowlist=("plan",))
-    registered = httpx.put(f"{base(stack)}/flows/F1/versions/1", content=orjson.dumps(FLOW_JSON), headers=auth(stack))
+    registered = httpx.put(f"{base(stack)}/flows/F1/versions/1", content=orjson.dumps(FLOW_JSON), headers=auth(stack),
+                           params={"name": "Plan picker"})
     assert registered.status_code == 200
     client = connect(stack.settings.warehouse_url_for("analyst"))
     assert poll(lambda: flows.load_catalog(client), want={("F1", "1"): ("A", frozenset({"A", "B", "C"}))}) == {
         ("F1", "1"): ("A", frozenset({"A", "B", "C"}))
     }
+    assert flows.flow_names(client) == {"F1": "Plan picker"}
+    assert flows.label("F1", flows.flow_names(client)) == "Plan picker (F1)" and flows.label("F9", {}) == "F9"
     now = time.time() - 60
     common = {"flow_token": "tok1", "flow_id": "F1", "flow_version": "1"}
     batch = [
