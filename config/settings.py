@@ -191,6 +191,8 @@ class Settings:
     alertmanager_port: int = _setting(9093, "Port of the Alertmanager `flowscope up` runs when it is installed.")
     alert_webhook_url: str = _setting("", "Where `flowscope up`'s Alertmanager posts alerts (empty: only its UI).")
     simulate_rate: float = _setting(200.0, "Webhook POSTs per second that `flowscope up` simulates (0 = none).")
+    simulate_history_days: int = _setting(14, "Days of simulated history `flowscope up` sends through the pipeline "
+                                              "before its live traffic, so every page is full at once (0 = none).")
     # --- privacy -------------------------------------------------------------------------------
     form_fields_allowlist: tuple[str, ...] = _setting(
         (), "Flow response fields whose values may be stored (comma separated); other answers are dropped."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import socket
@@ -27,12 +28,28 @@ from embedded.supervisor import (
     Supervisor,
 )
 from flowtools.harness import register_simulated_flows
+from flowtools.simulator.flows import ALLOWLIST as SIMULATED_SELECTIONS
+from flowtools.simulator.history import send_history
+from ingest.paths import EVENTS_PATH, WEBHOOK_PATH
 
 logger = logging.getLogger(__name__)
 
 
 def _say(message: str) -> None:
     print(message, flush=True)  # noqa: T201 - the command's own console output
+
+
+def _history(settings: Settings) -> None:
+    """Send the simulated history (FLOWSCOPE_SIMULATE_HISTORY_DAYS) through the receiver, with progress."""
+    days = settings.simulate_history_days
+    base = f"http://127.0.0.1:{settings.ingest_port}"
+    _say(f"sending {days} days of simulated history through the pipeline (FLOWSCOPE_SIMULATE_HISTORY_DAYS=0: none)")
+    began = time.monotonic()
+    failed = send_history(days=days, webhook_url=base + WEBHOOK_PATH, events_url=base + EVENTS_PATH,
+                          app_secret=settings.app_secret, events_token=settings.events_token, say=_say,
+                          now_s=int(time.time()))
+    note = f"; {failed:,} POSTs never landed (see the receiver's log)" if failed else ""
+    _say(f"history sent in {time.monotonic() - began:.1f} s{note}; the pages fill as the stream writes it")
 
 
 def run_up(settings: Settings) -> int:
@@ -50,6 +67,9 @@ def run_up(settings: Settings) -> int:
     # (Python then keeps SIGINT ignored instead of raising KeyboardInterrupt).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = _embedded(settings)
+    if settings.simulate_rate > 0 and not settings.form_fields_allowlist:
+        # The simulated flows' selection fields (never free text), so the choices on selection screens show.
+        settings = dataclasses.replace(settings, form_fields_allowlist=SIMULATED_SELECTIONS)
     log_dir = settings.data_dir / "logs"
     started = time.monotonic()
     for key in settings.dev_secrets_in_use:
@@ -79,6 +99,8 @@ def run_up(settings: Settings) -> int:
             if settings.simulate_rate > 0:
                 names = register_simulated_flows(settings)
                 _say(f"registered the simulated flows' Flow JSON: {', '.join(names)}")
+                if settings.simulate_history_days > 0:
+                    _history(settings)
                 for spec in (simulator_spec(settings), flow_simulator_spec(settings)):
                     _say(f"starting {spec.name} ...")
                     supervisor.start(spec)

@@ -78,7 +78,8 @@ def _secrets_by_process(pids: set[int], settings: Settings) -> dict[str, set[str
 
 
 def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    settings = stack_settings(tmp_path / "up", simulate_rate=50.0, broker_storage="durable")  # up's default
+    # up's default broker; a day of simulated history instead of the default 14 (the history is the same per day).
+    settings = stack_settings(tmp_path / "up", simulate_rate=50.0, broker_storage="durable", simulate_history_days=1)
     env = {**os.environ, **settings.as_env()}
     process = subprocess.Popen(
         [sys.executable, "-m", "flowscope.cli", "up"],
@@ -96,6 +97,9 @@ def test_up_shows_live_numbers_and_ctrl_c_stops_everything(tmp_path: Path) -> No
                 break
         first_data = time.monotonic() - started
         assert any(line.startswith("first statuses in the warehouse") for line in output), "".join(output)
+        # The history went through the pipeline first, with progress, every POST landing.
+        assert any(re.match(r"history: [\d,]+ / [\d,]+ POSTs of 1 days sent \(100%\)$", line) for line in output)
+        assert any(re.match(r"history sent in \d+\.\d s; the pages fill", line) for line in output)
         # The status line says how far behind the warehouse is, the worker's lag and the broker's objects.
         assert live is not None and re.search(
             r"stored: [\d,]+( · \+[\d,]+/s)? · behind \d+\.\d s( FALLING BEHIND)? · lag [\d,]+ records"
