@@ -8,7 +8,7 @@ import streamlit as st
 from clickhouse_connect.driver.client import Client
 
 from dashboards.state import settings
-from warehouse import flows
+from warehouse import flow_names, flows
 
 # Every time range a page offers, defined once; each page offers its own choice of them, in this order.
 SPANS = {
@@ -36,9 +36,9 @@ def flow_filter(client: Client, *, require_version: bool = False) -> flows.FlowF
         range_name = st.selectbox("Sent in", list(RANGES), index=2)
         if known.empty:
             return None
-        names = flows.flow_names(client)
+        names = flow_names.flow_names(client)
         flow_ids = sorted(known["flow_id"].unique(), key=lambda f: (names.get(f, "~"), f))
-        flow_id = st.selectbox("Flow", flow_ids, format_func=lambda f: flows.label(f, names))
+        flow_id = st.selectbox("Flow", flow_ids, format_func=lambda f: flow_names.label(f, names))
         versions = sorted(known.loc[known["flow_id"] == flow_id, "flow_version"].unique(), key=_version_key)
         options = versions if require_version else [ALL, *versions]
         version = st.selectbox("Version", options, index=len(options) - 1 if require_version else 0)

@@ -288,22 +288,6 @@ def flow_screens(client: Client, flow_id: str, flow_version: str) -> pd.DataFram
                    "selection_fields"))
 
 
-def flow_names(client: Client) -> dict[str, str]:
-    """Each registered flow's display name: the latest name given to any of its versions (flows never named
-    have none: pages show their id)."""
-    sql = f"""
-        SELECT flow_id, argMax(flow_name, registered_at) FROM {FLOW_DEFINITIONS_TABLE}
-        WHERE flow_name != '' GROUP BY flow_id
-    """
-    return {flow_id: name for flow_id, name in client.query(sql).result_rows}
-
-
-def label(flow_id: str, names: dict[str, str]) -> str:
-    """How pages name a flow: ``Lead form (1100000000000001)``, or the id alone when it has no name."""
-    name = names.get(flow_id, "")
-    return f"{name} ({flow_id})" if name else flow_id
-
-
 def flow_versions(client: Client) -> pd.DataFrame:
     """Every (flow_id, flow_version, campaign) seen in sends or registrations.
 
@@ -363,33 +347,6 @@ def funnel_over_time(client: Client, where: FlowFilter, *, bucket_minutes: int =
     hours = where.hours(whole=bucket_minutes % 60 == 0)
     return _frame(client, sql, {**where.parameters, **hours, "bucket": bucket_minutes},
                   ("bucket", "sent", "delivered", "read", "opened", "completed"))
-
-
-def over_time_bucket_minutes(span: timedelta) -> int:
-    """The bucket of :func:`funnel_over_time` for a range this long: 5 minutes up to 6 hours, an hour up to
-    7 days, else a day (at most 73, 169 and one per day of buckets)."""
-    return 5 if span <= timedelta(hours=6) else 60 if span <= timedelta(days=7) else 24 * 60
-
-
-def every_bucket(series: pd.DataFrame, *, start: datetime, end: datetime, bucket_minutes: int) -> pd.DataFrame:
-    """A :func:`funnel_over_time` frame with every bucket from the one holding ``start`` to the one holding ``end``,
-    0 sessions in those it has no row for: a series over the whole range, even with one active bucket.
-
-    Buckets start on multiples of ``bucket_minutes`` since the epoch (as ``toStartOfInterval`` starts them: 5, 60
-    and 1440 minutes divide a day). ``bucket`` comes back as naive UTC ``datetime64[ns]``, the stages as int64.
-    """
-    if bucket_minutes <= 0:
-        raise ValueError(f"bucket_minutes must be positive, got {bucket_minutes}")
-    if end < start:
-        raise ValueError(f"the range ends ({end}) before it starts ({start})")
-    freq = pd.Timedelta(minutes=bucket_minutes)
-    buckets = pd.to_datetime(series["bucket"])
-    if buckets.dt.tz is not None:
-        buckets = buckets.dt.tz_convert("UTC").dt.tz_localize(None)
-    counts = series[list(STAGES)].set_axis(pd.DatetimeIndex(buckets).as_unit("ns"), axis=0)
-    whole = pd.date_range(pd.Timestamp(start).floor(freq), pd.Timestamp(end).floor(freq), freq=freq, unit="ns")
-    filled = counts.reindex(whole.union(counts.index), fill_value=0).astype("int64")
-    return filled.rename_axis("bucket").reset_index()
 
 
 def pick(level: float) -> str:

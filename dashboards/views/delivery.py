@@ -11,22 +11,26 @@ import streamlit as st
 
 from dashboards.filters import DELIVERY_RANGES
 from dashboards.formats import money
-from dashboards.state import warehouse
+from dashboards.state import freshness_caption, warehouse, warehouse_guard
+from dashboards.tables import show
 from warehouse import audience, costs, queries
 
 STATUS_COLOURS = {"sent": "#8c9eff", "delivered": "#4db6ac", "read": "#2e7d32", "failed": "#e53935"}
 
-st.title("Delivery status")
-client = warehouse()
+NO_CODE_HELP = "0: the failed status carried no error code (no errors[] in Meta's webhook)"
 
-with st.sidebar:
-    range_name = st.selectbox("Time range", list(DELIVERY_RANGES), index=1)
-    known_numbers = queries.phone_number_ids(client)
-    chosen = st.multiselect("Business phone number id", known_numbers, placeholder="All numbers")
-    refresh_s = st.select_slider("Refresh every (s)", options=[2, 5, 10, 30, 60], value=5)
+st.title("Delivery status")
+with warehouse_guard():
+    client = warehouse()
+    with st.sidebar:
+        range_name = st.selectbox("Time range", list(DELIVERY_RANGES), index=1)
+        known_numbers = queries.phone_number_ids(client)
+        chosen = st.multiselect("Business phone number id", known_numbers, placeholder="All numbers")
+        refresh_s = st.select_slider("Refresh every (s)", options=[2, 5, 10, 30, 60], value=5)
 
 
 @st.fragment(run_every=timedelta(seconds=refresh_s))
+@warehouse_guard()
 def live() -> None:
     end = datetime.now(UTC).replace(tzinfo=None)
     span = DELIVERY_RANGES[range_name]
@@ -63,7 +67,9 @@ def live() -> None:
         if failures.empty:
             st.caption("No failed messages in this range.")
         else:
-            st.dataframe(failures, hide_index=True, width="stretch")
+            show(failures, name="failures_by_error_code",
+                 column_config={"error_code": st.column_config.NumberColumn("error_code", help=NO_CODE_HELP,
+                                                                            format="%d")})
     with right:
         st.subheader("By business number")
         by_number = queries.delivery_by_phone_number(client, where)
@@ -74,10 +80,11 @@ def live() -> None:
             ],
             columns=["phone_number_id", *queries.DELIVERY_STATUSES],
         )
-        st.dataframe(table, hide_index=True, width="stretch")
+        show(table, name="delivery_by_business_number")
     who_and_cost(where)
     account_errors(where)
     st.caption(f"Updated {end:%H:%M:%S} UTC · distinct messages per status · refreshes every {refresh_s} s")
+    freshness_caption(client)
 
 
 SPEND_BY = {"Day": "day", "Pricing category": "pricing_category", "Country": "country", "Campaign": "campaign",
@@ -106,13 +113,13 @@ def who_and_cost(where: queries.DeliveryFilter) -> None:
         st.markdown("**By recipient country**")
         countries = audience.delivery_by_country(client, where)
         countries["country"] = [c or "unknown" for c in countries["country"]]
-        st.dataframe(countries, hide_index=True, width="stretch")
+        show(countries, name="delivery_by_country")
     with right:
         label = st.radio("Spend by", list(SPEND_BY), horizontal=True, key="spend_by")
         group = SPEND_BY[label]
         spend = costs.spend(client, where, by=(group,), card=card)
         spend["spend"] = [money(v, currency) for v in spend["spend"]]
-        st.dataframe(spend.drop(columns=["currency"]), hide_index=True, width="stretch")
+        show(spend.drop(columns=["currency"]), name=f"spend_by_{group}")
     st.caption("no rate card loaded: `flowscope ratecard load FILE`" if loaded is None
                else f"rate card {loaded.source}, loaded {loaded.loaded_at:%Y-%m-%d %H:%M} UTC")
 
@@ -124,8 +131,7 @@ def account_errors(where: queries.DeliveryFilter) -> None:
     if errors.empty:
         st.caption("Meta reported no error for the account or its numbers in this range.")
     else:
-        st.dataframe(errors, hide_index=True, width="stretch",
-                     column_config={"href": st.column_config.LinkColumn("href")})
+        show(errors, name="account_and_number_errors", column_config={"href": st.column_config.LinkColumn("href")})
 
 
 live()

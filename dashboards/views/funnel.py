@@ -13,7 +13,7 @@ import streamlit as st
 from dashboards.filters import flow_filter, opt_out_window, refresh_seconds
 from dashboards.formats import duration, money
 from dashboards.state import warehouse
-from warehouse import audience, costs, flows
+from warehouse import audience, buckets, costs, flows, versions
 
 st.title("Engagement funnel")
 client = warehouse()
@@ -61,18 +61,9 @@ def live() -> None:
         st.metric("Completion rate (of opened)", _rate(row["completed"], row["opened"]))
 
     st.subheader("Version against version")
-    versions = flows.funnel(client, dataclasses.replace(where, flow_version=""))
-    if not versions.empty:
-        table = versions[["flow_version", *flows.STAGES, "abandoned"]].copy()
-        table["open rate"] = [_rate(o, r) for o, r in zip(table["opened"], table["read"], strict=True)]
-        table["completion rate"] = [_rate(c, s) for c, s in zip(table["completed"], table["sent"], strict=True)]
-        st.dataframe(table, hide_index=True, width="stretch")
-        long = versions.melt(id_vars=["flow_version"], value_vars=list(flows.STAGES), var_name="stage",
-                             value_name="sessions")
-        chart = px.bar(long, x="stage", y="sessions", color="flow_version", barmode="group",
-                       category_orders={"stage": list(flows.STAGES)})
-        chart.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend_title_text="version")
-        st.plotly_chart(chart, width="stretch")
+    by_version = flows.funnel(client, dataclasses.replace(where, flow_version=""))
+    if not by_version.empty:
+        version_against_version(by_version)
 
     people_cost_and_opt_outs(where)
     times_to_complete(where)
@@ -82,17 +73,83 @@ def live() -> None:
     campaigns["completion rate"] = [_rate(c, s) for c, s in zip(campaigns["completed"], campaigns["sent"], strict=True)]
     st.dataframe(campaigns, hide_index=True, width="stretch")
 
-    span = where.end - where.start
-    bucket = 5 if span <= timedelta(hours=6) else 60 if span <= timedelta(days=7) else 24 * 60
+    bucket = buckets.over_time_bucket_minutes(where.end - where.start)
     series = flows.funnel_over_time(client, where, bucket_minutes=bucket)
     if not series.empty:
         st.subheader("Over time (by send time)")
+        # Every bucket of the range, 0 where nothing was sent: one active bucket still draws a line across it.
+        series = buckets.every_bucket(series, start=where.start, end=where.end, bucket_minutes=bucket)
         long = pd.melt(series, id_vars=["bucket"], value_vars=list(flows.STAGES), var_name="stage",
                        value_name="sessions")
-        chart = px.line(long, x="bucket", y="sessions", color="stage", category_orders={"stage": list(flows.STAGES)})
+        chart = px.line(long, x="bucket", y="sessions", color="stage", markers=True,
+                        category_orders={"stage": list(flows.STAGES)},
+                        labels={"bucket": f"sent, per {_bucket_name(bucket)}"})
+        chart.update_xaxes(type="date")
+        chart.update_yaxes(rangemode="tozero")
         chart.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend_title_text="")
         st.plotly_chart(chart, width="stretch")
     st.caption(f"Sessions = flow tokens · refreshes every {refresh_s} s")
+
+
+def version_against_version(funnel: pd.DataFrame) -> None:
+    """Per version: the stages, then the completion rate with its 95% interval against a baseline version."""
+    table = funnel[["flow_version", *flows.STAGES, "abandoned"]].copy()
+    table["open rate"] = [_rate(o, r) for o, r in zip(table["opened"], table["read"], strict=True)]
+    table["completion rate (of sent)"] = [_rate(c, s) for c, s in zip(table["completed"], table["sent"], strict=True)]
+    st.dataframe(table, hide_index=True, width="stretch")
+    long = funnel.melt(id_vars=["flow_version"], value_vars=list(flows.STAGES), var_name="stage",
+                       value_name="sessions")
+    chart = px.bar(long, x="stage", y="sessions", color="flow_version", barmode="group",
+                   category_orders={"stage": list(flows.STAGES)})
+    chart.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend_title_text="version")
+    st.plotly_chart(chart, width="stretch")
+
+    counts = versions.from_funnel(funnel)
+    names = [c.version for c in counts]
+    default = versions.default_baseline(counts)
+    baseline = st.selectbox("Baseline version", names, index=names.index(default) if default in names else 0,
+                            key="funnel_baseline_version", help="Default: the version with the most sessions sent")
+    rows = versions.compare(counts, baseline=baseline)
+    st.dataframe(pd.DataFrame({
+        "version": [r.version for r in rows],
+        "decided sessions": [r.decided for r in rows],
+        "completion rate": [_share(r.rate) for r in rows],
+        "95% CI": [f"{_share(r.low)}–{_share(r.high)}" if r.low is not None else "–" for r in rows],
+        "vs baseline": [f"{r.difference * 100:+.1f} pts" if r.difference is not None else "–" for r in rows],
+        "p-value": [f"{r.p_value:.3g}" if r.p_value is not None else "–" for r in rows],
+        "significant": ["–" if r.p_value is None else "yes" if r.significant else "no" for r in rows],
+        "sessions still needed": ["–" if r.significant or r.p_value is None else
+                                  "cannot be estimated" if r.more_sessions is None else f"{r.more_sessions:,}"
+                                  for r in rows],
+    }), hide_index=True, width="stretch")
+    for row in rows:
+        if row.version != baseline:
+            st.markdown(f"- {row.verdict}")
+    rated = [(r.version, r.rate, r.low, r.high) for r in rows
+             if r.rate is not None and r.low is not None and r.high is not None]
+    if rated:
+        bars = go.Figure(go.Bar(
+            x=[version for version, *_ in rated], y=[rate * 100 for _, rate, _, _ in rated],
+            error_y={"type": "data", "symmetric": False, "array": [(high - rate) * 100 for _, rate, _, high in rated],
+                     "arrayminus": [(rate - low) * 100 for _, rate, low, _ in rated]},
+            marker={"color": ["#6a1b9a" if version == baseline else "#8c9eff" for version, *_ in rated]},
+        ))
+        bars.update_xaxes(type="category", title_text="version")
+        bars.update_yaxes(title_text="completion rate (%), 95% CI", rangemode="tozero")
+        bars.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0})
+        st.plotly_chart(bars, width="stretch")
+    st.caption("Completion rate = completed / decided sessions (sent − still in progress): sessions still in "
+               "progress are not decided yet, so they count neither as completed nor as dropped. Interval: 95% "
+               "Wilson score; p-value: two-sided two-proportion z-test (pooled); significant when p < 0.05; "
+               "sessions still needed: per version, to detect the observed difference with 80% power at α = 0.05.")
+
+
+def _share(value: float | None) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _bucket_name(minutes: int) -> str:
+    return "day" if minutes == 24 * 60 else "hour" if minutes == 60 else f"{minutes} minutes"
 
 
 def people_cost_and_opt_outs(where: flows.FlowFilter) -> None:

@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboards.filters import RANGES
-from dashboards.state import warehouse
+from dashboards.state import freshness_caption, warehouse, warehouse_guard
+from dashboards.tables import show
 from warehouse import health
 
 ALERT_TITLES = {
@@ -24,7 +25,8 @@ st.caption(
     "client error rate, endpoint error rate, latency and availability alerts. The same state is exported as "
     "Prometheus gauges (`flowscope_stream_flow_status`, `flowscope_stream_flow_alert_active`), which page on-call."
 )
-client = warehouse()
+with warehouse_guard():
+    client = warehouse()
 
 with st.sidebar:
     range_name = st.selectbox("History of", list(RANGES), index=4)
@@ -38,7 +40,13 @@ def _value(alert: str, value: float | None) -> str:
 
 
 @st.fragment(run_every=timedelta(seconds=refresh_s))
+@warehouse_guard()
 def live() -> None:
+    figures()
+    freshness_caption(client)
+
+
+def figures() -> None:
     states = health.flow_states(client)
     if not states:
         st.info("No flows webhook received yet. Subscribe the app to the `flows` webhook field in Meta's "
@@ -71,7 +79,7 @@ def live() -> None:
             row[title] = f"{mark} ({_value(alert, state.values.get(alert))})" if active is not None else mark
         row["last webhook"] = state.updated_at
         rows.append(row)
-    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    show(pd.DataFrame(rows), name="flow_states")
 
     st.subheader("History")
     end = datetime.now(UTC).replace(tzinfo=None)
@@ -86,7 +94,7 @@ def live() -> None:
             error_types=[", ".join(types) for types in events["error_types"]],
             error_counts=[", ".join(map(str, counts)) for counts in events["error_counts"]],
         ).replace({-1: None})
-        st.dataframe(shown, hide_index=True, width="stretch")
+        show(shown, name="flow_health_history")
     st.caption(f"Updated {end:%H:%M:%S} UTC · refreshes every {refresh_s} s")
 
 

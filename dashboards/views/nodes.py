@@ -9,12 +9,14 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboards.filters import flow_filter, refresh_seconds
-from dashboards.state import warehouse
+from dashboards.state import freshness_caption, warehouse, warehouse_guard
+from dashboards.tables import DROP_RATE_AMBER, DROP_RATE_RED, drop_rate_style, show
 from warehouse import flows
 
 st.title("Node performance")
-client = warehouse()
-where = flow_filter(client, require_version=True)
+with warehouse_guard():
+    client = warehouse()
+    where = flow_filter(client, require_version=True)
 refresh_s = refresh_seconds()
 EXITS = {"completed": "#2e7d32", "dropped": "#e53935", "ongoing": "#9e9e9e"}
 
@@ -68,7 +70,13 @@ def sankey(moves: pd.DataFrame) -> go.Figure:
 
 
 @st.fragment(run_every=timedelta(seconds=refresh_s))
+@warehouse_guard()
 def live() -> None:
+    figures()
+    freshness_caption(client)
+
+
+def figures() -> None:
     if where is None:
         if not flows.flow_versions(client).empty:
             st.rerun()  # the first sessions arrived: rebuild the sidebar with them
@@ -87,10 +95,12 @@ def live() -> None:
             f"Worst screen: **{worst['title']}** (`{worst['screen']}`) loses {worst['drop rate']:.1%} of the "
             f"sessions that reach it ({int(worst['dropped']):,} of {int(worst['reached']):,})."
         )
-    styled = table.style.format({"drop rate": "{:.1%}", "median s": "{:.1f}", "p90 s": "{:.1f}"}).highlight_max(
-        subset=["drop rate"], color="#ffcdd2"
+    styled = table.style.format({"drop rate": "{:.1%}", "median s": "{:.1f}", "p90 s": "{:.1f}"}).map(
+        drop_rate_style, subset=["drop rate"]
     )
-    st.dataframe(styled, hide_index=True, width="stretch")
+    show(styled, name=f"screens_{where.flow_id}_v{where.flow_version}")
+    st.caption(f"Drop rate shaded amber from {DROP_RATE_AMBER:.0%} and red from {DROP_RATE_RED:.0%} of the sessions "
+               "that reach the screen.")
 
     st.subheader("Paths between screens")
     moves = flows.transitions(client, where)
@@ -103,14 +113,14 @@ def live() -> None:
     with left:
         st.subheader("Top paths")
         top = flows.paths(client, where, limit=15)
-        st.dataframe(top.drop(columns=["flow_id", "flow_version"]), hide_index=True, width="stretch")
+        show(top.drop(columns=["flow_id", "flow_version"]), name="top_paths")
     with right:
         st.subheader("Choices on selection screens")
         chosen = flows.selections(client, flow_id=where.flow_id, flow_version=where.flow_version)
         if chosen.empty:
             st.caption("No allow-listed selections (FLOWSCOPE_FORM_FIELDS_ALLOWLIST) submitted yet.")
         else:
-            st.dataframe(chosen.drop(columns=["flow_version"]), hide_index=True, width="stretch")
+            show(chosen.drop(columns=["flow_version"]), name="selections")
     st.caption(f"Flow {where.flow_id}, version {where.flow_version} · refreshes every {refresh_s} s")
 
 

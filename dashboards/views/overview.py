@@ -9,7 +9,7 @@ import streamlit as st
 from dashboards.filters import RANGES
 from dashboards.formats import money
 from dashboards.state import settings, warehouse
-from warehouse import costs, flows, overview
+from warehouse import costs, flow_names, overview
 
 st.title("Overview")
 client = warehouse()
@@ -83,7 +83,7 @@ def live() -> None:
             st.caption(f"No screen reached by {overview.MIN_REACHED}+ sessions lost any yet (a session is abandoned "
                        f"after {timeout_s // 60} min without activity).")
         else:
-            flow = flows.label(worst.flow_id, flows.flow_names(client))
+            flow = flow_names.label(worst.flow_id, flow_names.flow_names(client))
             st.markdown(f"**{worst.screen}** of flow {flow} version {worst.flow_version} loses "
                         f"**{worst.drop_rate:.1%}** of the sessions that reach it ({worst.dropped:,} of "
                         f"{worst.reached:,}).")

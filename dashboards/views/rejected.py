@@ -8,7 +8,8 @@ import streamlit as st
 
 from contract.events import SOURCE_FIRST_PARTY, SOURCE_WHATSAPP
 from dashboards.filters import RANGES, refresh_seconds
-from dashboards.state import warehouse
+from dashboards.state import freshness_caption, warehouse, warehouse_guard
+from dashboards.tables import show
 from warehouse import rejected
 
 LATEST_LIMIT = 200
@@ -21,7 +22,8 @@ st.caption(
     "Requests that could not be read at all were answered 400/401/413/415 and are counted in "
     "`flowscope_ingest_webhooks_total`."
 )
-client = warehouse()
+with warehouse_guard():
+    client = warehouse()
 
 with st.sidebar:
     range_name = st.selectbox("Received in", list(RANGES), index=2)
@@ -29,7 +31,13 @@ refresh_s = refresh_seconds()
 
 
 @st.fragment(run_every=timedelta(seconds=refresh_s))
+@warehouse_guard()
 def live() -> None:
+    figures()
+    freshness_caption(client)
+
+
+def figures() -> None:
     end = datetime.now(UTC).replace(tzinfo=None)
     start = end - RANGES[range_name]
     counts = rejected.by_reason(client, start, end)
@@ -44,12 +52,12 @@ def live() -> None:
         return
 
     st.subheader("By source and reason")
-    st.dataframe(counts, hide_index=True, width="stretch")
+    show(counts, name="rejected_by_reason")
 
     st.subheader("Latest rejected events")
     latest = rejected.latest(client, start, end, LATEST_LIMIT)
-    st.dataframe(latest[["received_at", "source", "reason", "raw"]], hide_index=True, width="stretch",
-                 column_config={"raw": st.column_config.TextColumn("raw", width="large")})
+    show(latest[["received_at", "source", "reason", "raw"]], name="rejected_latest",
+         column_config={"raw": st.column_config.TextColumn("raw", width="large")})
     st.caption(f"The {min(len(latest), LATEST_LIMIT)} newest · updated {end:%H:%M:%S} UTC · "
                f"refreshes every {refresh_s} s")
 

@@ -11,7 +11,7 @@ import orjson
 
 from tests.samples import FLOW_JSON
 from tests.stack import Stack, poll
-from warehouse import flows
+from warehouse import flow_names, flows
 from warehouse.client import connect
 
 
@@ -49,8 +49,9 @@ def test_events_are_validated_resolved_and_checked_against_the_flow(stack_factor
     assert poll(lambda: flows.load_catalog(client), want={("F1", "1"): ("A", frozenset({"A", "B", "C"}))}) == {
         ("F1", "1"): ("A", frozenset({"A", "B", "C"}))
     }
-    assert flows.flow_names(client) == {"F1": "Plan picker"}
-    assert flows.label("F1", flows.flow_names(client)) == "Plan picker (F1)" and flows.label("F9", {}) == "F9"
+    assert flow_names.flow_names(client) == {"F1": "Plan picker"}
+    assert flow_names.label("F1", flow_names.flow_names(client)) == "Plan picker (F1)"
+    assert flow_names.label("F9", {}) == "F9"
     now = time.time() - 60
     common = {"flow_token": "tok1", "flow_id": "F1", "flow_version": "1"}
     batch = [

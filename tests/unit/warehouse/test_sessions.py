@@ -12,12 +12,14 @@ from pathlib import Path
 
 import clickhouse_connect
 import msgspec
+import pandas as pd
+import pytest
 from clickhouse_connect.driver.client import Client
 
 from contract.events import FlowCompletion, FlowSent, MessageStatus, NodeEvent, event_id
 from contract.flowjson import parse_flow_json
 from tests.samples import FLOW_JSON
-from warehouse import flows, tables, writer
+from warehouse import buckets, flows, tables, writer
 from warehouse.migrate import _apply, backfill_new_derived_tables, load_migrations
 from warehouse.resolution import SessionRollup
 from warehouse.rollup import server_now
@@ -347,3 +349,50 @@ def test_quantiles_picked_from_counted_lengths_are_those_of_quantile_exact(clien
         """
         median, p90, picked_median, picked_p90 = client.query(sql, parameters={"vs": values}).result_rows[0]
         assert (picked_median, picked_p90) == (median, p90), values
+
+
+def test_one_active_bucket_becomes_a_series_over_the_whole_range(client: Client) -> None:
+    # Issue 15: sessions all sent within one hour of a 24-hour range come back as one bucket, which the page
+    # drew as a line of one point (nothing drawn, an axis of milliseconds around that instant).
+    at = datetime(2026, 3, 1, 10, 17, 5)
+    at_ms = int(at.replace(tzinfo=UTC).timestamp() * 1000)
+    insert(client, [sent(1, at_ms), sent(2, at_ms + 60_000), sent(3, at_ms + 1_800_000), completion(1, 0)])
+    where = flows.FlowFilter(start=datetime(2026, 3, 1, 0, 30), end=datetime(2026, 3, 2, 0, 30), timeout_s=1800,
+                             now=datetime(2026, 3, 2, 0, 30))
+    bucket = buckets.over_time_bucket_minutes(where.end - where.start)
+    assert bucket == 60
+    raw = flows.funnel_over_time(client, where, bucket_minutes=bucket)
+    assert raw[["bucket", "sent"]].to_dict("records") == [{"bucket": pd.Timestamp("2026-03-01 10:00"), "sent": 3}]
+    series = buckets.every_bucket(raw, start=where.start, end=where.end, bucket_minutes=bucket)
+    # Every hour from the one holding the start (00:00) to the one holding the end (the next day's 00:00).
+    assert series["bucket"].tolist() == list(pd.date_range("2026-03-01 00:00", "2026-03-02 00:00", freq="h"))
+    assert series["sent"].tolist() == [0] * 10 + [3] + [0] * 14
+    assert series["completed"].tolist() == [0] * 10 + [1] + [0] * 14  # by send time: tok1's, whenever it came
+    assert str(series["bucket"].dtype) == "datetime64[ns]"
+    assert {str(series[stage].dtype) for stage in flows.STAGES} == {"int64"}
+
+
+def test_every_bucket_fills_the_range_whatever_the_bucket_and_time_zone() -> None:
+    columns = {stage: [2] for stage in flows.STAGES}
+    utc = pd.DataFrame({"bucket": [pd.Timestamp("2026-03-01 10:05", tz="UTC")], **columns})
+    series = buckets.every_bucket(utc, start=datetime(2026, 3, 1, 9, 58), end=datetime(2026, 3, 1, 10, 12),
+                                bucket_minutes=5)
+    assert series.to_dict("records") == [
+        {"bucket": pd.Timestamp(f"2026-03-01 {t}"), **{stage: n for stage in flows.STAGES}}
+        for t, n in (("09:55", 0), ("10:00", 0), ("10:05", 2), ("10:10", 0))
+    ]
+    empty = pd.DataFrame(columns=["bucket", *flows.STAGES])
+    days = buckets.every_bucket(empty, start=datetime(2026, 1, 1, 12), end=datetime(2026, 1, 31, 12),
+                              bucket_minutes=24 * 60)
+    assert days["bucket"].tolist() == list(pd.date_range("2026-01-01", "2026-01-31", freq="D"))
+    assert days[list(flows.STAGES)].to_numpy().sum() == 0
+    with pytest.raises(ValueError, match="bucket_minutes must be positive"):
+        buckets.every_bucket(empty, start=datetime(2026, 1, 1), end=datetime(2026, 1, 2), bucket_minutes=0)
+    with pytest.raises(ValueError, match="ends .* before it starts"):
+        buckets.every_bucket(empty, start=datetime(2026, 1, 2), end=datetime(2026, 1, 1), bucket_minutes=5)
+
+
+def test_over_time_buckets_by_range() -> None:
+    assert [buckets.over_time_bucket_minutes(span) for span in (
+        timedelta(hours=1), timedelta(hours=6), timedelta(hours=6, seconds=1), timedelta(days=7),
+        timedelta(days=7, seconds=1), timedelta(days=90))] == [5, 5, 60, 60, 1440, 1440]
