@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import dataclasses
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
+import pandas as pd
 import streamlit as st
 from clickhouse_connect.driver.client import Client
 
@@ -29,27 +33,156 @@ DELIVERY_RANGES = {label: SPANS[label] for label in (
 ALL = "All"
 
 
-def flow_filter(client: Client, *, require_version: bool = False) -> flows.FlowFilter | None:
-    """Time range, flow, version and campaign from the sidebar; None when no flow is known yet."""
+def flow_filter(client: Client, *, require_version: bool = False, default: str = "Last 24 hours",
+                label: str = "Sent in") -> flows.FlowFilter | None:
+    """Time range, flow, version and campaign from the sidebar, shared with the other pages and kept in the URL;
+    None when no flow is known yet. Call :func:`refreshed` on it in a page's refreshing section."""
     known = flows.flow_versions(client)
+    chosen = period(RANGES, default=default, label=label)
+    if known.empty:
+        return None
     with st.sidebar:
-        range_name = st.selectbox("Sent in", list(RANGES), index=2)
-        if known.empty:
-            return None
         names = flow_names.flow_names(client)
         flow_ids = sorted(known["flow_id"].unique(), key=lambda f: (names.get(f, "~"), f))
-        flow_id = st.selectbox("Flow", flow_ids, format_func=lambda f: flow_names.label(f, names))
+        flow_id = _select("Flow", flow_ids, key="flow", default_index=0,
+                          format_func=lambda f: flow_names.label(f, names))
         versions = sorted(known.loc[known["flow_id"] == flow_id, "flow_version"].unique(), key=_version_key)
         options = versions if require_version else [ALL, *versions]
-        version = st.selectbox("Version", options, index=len(options) - 1 if require_version else 0)
+        version = _select("Version", options, key="version", default_index=len(options) - 1 if require_version else 0)
         campaigns = sorted(c for c in known.loc[known["flow_id"] == flow_id, "campaign"].unique() if c)
-        campaign = st.selectbox("Campaign", [ALL, *campaigns])
-    end = datetime.now(UTC).replace(tzinfo=None)
+        campaign = _select("Campaign", [ALL, *campaigns], key="campaign", default_index=0)
+    start, end = chosen.bounds()
     return flows.FlowFilter(
-        start=end - RANGES[range_name], end=end, flow_id=flow_id,
+        start=start, end=end, flow_id=flow_id,
         flow_version="" if version == ALL else version, campaign="" if campaign == ALL else campaign,
         timeout_s=settings().session_timeout_s,
     )
+
+
+def refreshed(where: flows.FlowFilter) -> flows.FlowFilter:
+    """``where`` with the bounds of the chosen period now (a preset range moves with the clock)."""
+    start, end = current_period().bounds()
+    return dataclasses.replace(where, start=start, end=end, now=None)
+
+
+# --- filters shared by every page and kept in the URL ----------------------------------------------------------
+
+CUSTOM = "Custom range"
+TIME_ZONES = ("UTC", "America/Sao_Paulo", "America/Mexico_City", "America/New_York", "Europe/London",
+              "Europe/Berlin", "Asia/Kolkata", "Asia/Singapore")
+_STORE = "shared_filters"  # session state: the filters chosen on any page, seeded once from the URL
+_LIST_KEYS = frozenset({"numbers"})
+
+
+@dataclass(frozen=True)
+class Period:
+    """A preset range ending now (``span``), or a custom one (``start``/``end``, naive UTC), and the time zone
+    the pages show times in."""
+
+    label: str
+    span: timedelta | None
+    start: datetime | None
+    end: datetime | None
+    tz: str
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        """(start, end), naive UTC: a preset range ends now."""
+        if self.span is not None:
+            end = datetime.now(UTC).replace(tzinfo=None)
+            return end - self.span, end
+        if self.start is None or self.end is None:  # pragma: no cover - a custom period has both
+            raise ValueError("a custom period needs a start and an end")
+        return self.start, self.end
+
+    def local(self, frame: pd.DataFrame, column: str) -> pd.DataFrame:
+        """``frame`` with its naive-UTC time ``column`` shown in the chosen time zone."""
+        if frame.empty or self.tz == "UTC":
+            return frame
+        times = pd.to_datetime(frame[column])
+        times = times.dt.tz_localize("UTC") if times.dt.tz is None else times
+        return frame.assign(**{column: times.dt.tz_convert(self.tz)})
+
+
+def _store() -> dict[str, Any]:
+    """The shared filters of this browser session; the first page it opens reads them from the URL."""
+    if _STORE not in st.session_state:
+        params = st.query_params
+        st.session_state[_STORE] = {
+            key: (params.get_all(key) if key in _LIST_KEYS else params.get(key)) for key in params
+            if key in {"range", "from", "to", "tz", "numbers", "flow", "version", "campaign"}}
+    store: dict[str, Any] = st.session_state[_STORE]
+    return store
+
+
+def _remember(key: str, value: Any) -> None:
+    """Keep a chosen filter for the other pages and in the URL (so a link opens the same view)."""
+    _store()[key] = value
+    if value in (None, "", []) or value == ALL:
+        if key in st.query_params:
+            del st.query_params[key]
+    elif isinstance(value, list):
+        st.query_params[key] = [str(v) for v in value]
+    else:
+        st.query_params[key] = str(value)
+
+
+def _select(label: str, options: list[Any], *, key: str, default_index: int,
+            format_func: Any = str) -> Any:
+    wanted = _store().get(key)
+    index = options.index(wanted) if wanted in options else min(default_index, len(options) - 1)
+    value = st.selectbox(label, options, index=index, format_func=format_func)
+    _remember(key, value)
+    return value
+
+
+def period(ranges: dict[str, timedelta], *, default: str, label: str = "Time range") -> Period:
+    """The time range (a preset of ``ranges`` or a custom one) and time zone, in the sidebar."""
+    options = [*ranges, CUSTOM]
+    with st.sidebar:
+        name = _select(label, options, key="range", default_index=options.index(default))
+        start = end = None
+        if name == CUSTOM:
+            today = datetime.now(UTC).date()
+            store = _store()
+            first = _date(store.get("from")) or today - timedelta(days=7)
+            last = _date(store.get("to")) or today
+            picked = st.date_input("From – to (UTC days)", value=(first, last), max_value=today)
+            if isinstance(picked, tuple) and len(picked) == 2:
+                first, last = picked
+            _remember("from", first.isoformat())
+            _remember("to", last.isoformat())
+            start = datetime.combine(first, datetime.min.time())
+            end = datetime.combine(last, datetime.min.time()) + timedelta(days=1) - timedelta(seconds=1)
+        else:
+            _remember("from", None)
+            _remember("to", None)
+        tz = _select("Time zone", list(TIME_ZONES), key="tz", default_index=0)
+    chosen = Period(name, ranges.get(name) if name != CUSTOM else None, start, end, tz)
+    st.session_state["current_period"] = chosen
+    return chosen
+
+
+def current_period() -> Period:
+    """The period the page chose in its sidebar (this run)."""
+    chosen: Period = st.session_state["current_period"]
+    return chosen
+
+
+def phone_numbers(known: list[str]) -> tuple[str, ...]:
+    """Business phone numbers to show (none chosen: all), shared and kept in the URL."""
+    wanted = list(_store().get("numbers") or [])
+    options = sorted({*known, *wanted})  # a number from a link stays chosen even before its data arrives
+    with st.sidebar:
+        chosen = st.multiselect("Business phone number id", options, default=wanted, placeholder="All numbers")
+    _remember("numbers", list(chosen))
+    return tuple(chosen)
+
+
+def _date(text: Any) -> date | None:
+    try:
+        return date.fromisoformat(str(text)) if text else None
+    except ValueError:
+        return None
 
 
 def opt_out_window() -> timedelta:

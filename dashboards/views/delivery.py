@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 
 import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboards.filters import DELIVERY_RANGES
+from dashboards.filters import DELIVERY_RANGES, period, phone_numbers
 from dashboards.formats import money
 from dashboards.state import freshness_caption, warehouse, warehouse_guard
 from dashboards.tables import show
@@ -22,19 +22,18 @@ NO_CODE_HELP = "0: the failed status carried no error code (no errors[] in Meta'
 st.title("Delivery status")
 with warehouse_guard():
     client = warehouse()
+    chosen_period = period(DELIVERY_RANGES, default="Last hour")
+    chosen = phone_numbers(queries.phone_number_ids(client))
     with st.sidebar:
-        range_name = st.selectbox("Time range", list(DELIVERY_RANGES), index=1)
-        known_numbers = queries.phone_number_ids(client)
-        chosen = st.multiselect("Business phone number id", known_numbers, placeholder="All numbers")
         refresh_s = st.select_slider("Refresh every (s)", options=[2, 5, 10, 30, 60], value=5)
 
 
 @st.fragment(run_every=timedelta(seconds=refresh_s))
 @warehouse_guard()
 def live() -> None:
-    end = datetime.now(UTC).replace(tzinfo=None)
-    span = DELIVERY_RANGES[range_name]
-    where = queries.DeliveryFilter(start=end - span, end=end, phone_number_ids=tuple(chosen))
+    start, end = chosen_period.bounds()
+    span = end - start
+    where = queries.DeliveryFilter(start=start, end=end, phone_number_ids=chosen)
     totals = queries.delivery_totals(client, where)
     sent = totals["sent"]
     cols = st.columns(5)
@@ -53,7 +52,7 @@ def live() -> None:
         st.info("No message statuses in this range yet.")
     else:
         figure = px.bar(
-            series, x="bucket", y="messages", color="status", barmode="group",
+            chosen_period.local(series, "bucket"), x="bucket", y="messages", color="status", barmode="group",
             color_discrete_map=STATUS_COLOURS, category_orders={"status": list(STATUS_COLOURS)},
             labels={"bucket": "", "messages": "messages"},
         )

@@ -10,16 +10,18 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards.filters import flow_filter, opt_out_window, refresh_seconds
+from dashboards.filters import current_period, flow_filter, opt_out_window, refresh_seconds, refreshed
 from dashboards.formats import duration, money
-from dashboards.state import warehouse
+from dashboards.state import freshness_caption, warehouse, warehouse_guard
+from dashboards.tables import show
 from warehouse import audience, buckets, costs, flows, versions
 
 st.title("Engagement funnel")
-client = warehouse()
-where = flow_filter(client)
-window = opt_out_window()
-refresh_s = refresh_seconds()
+with warehouse_guard():
+    client = warehouse()
+    where = flow_filter(client)
+    window = opt_out_window()
+    refresh_s = refresh_seconds()
 STAGE_LABELS = {"sent": "Sent", "delivered": "Delivered", "read": "Read", "opened": "Opened", "completed": "Completed"}
 
 
@@ -28,12 +30,17 @@ def _rate(part: float, whole: float) -> str:
 
 
 @st.fragment(run_every=timedelta(seconds=refresh_s))
+@warehouse_guard()
 def live() -> None:
     if where is None:
         if not flows.flow_versions(client).empty:
             st.rerun()  # the first sessions arrived: rebuild the sidebar with them
         st.info("No Flow sessions yet: send `flow_sent` events to POST /events (see the README).")
         return
+    figures(refreshed(where))
+
+
+def figures(where: flows.FlowFilter) -> None:
     totals = flows.funnel(client, where, by=("flow_id",))
     if totals.empty:
         st.info("No sessions sent in this range.")
@@ -71,14 +78,15 @@ def live() -> None:
     st.subheader("By campaign")
     campaigns = flows.funnel(client, where, by=("campaign",))
     campaigns["completion rate"] = [_rate(c, s) for c, s in zip(campaigns["completed"], campaigns["sent"], strict=True)]
-    st.dataframe(campaigns, hide_index=True, width="stretch")
+    show(campaigns, name="funnel_by_campaign")
 
     bucket = buckets.over_time_bucket_minutes(where.end - where.start)
     series = flows.funnel_over_time(client, where, bucket_minutes=bucket)
     if not series.empty:
         st.subheader("Over time (by send time)")
         # Every bucket of the range, 0 where nothing was sent: one active bucket still draws a line across it.
-        series = buckets.every_bucket(series, start=where.start, end=where.end, bucket_minutes=bucket)
+        series = current_period().local(
+            buckets.every_bucket(series, start=where.start, end=where.end, bucket_minutes=bucket), "bucket")
         long = pd.melt(series, id_vars=["bucket"], value_vars=list(flows.STAGES), var_name="stage",
                        value_name="sessions")
         chart = px.line(long, x="bucket", y="sessions", color="stage", markers=True,
@@ -89,6 +97,7 @@ def live() -> None:
         chart.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0}, legend_title_text="")
         st.plotly_chart(chart, width="stretch")
     st.caption(f"Sessions = flow tokens · refreshes every {refresh_s} s")
+    freshness_caption(client)
 
 
 def version_against_version(funnel: pd.DataFrame) -> None:
@@ -96,7 +105,7 @@ def version_against_version(funnel: pd.DataFrame) -> None:
     table = funnel[["flow_version", *flows.STAGES, "abandoned"]].copy()
     table["open rate"] = [_rate(o, r) for o, r in zip(table["opened"], table["read"], strict=True)]
     table["completion rate (of sent)"] = [_rate(c, s) for c, s in zip(table["completed"], table["sent"], strict=True)]
-    st.dataframe(table, hide_index=True, width="stretch")
+    show(table, name="funnel_by_version")
     long = funnel.melt(id_vars=["flow_version"], value_vars=list(flows.STAGES), var_name="stage",
                        value_name="sessions")
     chart = px.bar(long, x="stage", y="sessions", color="flow_version", barmode="group",
@@ -110,7 +119,7 @@ def version_against_version(funnel: pd.DataFrame) -> None:
     baseline = st.selectbox("Baseline version", names, index=names.index(default) if default in names else 0,
                             key="funnel_baseline_version", help="Default: the version with the most sessions sent")
     rows = versions.compare(counts, baseline=baseline)
-    st.dataframe(pd.DataFrame({
+    show(pd.DataFrame({
         "version": [r.version for r in rows],
         "decided sessions": [r.decided for r in rows],
         "completion rate": [_share(r.rate) for r in rows],
@@ -121,7 +130,7 @@ def version_against_version(funnel: pd.DataFrame) -> None:
         "sessions still needed": ["–" if r.significant or r.p_value is None else
                                   "cannot be estimated" if r.more_sessions is None else f"{r.more_sessions:,}"
                                   for r in rows],
-    }), hide_index=True, width="stretch")
+    }), name="versions_compared")
     for row in rows:
         if row.version != baseline:
             st.markdown(f"- {row.verdict}")
@@ -175,12 +184,12 @@ def people_cost_and_opt_outs(where: flows.FlowFilter) -> None:
     by_version = audience.audience_frame(
         audience.audience(client, dataclasses.replace(where, flow_version=""), by=("flow_version", "campaign"),
                           window=window, card=card), ("flow_version", "campaign"), currency)
-    st.dataframe(_money_columns(by_version, currency), hide_index=True, width="stretch")
+    show(_money_columns(by_version, currency), name="audience_by_version_campaign")
     st.markdown("**By recipient country**")
     by_country = audience.audience_frame(audience.audience(client, where, by=("country",), window=window, card=card),
                                          ("country",), currency)
     by_country["country"] = [c or "unknown" for c in by_country["country"]]
-    st.dataframe(_money_columns(by_country, currency), hide_index=True, width="stretch")
+    show(_money_columns(by_country, currency), name="audience_by_country")
     notes = [f"{figures.spend.free:,} free (free_customer_service, free_entry_point or not billable)"]
     if figures.spend.unpriced:
         notes.append(f"{figures.spend.unpriced:,} billable messages the rate card has no rate for (not in the spend)")
@@ -215,14 +224,14 @@ def times_to_complete(where: flows.FlowFilter) -> None:
     with left:
         table = times.drop(columns=["flow_id"]).assign(
             p50=[duration(ms) for ms in times["p50_ms"]], p90=[duration(ms) for ms in times["p90_ms"]])
-        st.dataframe(table[["flow_version", "completions", "p50", "p90"]], hide_index=True, width="stretch")
+        show(table[["flow_version", "completions", "p50", "p90"]], name="time_to_complete")
         gaps = audience.stage_times(client, where, by=("flow_id",))
         if not gaps.empty:
             gaps = gaps.assign(median=[duration(ms) for ms in gaps["median_ms"]],
                                p90=[duration(ms) for ms in gaps["p90_ms"]])
             order = {f"{a}→{b}": n for n, (a, b) in enumerate(audience.STAGE_GAPS)}
             gaps = gaps.sort_values("gap", key=lambda g: g.map(order))
-            st.dataframe(gaps[["gap", "sessions", "median", "p90"]], hide_index=True, width="stretch")
+            show(gaps[["gap", "sessions", "median", "p90"]], name="stage_times")
     with right:
         spread = audience.completion_times(client, where)
         spread["up to"] = [duration(s * 1000) if s else "longer" for s in spread["up_to_s"]]

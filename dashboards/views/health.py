@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
 
-from dashboards.filters import RANGES
+from dashboards.filters import RANGES, period
 from dashboards.state import freshness_caption, warehouse, warehouse_guard
 from dashboards.tables import show
 from warehouse import health
@@ -28,8 +28,8 @@ st.caption(
 with warehouse_guard():
     client = warehouse()
 
+chosen_period = period(RANGES, default="Last 30 days", label="History of")
 with st.sidebar:
-    range_name = st.selectbox("History of", list(RANGES), index=4)
     refresh_s = int(st.select_slider("Refresh every (s)", options=[2, 5, 10, 30, 60], value=5))
 
 
@@ -82,10 +82,10 @@ def figures() -> None:
     show(pd.DataFrame(rows), name="flow_states")
 
     st.subheader("History")
-    end = datetime.now(UTC).replace(tzinfo=None)
+    start, end = chosen_period.bounds()
     flow_ids = ["All", *(s.flow_id for s in states)]
     chosen = st.selectbox("Flow", flow_ids, key="health_flow")
-    events = health.history(client, start=end - RANGES[range_name], end=end,
+    events = health.history(client, start=start, end=end,
                             flow_id="" if chosen == "All" else chosen)
     if events.empty:
         st.caption("No flows webhook in this range.")

@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards.filters import flow_filter, refresh_seconds
+from dashboards.filters import flow_filter, refresh_seconds, refreshed
 from dashboards.state import freshness_caption, warehouse, warehouse_guard
 from dashboards.tables import DROP_RATE_AMBER, DROP_RATE_RED, drop_rate_style, show
 from warehouse import flows
@@ -82,6 +82,10 @@ def figures() -> None:
             st.rerun()  # the first sessions arrived: rebuild the sidebar with them
         st.info("No Flow sessions yet: register a Flow JSON and send events (see the README).")
         return
+    figures_of(refreshed(where))
+
+
+def figures_of(where: flows.FlowFilter) -> None:
     table = screen_table(where)
     if table.empty:
         st.info("No screen events for this version in this range.")

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import streamlit as st
 
-from dashboards.filters import RANGES
+from dashboards.filters import RANGES, period
 from dashboards.formats import money
-from dashboards.state import settings, warehouse
+from dashboards.state import freshness_caption, settings, warehouse, warehouse_guard
 from warehouse import costs, flow_names, overview
 
 st.title("Overview")
-client = warehouse()
-
-with st.sidebar:
-    range_name = st.selectbox("Period", list(RANGES), index=2, key="overview_range")
-    refresh_s = int(st.select_slider("Refresh every (s)", options=[5, 10, 30, 60], value=10))
+with warehouse_guard():
+    client = warehouse()
+    chosen_period = period(RANGES, default="Last 24 hours", label="Period")
+    with st.sidebar:
+        refresh_s = int(st.select_slider("Refresh every (s)", options=[5, 10, 30, 60], value=10))
 
 
 def _percent(rate: float | None) -> str:
@@ -37,9 +37,9 @@ def _change(now: int, before: int) -> str | None:
 
 
 @st.fragment(run_every=timedelta(seconds=refresh_s))
+@warehouse_guard()
 def live() -> None:
-    end = datetime.now(UTC).replace(tzinfo=None)
-    start = end - RANGES[range_name]
+    start, end = chosen_period.bounds()
     before_start, before_end = overview.previous(start, end)
     timeout_s = settings().session_timeout_s
     loaded = costs.rate_card(client)
@@ -101,6 +101,7 @@ def live() -> None:
     card_note = "no rate card loaded" if loaded is None else f"rate card {loaded.source}"
     st.caption(f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC against {before_start:%Y-%m-%d %H:%M} – "
                f"{before_end:%Y-%m-%d %H:%M} · {card_note} · refreshes every {refresh_s} s")
+    freshness_caption(client)
 
 
 live()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import streamlit as st
 
 from contract.events import SOURCE_FIRST_PARTY, SOURCE_WHATSAPP
-from dashboards.filters import RANGES, refresh_seconds
+from dashboards.filters import RANGES, period, refresh_seconds
 from dashboards.state import freshness_caption, warehouse, warehouse_guard
 from dashboards.tables import show
 from warehouse import rejected
@@ -25,8 +25,7 @@ st.caption(
 with warehouse_guard():
     client = warehouse()
 
-with st.sidebar:
-    range_name = st.selectbox("Received in", list(RANGES), index=2)
+chosen_period = period(RANGES, default="Last 24 hours", label="Received in")
 refresh_s = refresh_seconds()
 
 
@@ -38,8 +37,7 @@ def live() -> None:
 
 
 def figures() -> None:
-    end = datetime.now(UTC).replace(tzinfo=None)
-    start = end - RANGES[range_name]
+    start, end = chosen_period.bounds()
     counts = rejected.by_reason(client, start, end)
     cols = st.columns(4)
     cols[0].metric("Rejected", int(counts["events"].sum()))
