@@ -67,6 +67,7 @@ def run_up(settings: Settings) -> int:
     # (Python then keeps SIGINT ignored instead of raising KeyboardInterrupt).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = _embedded(settings)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request (registrations, history) buries progress
     if settings.simulate_rate > 0 and not settings.form_fields_allowlist:
         # The simulated flows' selection fields (never free text), so the choices on selection screens show.
         settings = dataclasses.replace(settings, form_fields_allowlist=SIMULATED_SELECTIONS)

@@ -26,7 +26,7 @@ from flowtools.simulator.generator import TrafficGenerator
 from flowtools.simulator.sessions import WABA_ID, generate_sessions, requests, send
 
 SESSIONS_PER_DAY = 300
-MESSAGES_PER_DAY = 1_000
+MESSAGES_PER_DAY = 700
 POSTS_PER_UPDATE = 0.4  # the webhook simulator's POSTs per message (several statuses per POST)
 CHUNK = 400  # POSTs sent between two progress lines
 SEED = 2024
@@ -55,7 +55,7 @@ def history_posts(*, days: int, now_s: int, seed: int = SEED) -> list[tuple[str,
 
 
 def send_history(*, days: int, webhook_url: str, events_url: str, app_secret: str, events_token: str, say: Say,
-                 now_s: int, concurrency: int = 32) -> int:
+                 now_s: int, concurrency: int = 96) -> int:
     """Send the history, with a progress line per chunk; returns the POSTs that never landed."""
     posts = history_posts(days=days, now_s=now_s)
     failed = 0
