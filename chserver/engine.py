@@ -44,6 +44,9 @@ SERVER_PROFILE: Mapping[str, str] = {
     "implicit_select": "0",
     "input_format_values_interpret_expressions": "0",
     "input_format_values_deduce_templates_of_expressions": "0",
+    # An insert into a raw table feeds several materialized views (statuses feed eight): run them side by side.
+    # The production server's profile says the same (deploy/clickhouse/users.d/flowscope.xml).
+    "parallel_view_processing": "1",
 }
 TABLE_CACHE_S = 2.0  # how long the writer's "this table exists" answer is reused
 

@@ -7,6 +7,8 @@ in C (``zip(*rows)``), and each column is picked by name: nothing here knows a t
 
 from __future__ import annotations
 
+import re
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -105,7 +107,28 @@ def inserts(
 def write(client: Client, *batch: Insert) -> None:
     """Store the inserts in order; raises :class:`~warehouse.exceptions.WarehouseError` when the warehouse fails."""
     for insert in batch:
-        client.insert(insert.table, insert.data, column_names=list(insert.columns), column_oriented=True)
+        client.insert(insert.table, insert.data, column_names=list(insert.columns), column_oriented=True,
+                      column_type_names=_wire_types(client, insert))
+
+
+# Each client's tables' column types as sent: described once per client, not before every insert.
+_DESCRIBED: weakref.WeakKeyDictionary[Client, dict[str, dict[str, str]]] = weakref.WeakKeyDictionary()
+_LOW_CARDINALITY = re.compile(r"LowCardinality\(((?:[^()]|\([^()]*\))*)\)")
+
+
+def wire_type(column_type: str) -> str:
+    """The type a column's values are sent as: ``LowCardinality(T)`` as plain ``T`` (the server builds the
+    dictionary, in C++, instead of the client, in Python), every other type as it is."""
+    return _LOW_CARDINALITY.sub(r"\1", column_type)
+
+
+def _wire_types(client: Client, insert: Insert) -> list[str]:
+    tables = _DESCRIBED.setdefault(client, {})
+    types = tables.get(insert.table)
+    if types is None or any(name not in types for name in insert.columns):
+        rows = client.query(f"DESCRIBE TABLE {insert.table}").result_rows
+        types = tables[insert.table] = {row[0]: wire_type(row[1]) for row in rows}
+    return [types[name] for name in insert.columns]
 
 
 def _columns(events: Sequence[Any], names: Sequence[str], renames: Mapping[str, str]) -> list[list[Any]]:
