@@ -13,9 +13,12 @@ Built on the pages' own typed queries, so every figure equals what the page it c
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
+from typing import cast
 
 import pandas as pd
 from clickhouse_connect.driver.client import Client
@@ -25,6 +28,7 @@ from warehouse import audience, costs, flows, queries
 from warehouse.error_codes import meaning
 
 MIN_REACHED = 20  # a screen reached by fewer sessions is not called the worst (too few to tell)
+PARALLEL_QUERIES = 6  # the page's independent queries run side by side (a client without a session is thread-safe)
 
 
 @dataclass(frozen=True)
@@ -74,20 +78,70 @@ class WorstScreen:
         return self.dropped / self.reached
 
 
+@dataclass(frozen=True)
+class Page:
+    """Everything the Overview shows for a period: its figures, the previous period's, trends, callouts."""
+
+    figures: Figures
+    before: Figures
+    trends: pd.DataFrame
+    worst_screen: WorstScreen | None
+    top_failure: tuple[int, str, int] | None
+
+
 def figures(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
             now: datetime | None = None) -> Figures:
     """The headline figures of [start, end] (UTC)."""
+    return _figures_later(client, start, end, timeout_s=timeout_s, card=card, now=now, run=_runner(None))()
+
+
+def _figures_later(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
+                   now: datetime | None, run: Callable[[Callable[[], object]], Callable[[], object]],
+                   ) -> Callable[[], Figures]:
+    """Starts the figures' queries with ``run``; the returned function waits for them and builds the figures."""
     where = queries.DeliveryFilter(start=start, end=end)
-    totals = queries.delivery_totals(client, where)
-    funnel = flows.funnel(client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now),
-                          by=("flow_id",))
-    spend = costs.spend(client, where, by=(), card=card)
-    return Figures(
-        sent=totals["sent"], delivered=totals["delivered_or_read"], read=totals["read"], failed=totals["failed"],
-        flow_sessions=int(funnel["sent"].sum()), flow_completed=int(funnel["completed"].sum()),
-        spend=spend["spend"].iloc[0] if not spend.empty else Decimal(0),
-        opt_outs=audience.stopped_people(client, where),
-    )
+    flow_where = flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now)
+    totals = run(lambda: queries.delivery_totals(client, where))
+    funnel = run(lambda: flows.funnel(client, flow_where, by=("flow_id",)))
+    spend = run(lambda: costs.spend(client, where, by=(), card=card))
+    opt_outs = run(lambda: audience.stopped_people(client, where))
+
+    def build() -> Figures:
+        counts, sessions, priced = cast(dict[str, int], totals()), cast(pd.DataFrame, funnel()), \
+            cast(pd.DataFrame, spend())
+        return Figures(
+            sent=counts["sent"], delivered=counts["delivered_or_read"], read=counts["read"], failed=counts["failed"],
+            flow_sessions=int(sessions["sent"].sum()), flow_completed=int(sessions["completed"].sum()),
+            spend=priced["spend"].iloc[0] if not priced.empty else Decimal(0),
+            opt_outs=cast(int, opt_outs()),
+        )
+    return build
+
+
+def page(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
+         now: datetime | None = None) -> Page:
+    """The whole Overview of [start, end]: its independent queries run side by side, so the page waits for the
+    slowest of them rather than for their sum."""
+    before_start, before_end = previous(start, end)
+    with ThreadPoolExecutor(PARALLEL_QUERIES, thread_name_prefix="overview") as pool:
+        trend = pool.submit(trends, client, start, end, timeout_s=timeout_s, now=now)
+        worst = pool.submit(worst_screen, client, start, end, timeout_s=timeout_s, now=now)
+        top = pool.submit(top_failure, client, start, end)
+        run = _runner(pool)
+        this = _figures_later(client, start, end, timeout_s=timeout_s, card=card, now=now, run=run)
+        before = _figures_later(client, before_start, before_end, timeout_s=timeout_s, card=card, now=now, run=run)
+        return Page(this(), before(), trend.result(), worst.result(), top.result())
+
+
+def _runner(pool: ThreadPoolExecutor | None) -> Callable[[Callable[[], object]], Callable[[], object]]:
+    """Starts a call on ``pool`` (or runs it at once without one); the returned function waits for its result."""
+    def run(call: Callable[[], object]) -> Callable[[], object]:
+        if pool is None:
+            value = call()
+            return lambda: value
+        future: Future[object] = pool.submit(call)
+        return future.result
+    return run
 
 
 def previous(start: datetime, end: datetime) -> tuple[datetime, datetime]:

@@ -44,9 +44,8 @@ def live() -> None:
     timeout_s = settings().session_timeout_s
     loaded = costs.rate_card(client)
     card = loaded.card if loaded else None
-    now = overview.figures(client, start, end, timeout_s=timeout_s, card=card, now=end)
-    before = overview.figures(client, before_start, before_end, timeout_s=timeout_s, card=card, now=end)
-    trend = overview.trends(client, start, end, timeout_s=timeout_s, now=end)
+    shown = overview.page(client, start, end, timeout_s=timeout_s, card=card, now=end)
+    now, before, trend = shown.figures, shown.before, shown.trends
     sent_trend = list(trend["sent"])
 
     def rate_trend(part: str, whole: str) -> list[float]:
@@ -78,7 +77,7 @@ def live() -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("Worst Flow screen")
-        worst = overview.worst_screen(client, start, end, timeout_s=timeout_s, now=end)
+        worst = shown.worst_screen
         if worst is None:
             st.caption(f"No screen reached by {overview.MIN_REACHED}+ sessions lost any yet (a session is abandoned "
                        f"after {timeout_s // 60} min without activity).")
@@ -90,7 +89,7 @@ def live() -> None:
             st.page_link("views/nodes.py", label="Node performance", icon=":material/account_tree:")
     with right:
         st.subheader("Top failure code")
-        top = overview.top_failure(client, start, end)
+        top = shown.top_failure
         if top is None:
             st.caption("No failed message in the period.")
         else:

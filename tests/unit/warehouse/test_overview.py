@@ -63,3 +63,9 @@ def test_a_period_against_the_one_before(client: Client) -> None:
     assert overview.top_failure(client, start, end) == (131049, overview.meaning(131049), 1)
     assert overview.top_failure(client, *previous) is None
     assert overview.worst_screen(client, start, end, timeout_s=1800, now=NOW) is None
+
+    # The page runs the same queries side by side: the same figures, trends and callouts.
+    shown = overview.page(client, start, end, timeout_s=1800, card=CARD, now=NOW)
+    assert (shown.figures, shown.before) == (now, then)
+    assert shown.trends.equals(trend)
+    assert (shown.worst_screen, shown.top_failure) == (None, (131049, overview.meaning(131049), 1))
