@@ -11,11 +11,12 @@ group join do not count (the wall figure, from spawning it, is in the details).
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -193,8 +194,37 @@ async def bare_consumer(settings: Settings, count: int, *, deadline_s: float) ->
     return _drain(started, first, first_count, last, events)
 
 
-def watch_worker(pipeline: Pipeline, count: int, say: Say, *, deadline_s: float) -> Drain:
-    """Start one stream worker in ``pipeline`` and poll the warehouse until it holds ``count`` statuses."""
+def cpu_seconds(pid: int) -> float | None:
+    """CPU time (user + system) a process has used so far, from ``/proc``; None where there is no ``/proc``."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(pipeline: Pipeline) -> dict[str, float]:
+    """Each running component's CPU seconds so far."""
+    out = {}
+    for name, child in pipeline.supervisor.children.items():
+        seconds = cpu_seconds(child.process.pid)
+        if seconds is not None and child.process.poll() is None:
+            out[name] = seconds
+    return out
+
+
+def cpu_per_event(before: Mapping[str, float], after: Mapping[str, float], events: int) -> dict[str, float]:
+    """Microseconds of CPU each component spent per event between two snapshots (every core counted)."""
+    if events <= 0:
+        return {}
+    return {name: round((after[name] - before[name]) / events * 1e6, 1) for name in after if name in before}
+
+
+def watch_worker(pipeline: Pipeline, count: int, say: Say, *, deadline_s: float,
+                 cpu: dict[str, float] | None = None) -> Drain:
+    """Start one stream worker in ``pipeline`` and poll the warehouse until it holds ``count`` statuses.
+
+    ``cpu``, when given, receives each component's CPU microseconds per event stored after the first rows."""
     supervisor = pipeline.supervisor
     client = connect(pipeline.settings.warehouse_url_for("analyst"))
     try:
@@ -206,6 +236,7 @@ def watch_worker(pipeline: Pipeline, count: int, say: Say, *, deadline_s: float)
         last = started
         deadline = started + deadline_s
         next_progress = started + PROGRESS_S
+        cpu_first: dict[str, float] = {}
         while stored < count and time.monotonic() < deadline:
             exited = supervisor.exited()
             if exited:
@@ -217,6 +248,7 @@ def watch_worker(pipeline: Pipeline, count: int, say: Say, *, deadline_s: float)
                 stored, last = now_stored, now
                 if first is None:
                     first, first_count = now, stored
+                    cpu_first = cpu_snapshot(pipeline)
             if now >= next_progress:
                 if first is None:
                     say(f"stream: no rows yet after {now - started:.0f} s (the worker is joining its group)")
@@ -226,6 +258,8 @@ def watch_worker(pipeline: Pipeline, count: int, say: Say, *, deadline_s: float)
                 next_progress = now + PROGRESS_S
             if stored < count:
                 time.sleep(POLL_S)
+        if cpu is not None:
+            cpu.update(cpu_per_event(cpu_first, cpu_snapshot(pipeline), stored - first_count))
     finally:
         client.close()
     return _drain(started, first, first_count, last, stored)
@@ -277,8 +311,13 @@ def run(settings_factory: SettingsFactory, say: Say, *, quick: bool) -> list[Res
             bare = asyncio.run(bare_consumer(settings, count, deadline_s=deadline_s))
             say(f"stream: bare consumer {bare.rate:,.0f} events/s ({bare.events:,} events)")
             say("stream: starting one stream worker ...")
-            worker = watch_worker(pipeline, count, say, deadline_s=deadline_s)
-            spent = worker_time(settings, worker)
+            cpu: dict[str, float] = {}
+            worker = watch_worker(pipeline, count, say, deadline_s=deadline_s, cpu=cpu)
+            spent = {**worker_time(settings, worker), "cpu_us_per_event": cpu,
+                     "cpu_us_per_event_total": round(sum(cpu.values()), 1), "cores": os.cpu_count() or 1,
+                     "cpu_budget_us_per_event_at_target": round((os.cpu_count() or 1) * 1e6 / TARGET_EVENTS_PER_S, 1)}
+            say("stream: CPU per event stored (µs): " + ", ".join(f"{k} {v}" for k, v in cpu.items())
+                + f"; the target leaves {spent['cpu_budget_us_per_event_at_target']} µs over {spent['cores']} cores")
             say(f"stream: worker {worker.rate:,.0f} events/s from the first stored row "
                 f"({worker.wall_rate:,.0f}/s from its start), {worker.events:,} / {count:,} stored")
     common = {
