@@ -33,7 +33,7 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from config.ratecard import RateCard
-from warehouse.costs import DELIVERED_OR_READ, FAILED, READ, Spend, per, priced, rate_card
+from warehouse.costs import DELIVERED_OR_READ, FAILED, MESSAGES_IN_RANGE, READ, Spend, per, priced, rate_card
 from warehouse.flows import EVERY_SESSION, FlowFilter
 from warehouse.identity import resolved_person
 from warehouse.queries import DeliveryFilter
@@ -256,25 +256,12 @@ def stage_times(client: Client, where: FlowFilter, *,
 
 # --- the Delivery page: by message, first status in the range -------------------------------------------------------
 
-_DELIVERY_MESSAGES = f"""
-messages AS (
-    SELECT wamid, max(phone_number_id) AS phone_number_id, min(first_at) AS first_at, groupBitOr(reached) AS reached,
-           max(person_hash) AS person_hash, max(country) AS country
-    FROM {OUTBOUND_MESSAGES_TABLE}
-    WHERE wamid IN (SELECT wamid FROM {OUTBOUND_MESSAGES_TABLE}
-                    WHERE first_at >= {{start:DateTime('UTC')}} AND first_at <= {{end:DateTime('UTC')}})
-    GROUP BY wamid
-    HAVING first_at >= {{start:DateTime('UTC')}} AND first_at <= {{end:DateTime('UTC')}}
-       AND (empty({{phone_number_ids:Array(String)}}) OR has({{phone_number_ids:Array(String)}}, phone_number_id))
-)
-"""
-
 
 def delivery_by_country(client: Client, where: DeliveryFilter) -> pd.DataFrame:
     """Messages first sent in the range per recipient country (``""``: unknown): messages, delivered (or read),
     read, failed, and distinct persons."""
     sql = f"""
-        WITH {_DELIVERY_MESSAGES}
+        WITH {MESSAGES_IN_RANGE}
         SELECT m.country AS country, count() AS messages,
                countIf(bitAnd(m.reached, {DELIVERED_OR_READ}) != 0) AS delivered,
                countIf(bitAnd(m.reached, {READ}) != 0) AS read, countIf(bitAnd(m.reached, {FAILED}) != 0) AS failed,
@@ -291,7 +278,7 @@ def delivery_by_country(client: Client, where: DeliveryFilter) -> pd.DataFrame:
 def delivery_persons(client: Client, where: DeliveryFilter) -> int:
     """Distinct persons the messages first sent in the range went to (groups left out)."""
     sql = f"""
-        WITH {_DELIVERY_MESSAGES}
+        WITH {MESSAGES_IN_RANGE}
         SELECT uniqExact({_PERSON}) FROM messages AS m {_PERSON_JOIN} WHERE m.person_hash != ''
     """
     return int(client.query(sql, parameters=where.parameters).result_rows[0][0])

@@ -45,8 +45,9 @@ MESSAGE_TAGS = f"""
 CAMPAIGN = "if(sends.campaign != '', sends.campaign, extract(m.callback, '(?:^|;)\\\\s*campaign=([^;]*)'))"
 FLOW_ID = "if(sends.flow_id != '', sends.flow_id, extract(m.callback, '(?:^|;)\\\\s*flow_id=([^;]*)'))"
 
-# Messages first seen in the range, merged: one row each.
-_MESSAGES = f"""
+# Messages first seen in the range (of the filter's business numbers), merged: one row each. The costs and the
+# Delivery page's per-message figures (warehouse.audience) read them.
+MESSAGES_IN_RANGE = f"""
 messages AS (
     SELECT wamid, max(phone_number_id) AS phone_number_id, min(first_at) AS first_at, groupBitOr(reached) AS reached,
            max(recipient_type) AS recipient_type, max(person_hash) AS person_hash, max(country) AS country,
@@ -153,7 +154,7 @@ def spend(client: Client, where: DeliveryFilter, *, by: tuple[str, ...] = ("day"
                "campaign": CAMPAIGN, "flow_id": FLOW_ID}
     select = ", ".join(f"{columns[g]} AS {g}" for g in by)
     sql = f"""
-        WITH {_MESSAGES}
+        WITH {MESSAGES_IN_RANGE}
         SELECT {select}{"," if by else ""} m.country, m.pricing_category, m.pricing_type, m.billable,
                toDate(m.first_at) AS price_day, countIf(bitAnd(m.reached, {DELIVERED_OR_READ}) != 0), count()
         FROM messages AS m {MESSAGE_TAGS}

@@ -156,16 +156,21 @@ _SUMMED = f"hour >= {{hours_from:DateTime('UTC')}} AND hour < {_SUMMED_UNTIL} AN
 # A session's columns as the queries read them (resolved rows and live merges alike).
 _SESSION_COLUMNS = ("flow_token, flow_id, flow_version, campaign, sent_at, completed_at, last_activity, has_events, "
                     "delivered, read, failed, reached, last_screen, visit_screens, visit_ms")
-# The sessions a query reads: resolved rows (flow_session_rows) for sessions untouched since the rollup's
-# last pass (less a margin for inserts still in flight), merged live for the others. Exact whether or not
-# the rollup has caught up; cheap when it has. Then each session's state at ``now`` and its visits.
-_SESSIONS = f"""
+# Sessions touched since the rollup's last pass (less a margin for inserts still in flight), and those
+# sessions merged live from the raw rows (``live``).
+_TOUCHED_LIVE = f"""
 touched AS MATERIALIZED (
     SELECT DISTINCT flow_token FROM {FLOW_SESSION_TOUCHES_TABLE}
     WHERE touched_at >= (SELECT max(until) FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = '{SESSIONS_RESOLVED}')
                         - toIntervalSecond({TOUCH_MARGIN_S})
 ),
-{merged_sessions(_TOUCHED, materialized=True)},
+{merged_sessions(_TOUCHED, materialized=True)}
+"""
+# The sessions a query reads: resolved rows (flow_session_rows) for sessions untouched since the rollup's
+# last pass, merged live for the others. Exact whether or not the rollup has caught up; cheap when it has.
+# Then each session's state at ``now`` and its visits.
+_SESSIONS = f"""
+{_TOUCHED_LIVE},
 {_SUMMED_UNTIL_CTE},
 sessions AS (
     SELECT {_SESSION_COLUMNS} FROM live WHERE {_FILTER}
@@ -197,24 +202,16 @@ resolved AS (
 # Every session of the filter, one row each with its Flow message's wamid, never from the hour sums: for figures
 # that are not sums of sessions (distinct persons, costs joined by message, times to complete). Resolved rows for
 # sessions untouched since the rollup's last pass, merged live for the others, as in ``_SESSIONS``.
+_EVERY_COLUMNS = ("flow_token, flow_id, flow_version, campaign, wamid, sent_at, completed_at, has_events, delivered, "
+                  "read, failed")
 EVERY_SESSION = f"""
-touched AS MATERIALIZED (
-    SELECT DISTINCT flow_token FROM {FLOW_SESSION_TOUCHES_TABLE}
-    WHERE touched_at >= (SELECT max(until) FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = '{SESSIONS_RESOLVED}')
-                        - toIntervalSecond({TOUCH_MARGIN_S})
-),
-{merged_sessions(_TOUCHED, materialized=True)},
+{_TOUCHED_LIVE},
 every_session AS (
-    SELECT flow_token, flow_id, flow_version, campaign, wamid, sent_at, completed_at, has_events, delivered, read,
-           failed, completed_at < {_NEVER} AS completed, has_events = 1 OR completed AS opened
+    SELECT {_EVERY_COLUMNS}, completed_at < {_NEVER} AS completed, has_events = 1 OR completed AS opened
     FROM (
-        SELECT flow_token, flow_id, flow_version, campaign, wamid, sent_at, completed_at, has_events, delivered,
-               read, failed
-        FROM live WHERE {_FILTER}
+        SELECT {_EVERY_COLUMNS} FROM live WHERE {_FILTER}
         UNION ALL
-        SELECT flow_token, flow_id, flow_version, campaign, wamid, sent_at, completed_at, has_events, delivered,
-               read, failed
-        FROM {FLOW_SESSION_ROWS_TABLE} FINAL
+        SELECT {_EVERY_COLUMNS} FROM {FLOW_SESSION_ROWS_TABLE} FINAL
         WHERE {_FILTER} AND flow_token NOT IN (SELECT flow_token FROM touched)
     )
 )
