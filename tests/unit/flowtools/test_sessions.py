@@ -3,14 +3,12 @@ marketing opt-outs and value-level errors, every body parsed by the real receive
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import random
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,6 +26,7 @@ from flowtools.simulator.flows import ALLOWLIST
 from flowtools.simulator.sessions import OPT_OUT_MIN_DELAY_S, Session, generate_sessions, requests, truth
 from ingest.identity import bsuid_country, phone_country
 from ingest.parsing import WebhookParser
+from tests.unit.flowtools.pricing import sample_rate
 
 NOW_MS = 1_767_200_000_000
 HOUR_S = 3600
@@ -267,20 +266,6 @@ def test_opt_outs_and_time_to_complete_follow_their_definitions() -> None:
 def test_spend_equals_a_recount_from_the_bodies_priced_by_hand() -> None:
     sessions = generate_sessions(40, seed=5, start_ms=NOW_MS - HOUR_S * 1000, now_ms=NOW_MS)
     posts = requests(sessions, seed=5)
-    rows = list(csv.DictReader(io.StringIO("\n".join(
-        line for line in SAMPLE_PATH.read_text().splitlines() if not line.startswith("#")))))
-
-    def rate(country: str, category: str, kind: str, day: date) -> Decimal:
-        if kind != "regular":
-            return Decimal(0)
-        for market in (country, "*"):
-            for pricing_type in (kind, "*"):
-                found = [r for r in rows if (r["market"], r["category"], r["pricing_type"]) == (
-                    market, category, pricing_type) and date.fromisoformat(r["effective_from"]) <= day]
-                if found:
-                    return Decimal(max(found, key=lambda r: r["effective_from"])["price"])
-        raise AssertionError("no rate")
-
     spend: dict[str, Decimal] = {}
     by_country: dict[str, Decimal] = {}
     billable: Counter[str] = Counter()
@@ -291,7 +276,7 @@ def test_spend_equals_a_recount_from_the_bodies_priced_by_hand() -> None:
         pricing = kinds["sent"]["pricing"]
         country = bsuid_country(next(s["recipient_user_id"] for s in statuses if "recipient_user_id" in s))
         day = datetime.fromtimestamp(int(kinds["sent"]["timestamp"]), UTC).date()
-        price = rate(country, pricing["category"], pricing["type"], day)
+        price = sample_rate(country, pricing["category"], pricing["type"], day)
         flow = next(s for s in sessions if s.wamid == wamid)
         key = f"{flow.flow.flow_id}/{flow.version}"
         spend[key] = spend.get(key, Decimal(0)) + price

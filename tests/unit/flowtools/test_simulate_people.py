@@ -4,13 +4,11 @@ the truth's people, spend, opt-out and error figures recounted from the bodies."
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from functools import cache
 from typing import Any
@@ -28,6 +26,7 @@ from flowtools.simulator.payloads import Webhook
 from flowtools.simulator.truth import GenerationStats, Tally, Truth
 from ingest.identity import bsuid_country, phone_country
 from ingest.parsing import WebhookParser
+from tests.unit.flowtools.pricing import sample_rate
 
 START = 1_767_000_000.0
 HOUR_S = 3600
@@ -316,20 +315,6 @@ def test_value_level_errors_are_about_one_post_in_500_by_default() -> None:
 def test_spend_equals_a_recount_from_the_bodies_priced_by_hand() -> None:
     config = SimulationConfig(messages=80, seed=2, start_time=START, group_ratio=0.3)
     webhooks, truth = generate(config, rate_card=CARD)
-    rows = list(csv.DictReader(io.StringIO("\n".join(
-        line for line in SAMPLE_PATH.read_text().splitlines() if not line.startswith("#")))))
-
-    def rate(country: str, category: str, kind: str, day: date) -> Decimal:
-        if kind != "regular":
-            return Decimal(0)
-        for market in (country, "*"):
-            for pricing_type in (kind, "*"):
-                found = [r for r in rows if (r["market"], r["category"], r["pricing_type"]) == (
-                    market, category, pricing_type) and date.fromisoformat(r["effective_from"]) <= day]
-                if found:
-                    return Decimal(max(found, key=lambda r: r["effective_from"])["price"])
-        raise AssertionError(f"no rate for {country}/{category}/{kind}")
-
     spend: dict[str, Decimal] = {}
     billable = free = groups = 0
     for path in by_wamid(webhooks).values():
@@ -343,7 +328,8 @@ def test_spend_equals_a_recount_from_the_bodies_priced_by_hand() -> None:
         else:
             country = bsuid_country(sent["recipient_user_id"])
         day = datetime.fromtimestamp(int(sent["timestamp"]), UTC).date()
-        spend[country] = spend.get(country, Decimal(0)) + rate(country, pricing["category"], pricing["type"], day)
+        price = sample_rate(country, pricing["category"], pricing["type"], day)
+        spend[country] = spend.get(country, Decimal(0)) + price
         billable += pricing["billable"]
         free += pricing["type"] in {"free_customer_service", "free_entry_point"}
 
