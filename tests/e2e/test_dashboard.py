@@ -11,11 +11,11 @@ from playwright.sync_api import expect, sync_playwright
 
 from flowtools.simulator.config import SimulationConfig
 from flowtools.simulator.runner import run
-from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, log_in
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, log_in, screenshot
 from tests.stack import Stack
 
 
-def test_delivery_page_shows_the_simulated_totals(stack_factory: Callable[..., Stack], tmp_path: Path) -> None:
+def test_delivery_page_shows_the_simulated_totals(stack_factory: Callable[..., Stack]) -> None:
     assert Path(CHROMIUM).exists(), "Chromium is missing: make test installs it (scripts/system-deps.sh)"
     stack = stack_factory("broker", "warehouse", "receiver", "stream", "dashboards")
     config = SimulationConfig(messages=600, rate=300, seed=5, live_clock=True)
@@ -43,6 +43,6 @@ def test_delivery_page_shows_the_simulated_totals(stack_factory: Callable[..., S
             expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
             table = page.get_by_test_id("stDataFrame").nth(1)
             expect(table).to_be_visible()
-            page.screenshot(path=str(tmp_path / "delivery.png"), full_page=True)
+            screenshot(page, "delivery-simulated-totals")
         finally:
             browser.close()

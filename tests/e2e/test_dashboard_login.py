@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page, expect, sync_playwright
 
 from config.settings import DEV_DASHBOARD_PASSWORD
 from dashboards.login import REFUSED
-from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, dashboard_url, password_field, submit_password
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, dashboard_url, password_field, screenshot, submit_password
 from tests.e2e.test_flow_dashboards import metric
 from tests.integration.test_receiver import post, webhook
 from tests.stack import Stack
@@ -32,7 +31,7 @@ def expect_nothing_but_the_login(page: Page) -> None:
     expect(page.get_by_test_id("stException")).to_have_count(0)
 
 
-def test_dashboards_ask_for_the_password_then_show_data(stack_factory: Callable[..., Stack], tmp_path: Path) -> None:
+def test_dashboards_ask_for_the_password_then_show_data(stack_factory: Callable[..., Stack]) -> None:
     stack = stack_factory("broker", "warehouse", "receiver", "stream", "dashboards")
     now = str(int(time.time()))
     statuses: list[dict[str, Any]] = [
@@ -55,7 +54,7 @@ def test_dashboards_ask_for_the_password_then_show_data(stack_factory: Callable[
 
             page.goto(dashboard_url(stack))
             expect_nothing_but_the_login(page)
-            page.screenshot(path=str(tmp_path / "login.png"), full_page=True)
+            screenshot(page, "login")
 
             # The stack's password is its own (from the environment); a near miss and the development default fail.
             assert stack.settings.dashboard_password != DEV_DASHBOARD_PASSWORD
@@ -66,7 +65,7 @@ def test_dashboards_ask_for_the_password_then_show_data(stack_factory: Callable[
                 submit_password(page, wrong)
                 expect(page.get_by_text(REFUSED, exact=True)).to_be_visible(timeout=30_000)
                 expect_nothing_but_the_login(page)
-            page.screenshot(path=str(tmp_path / "wrong-password.png"), full_page=True)
+            screenshot(page, "wrong-password")
 
             submit_password(page, stack.settings.dashboard_password)
             # The landing page is the Overview: the period's figures against the period before (nothing then).
@@ -79,7 +78,7 @@ def test_dashboards_ask_for_the_password_then_show_data(stack_factory: Callable[
             expect(metric(page, "Read rate")).to_have_text("0.0%")
             expect(page.get_by_text(re.compile(r"^131049 — "))).to_be_visible(timeout=30_000)
             expect(page.get_by_test_id("stException")).to_have_count(0)
-            page.screenshot(path=str(tmp_path / "overview-after-login.png"), full_page=True)
+            screenshot(page, "overview-after-login")
 
             page.get_by_test_id("stSidebarNav").get_by_text("Delivery status").click()
             expect(page.get_by_role("heading", name="Delivery status")).to_be_visible(timeout=60_000)
@@ -90,7 +89,7 @@ def test_dashboards_ask_for_the_password_then_show_data(stack_factory: Callable[
             expect(metric(page, "Read")).to_have_text("0")
             expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
             expect(page.get_by_text("No failed messages in this range.")).to_have_count(0, timeout=30_000)
-            page.screenshot(path=str(tmp_path / "delivery-after-login.png"), full_page=True)
+            screenshot(page, "delivery-after-login")
 
             # The menu moves between pages within the same browser session: no second login.
             page.get_by_test_id("stSidebarNav").get_by_text("Rejected events").click()
@@ -104,5 +103,3 @@ def test_dashboards_ask_for_the_password_then_show_data(stack_factory: Callable[
             expect_nothing_but_the_login(other)
         finally:
             browser.close()
-    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
-        "delivery-after-login.png", "login.png", "overview-after-login.png", "wrong-password.png"]

@@ -12,7 +12,7 @@ import orjson
 from playwright.sync_api import Page, expect, sync_playwright
 
 from ingest.signatures import sign
-from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, log_in
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, log_in, screenshot
 from tests.samples import FLOW_JSON
 from tests.stack import Stack
 
@@ -69,6 +69,7 @@ def test_funnel_and_node_pages(stack_factory: Callable[..., Stack]) -> None:
             expect(metric(page, "Abandoned")).to_have_text("20", timeout=30_000)
             expect(metric(page, "In progress")).to_have_text("0")
             expect(page.locator(".js-plotly-plot").first).to_be_visible()
+            screenshot(page, "funnel-completed-and-abandoned")
 
             log_in(page, stack, "/nodes")  # a new page load is a new session
             expect(page.get_by_role("heading", name="Node performance")).to_be_visible(timeout=60_000)
@@ -77,5 +78,6 @@ def test_funnel_and_node_pages(stack_factory: Callable[..., Stack]) -> None:
                 "Worst screen: Plan (B) loses 33.3% of the sessions that reach it (10 of 30).", timeout=60_000
             )
             expect(page.locator(".js-plotly-plot").first).to_be_visible()
+            screenshot(page, "nodes-worst-screen")
         finally:
             browser.close()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from playwright.sync_api import expect, sync_playwright
 
-from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, log_in
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, log_in, screenshot
 from tests.e2e.test_flow_dashboards import metric
 from tests.integration.test_flow_health import (
     AVAILABILITY,
@@ -43,5 +43,6 @@ def test_flow_health_page_shows_current_state(stack_factory: Callable[..., Stack
             expect(page.get_by_role("heading", name="History")).to_be_visible()
             expect(page.get_by_test_id("stDataFrame")).to_have_count(2)
             expect(page.get_by_test_id("stException")).to_have_count(0)
+            screenshot(page, "flow-health")
         finally:
             browser.close()

@@ -17,7 +17,7 @@ from playwright.sync_api import Page, expect, sync_playwright
 from config.ratecard import SAMPLE_PATH, RateCard
 from dashboards.formats import duration, money
 from flowtools.simulator.sessions import generate_sessions, requests, send, truth
-from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, log_in
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, log_in, screenshot
 from tests.stack import Stack
 from warehouse import costs
 from warehouse.client import connect
@@ -30,7 +30,7 @@ def metric(page: Page, label: str) -> Any:
 
 
 
-def test_people_cost_and_opt_outs_show_the_truth(stack_factory: Callable[..., Stack], tmp_path: Path) -> None:
+def test_people_cost_and_opt_outs_show_the_truth(stack_factory: Callable[..., Stack]) -> None:
     assert Path(CHROMIUM).exists(), "Chromium is missing: make test installs it (scripts/system-deps.sh)"
     stack = stack_factory("broker", "warehouse", "receiver", "stream", "dashboards")
     card = RateCard.from_file(SAMPLE_PATH)
@@ -75,7 +75,7 @@ def test_people_cost_and_opt_outs_show_the_truth(stack_factory: Callable[..., St
             for label, value in want.items():
                 # The page refreshes itself while the stream writes and the rollup resolves people.
                 expect(metric(page, label)).to_have_text(value, timeout=90_000)
-            page.screenshot(path=str(tmp_path / "funnel-people-cost.png"), full_page=True)
+            screenshot(page, "funnel-people-cost")
 
             log_in(page, stack, "/delivery")
             expect(page.get_by_role("heading", name="Delivery status")).to_be_visible(timeout=60_000)
@@ -84,6 +84,6 @@ def test_people_cost_and_opt_outs_show_the_truth(stack_factory: Callable[..., St
             errors = sum(expected["webhook_errors"].values())
             expect(page.get_by_role("heading", name=f"Account and number errors ({errors:,})")).to_be_visible(
                 timeout=30_000)
-            page.screenshot(path=str(tmp_path / "delivery-people-cost.png"), full_page=True)
+            screenshot(page, "delivery-people-cost")
         finally:
             browser.close()

@@ -9,7 +9,7 @@ import httpx
 import orjson
 from playwright.sync_api import expect, sync_playwright
 
-from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, log_in
+from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS, log_in, screenshot
 from tests.e2e.test_flow_dashboards import metric
 from tests.integration.test_receiver import post, webhook
 from tests.stack import Stack
@@ -48,5 +48,6 @@ def test_rejected_events_page_counts_by_source_and_reason(stack_factory: Callabl
             expect(page.get_by_test_id("stDataFrame")).to_have_count(2)
             expect(page.get_by_text("The 6 newest", exact=False)).to_be_visible()
             expect(page.get_by_test_id("stException")).to_have_count(0)
+            screenshot(page, "rejected-events")
         finally:
             browser.close()
