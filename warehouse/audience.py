@@ -58,7 +58,7 @@ _STOPPER_JOIN, _STOPPER = resolved_person("p.person_hash", alias="sm", among=(
 # Each session in the filter with its Flow message's merged facts.
 _SESSION_MESSAGES = f"""
 {EVERY_SESSION},
-messages AS (
+messages AS MATERIALIZED (
     SELECT wamid, min(first_at) AS first_at, groupBitOr(reached) AS reached, max(person_hash) AS person_hash,
            max(country) AS country, max(pricing_category) AS pricing_category, max(pricing_type) AS pricing_type,
            max(billable) AS billable
@@ -240,13 +240,11 @@ def stage_times(client: Client, where: FlowFilter, *,
             LEFT JOIN first_statuses AS st ON st.wamid = s.wamid
             LEFT JOIN opens AS o ON o.flow_token = s.flow_token
         )
-        SELECT {group}, gap, count() AS sessions, toInt64(quantileExact(0.5)(ms)) AS median_ms,
-               toInt64(quantileExact(0.9)(ms)) AS p90_ms
-        FROM (
-            {" UNION ALL ".join(
-                f"SELECT {group}, '{a}→{b}' AS gap, {b} - {a} AS ms FROM stamps WHERE {a} >= 0 AND {b} >= {a}"
-                for a, b in STAGE_GAPS)}
-        )
+        SELECT {group}, gap_ms.1 AS gap, count() AS sessions, toInt64(quantileExact(0.5)(gap_ms.2)) AS median_ms,
+               toInt64(quantileExact(0.9)(gap_ms.2)) AS p90_ms
+        FROM stamps
+        ARRAY JOIN arrayFilter(g -> g.2 >= 0, [{", ".join(
+            f"('{a}→{b}', if({a} >= 0 AND {b} >= {a}, {b} - {a}, -1))" for a, b in STAGE_GAPS)}]) AS gap_ms
         GROUP BY {group}, gap
         ORDER BY {group}, gap
     """

@@ -206,7 +206,7 @@ _EVERY_COLUMNS = ("flow_token, flow_id, flow_version, campaign, wamid, sent_at, 
                   "read, failed")
 EVERY_SESSION = f"""
 {_TOUCHED_LIVE},
-every_session AS (
+every_session AS MATERIALIZED (
     SELECT {_EVERY_COLUMNS}, completed_at < {_NEVER} AS completed, has_events = 1 OR completed AS opened
     FROM (
         SELECT {_EVERY_COLUMNS} FROM live WHERE {_FILTER}
