@@ -14,11 +14,9 @@ Built on the pages' own typed queries, so every figure equals what the page it c
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import cast
 
 import pandas as pd
 from clickhouse_connect.driver.client import Client
@@ -26,9 +24,9 @@ from clickhouse_connect.driver.client import Client
 from config.ratecard import RateCard
 from warehouse import audience, costs, flows, queries
 from warehouse.error_codes import meaning
+from warehouse.parallel import Fetch
 
 MIN_REACHED = 20  # a screen reached by fewer sessions is not called the worst (too few to tell)
-PARALLEL_QUERIES = 6  # the page's independent queries run side by side (a client without a session is thread-safe)
 
 
 @dataclass(frozen=True)
@@ -92,56 +90,42 @@ class Page:
 def figures(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
             now: datetime | None = None) -> Figures:
     """The headline figures of [start, end] (UTC)."""
-    return _figures_later(client, start, end, timeout_s=timeout_s, card=card, now=now, run=_runner(None))()
+    with Fetch() as fetch:
+        return _figures(client, start, end, timeout_s=timeout_s, card=card, now=now, fetch=fetch)()
 
 
-def _figures_later(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
-                   now: datetime | None, run: Callable[[Callable[[], object]], Callable[[], object]],
-                   ) -> Callable[[], Figures]:
-    """Starts the figures' queries with ``run``; the returned function waits for them and builds the figures."""
+def _figures(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
+             now: datetime | None, fetch: Fetch) -> Callable[[], Figures]:
+    """Starts the figures' queries on ``fetch``; the returned function waits for them and builds the figures."""
     where = queries.DeliveryFilter(start=start, end=end)
-    flow_where = flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now)
-    totals = run(lambda: queries.delivery_totals(client, where))
-    funnel = run(lambda: flows.funnel(client, flow_where, by=("flow_id",)))
-    spend = run(lambda: costs.spend(client, where, by=(), card=card))
-    opt_outs = run(lambda: audience.stopped_people(client, where))
+    totals = fetch(queries.delivery_totals, client, where)
+    funnel = fetch(flows.funnel, client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now),
+                   by=("flow_id",))
+    spend = fetch(costs.spend, client, where, by=(), card=card)
+    opt_outs = fetch(audience.stopped_people, client, where)
 
     def build() -> Figures:
-        counts, sessions, priced = cast(dict[str, int], totals()), cast(pd.DataFrame, funnel()), \
-            cast(pd.DataFrame, spend())
+        counts, sessions, priced = totals.result(), funnel.result(), spend.result()
         return Figures(
             sent=counts["sent"], delivered=counts["delivered_or_read"], read=counts["read"], failed=counts["failed"],
             flow_sessions=int(sessions["sent"].sum()), flow_completed=int(sessions["completed"].sum()),
             spend=priced["spend"].iloc[0] if not priced.empty else Decimal(0),
-            opt_outs=cast(int, opt_outs()),
+            opt_outs=opt_outs.result(),
         )
     return build
 
 
 def page(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
          now: datetime | None = None) -> Page:
-    """The whole Overview of [start, end]: its independent queries run side by side, so the page waits for the
-    slowest of them rather than for their sum."""
+    """The whole Overview of [start, end]: its independent queries run side by side (:mod:`warehouse.parallel`)."""
     before_start, before_end = previous(start, end)
-    with ThreadPoolExecutor(PARALLEL_QUERIES, thread_name_prefix="overview") as pool:
-        trend = pool.submit(trends, client, start, end, timeout_s=timeout_s, now=now)
-        worst = pool.submit(worst_screen, client, start, end, timeout_s=timeout_s, now=now)
-        top = pool.submit(top_failure, client, start, end)
-        run = _runner(pool)
-        this = _figures_later(client, start, end, timeout_s=timeout_s, card=card, now=now, run=run)
-        before = _figures_later(client, before_start, before_end, timeout_s=timeout_s, card=card, now=now, run=run)
+    with Fetch() as fetch:
+        trend = fetch(trends, client, start, end, timeout_s=timeout_s, now=now)
+        worst = fetch(worst_screen, client, start, end, timeout_s=timeout_s, now=now)
+        top = fetch(top_failure, client, start, end)
+        this = _figures(client, start, end, timeout_s=timeout_s, card=card, now=now, fetch=fetch)
+        before = _figures(client, before_start, before_end, timeout_s=timeout_s, card=card, now=now, fetch=fetch)
         return Page(this(), before(), trend.result(), worst.result(), top.result())
-
-
-def _runner(pool: ThreadPoolExecutor | None) -> Callable[[Callable[[], object]], Callable[[], object]]:
-    """Starts a call on ``pool`` (or runs it at once without one); the returned function waits for its result."""
-    def run(call: Callable[[], object]) -> Callable[[], object]:
-        if pool is None:
-            value = call()
-            return lambda: value
-        future: Future[object] = pool.submit(call)
-        return future.result
-    return run
 
 
 def previous(start: datetime, end: datetime) -> tuple[datetime, datetime]:

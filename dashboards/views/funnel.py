@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from concurrent.futures import Future
 from datetime import timedelta
 
 import pandas as pd
@@ -15,6 +16,9 @@ from dashboards.formats import duration, money
 from dashboards.state import freshness_caption, warehouse, warehouse_guard
 from dashboards.tables import show
 from warehouse import audience, buckets, costs, flows, versions
+from warehouse.audience import Audience
+from warehouse.costs import LoadedCard
+from warehouse.parallel import Fetch
 
 st.title("Engagement funnel")
 with warehouse_guard():
@@ -40,8 +44,51 @@ def live() -> None:
     figures(refreshed(where))
 
 
+@dataclasses.dataclass(frozen=True)
+class Page:
+    """Every query of the page, started at once (:mod:`warehouse.parallel`); each field is read when drawn."""
+
+    totals: Future[pd.DataFrame]
+    by_version: Future[pd.DataFrame]
+    campaigns: Future[pd.DataFrame]
+    series: Future[pd.DataFrame]
+    people: Future[dict[tuple[str, ...], Audience]]
+    people_by_version: Future[dict[tuple[str, ...], Audience]]
+    people_by_country: Future[dict[tuple[str, ...], Audience]]
+    times: Future[pd.DataFrame]
+    overall_times: Future[pd.DataFrame]
+    stage_times: Future[pd.DataFrame]
+    completion_times: Future[pd.DataFrame]
+
+
+def fetch_page(fetch: Fetch, where: flows.FlowFilter, card: LoadedCard | None, bucket: int) -> Page:
+    rates = card.card if card else None
+    every_version = dataclasses.replace(where, flow_version="")
+    return Page(
+        totals=fetch(flows.funnel, client, where, by=("flow_id",)),
+        by_version=fetch(flows.funnel, client, every_version),
+        campaigns=fetch(flows.funnel, client, where, by=("campaign",)),
+        series=fetch(flows.funnel_over_time, client, where, bucket_minutes=bucket),
+        people=fetch(audience.audience, client, where, by=("flow_id",), window=window, card=rates),
+        people_by_version=fetch(audience.audience, client, every_version, by=("flow_version", "campaign"),
+                                window=window, card=rates),
+        people_by_country=fetch(audience.audience, client, where, by=("country",), window=window, card=rates),
+        times=fetch(audience.time_to_complete, client, every_version),
+        overall_times=fetch(audience.time_to_complete, client, where, by=("flow_id",)),
+        stage_times=fetch(audience.stage_times, client, where, by=("flow_id",)),
+        completion_times=fetch(audience.completion_times, client, where),
+    )
+
+
 def figures(where: flows.FlowFilter) -> None:
-    totals = flows.funnel(client, where, by=("flow_id",))
+    loaded = costs.rate_card(client)
+    bucket = buckets.over_time_bucket_minutes(where.end - where.start)
+    with Fetch() as fetch:
+        draw(where, loaded, bucket, fetch_page(fetch, where, loaded, bucket))
+
+
+def draw(where: flows.FlowFilter, loaded: LoadedCard | None, bucket: int, page: Page) -> None:
+    totals = page.totals.result()
     if totals.empty:
         st.info("No sessions sent in this range.")
         return
@@ -68,20 +115,19 @@ def figures(where: flows.FlowFilter) -> None:
         st.metric("Completion rate (of opened)", _rate(row["completed"], row["opened"]))
 
     st.subheader("Version against version")
-    by_version = flows.funnel(client, dataclasses.replace(where, flow_version=""))
+    by_version = page.by_version.result()
     if not by_version.empty:
         version_against_version(by_version)
 
-    people_cost_and_opt_outs(where)
-    times_to_complete(where)
+    people_cost_and_opt_outs(page, loaded)
+    times_to_complete(page)
 
     st.subheader("By campaign")
-    campaigns = flows.funnel(client, where, by=("campaign",))
+    campaigns = page.campaigns.result()
     campaigns["completion rate"] = [_rate(c, s) for c, s in zip(campaigns["completed"], campaigns["sent"], strict=True)]
     show(campaigns, name="funnel_by_campaign")
 
-    bucket = buckets.over_time_bucket_minutes(where.end - where.start)
-    series = flows.funnel_over_time(client, where, bucket_minutes=bucket)
+    series = page.series.result()
     if not series.empty:
         st.subheader("Over time (by send time)")
         # Every bucket of the range, 0 where nothing was sent: one active bucket still draws a line across it.
@@ -161,12 +207,10 @@ def _bucket_name(minutes: int) -> str:
     return "day" if minutes == 24 * 60 else "hour" if minutes == 60 else f"{minutes} minutes"
 
 
-def people_cost_and_opt_outs(where: flows.FlowFilter) -> None:
+def people_cost_and_opt_outs(page: Page, loaded: LoadedCard | None) -> None:
     st.subheader("People, cost and opt-outs")
-    loaded = costs.rate_card(client)
-    card = loaded.card if loaded else None
-    currency = card.currency if card else ""
-    total = audience.audience(client, where, by=("flow_id",), window=window, card=card)
+    currency = loaded.card.currency if loaded else ""
+    total = page.people.result()
     if not total:
         st.caption("No sessions sent in this range.")
         return
@@ -181,13 +225,10 @@ def people_cost_and_opt_outs(where: flows.FlowFilter) -> None:
     cols[4].metric("Opt-out rate", f"{figures.opt_out_rate:.1%}",
                    help=f"People who stopped marketing messages within {window.total_seconds() / 3600:g} h after a "
                         "Flow message, of the people reached")
-    by_version = audience.audience_frame(
-        audience.audience(client, dataclasses.replace(where, flow_version=""), by=("flow_version", "campaign"),
-                          window=window, card=card), ("flow_version", "campaign"), currency)
+    by_version = audience.audience_frame(page.people_by_version.result(), ("flow_version", "campaign"), currency)
     show(_money_columns(by_version, currency), name="audience_by_version_campaign")
     st.markdown("**By recipient country**")
-    by_country = audience.audience_frame(audience.audience(client, where, by=("country",), window=window, card=card),
-                                         ("country",), currency)
+    by_country = audience.audience_frame(page.people_by_country.result(), ("country",), currency)
     by_country["country"] = [c or "unknown" for c in by_country["country"]]
     show(_money_columns(by_country, currency), name="audience_by_country")
     notes = [f"{figures.spend.free:,} free (free_customer_service, free_entry_point or not billable)"]
@@ -209,13 +250,13 @@ def _money_columns(frame: pd.DataFrame, currency: str) -> pd.DataFrame:
     return out
 
 
-def times_to_complete(where: flows.FlowFilter) -> None:
+def times_to_complete(page: Page) -> None:
     st.subheader("Time to complete")
-    times = audience.time_to_complete(client, dataclasses.replace(where, flow_version=""))
+    times = page.times.result()
     if times.empty:
         st.caption("No completed sessions in this range.")
         return
-    overall = audience.time_to_complete(client, where, by=("flow_id",)).iloc[0]
+    overall = page.overall_times.result().iloc[0]
     a, b, c = st.columns(3)
     a.metric("Median time to complete", duration(overall["p50_ms"]), help="From the send to the completion")
     b.metric("p90 time to complete", duration(overall["p90_ms"]))
@@ -225,7 +266,7 @@ def times_to_complete(where: flows.FlowFilter) -> None:
         table = times.drop(columns=["flow_id"]).assign(
             p50=[duration(ms) for ms in times["p50_ms"]], p90=[duration(ms) for ms in times["p90_ms"]])
         show(table[["flow_version", "completions", "p50", "p90"]], name="time_to_complete")
-        gaps = audience.stage_times(client, where, by=("flow_id",))
+        gaps = page.stage_times.result()
         if not gaps.empty:
             gaps = gaps.assign(median=[duration(ms) for ms in gaps["median_ms"]],
                                p90=[duration(ms) for ms in gaps["p90_ms"]])
@@ -233,7 +274,7 @@ def times_to_complete(where: flows.FlowFilter) -> None:
             gaps = gaps.sort_values("gap", key=lambda g: g.map(order))
             show(gaps[["gap", "sessions", "median", "p90"]], name="stage_times")
     with right:
-        spread = audience.completion_times(client, where)
+        spread = page.completion_times.result()
         spread["up to"] = [duration(s * 1000) if s else "longer" for s in spread["up_to_s"]]
         chart = px.bar(spread, x="up to", y="sessions", color="flow_version", barmode="group",
                        labels={"up to": "time to complete, up to"})
