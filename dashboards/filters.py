@@ -59,6 +59,21 @@ def flow_filter(client: Client, *, require_version: bool = False, default: str =
     )
 
 
+MOST_SENT = "Most sessions sent"
+
+
+def baseline_version(client: Client, where: flows.FlowFilter) -> str | None:
+    """The version others are compared against, chosen in the sidebar (outside the page's refreshing section, so a
+    refresh never closes the box while someone is choosing) and kept in the URL; None: the version with the most
+    sessions sent in the range (:func:`warehouse.versions.default_baseline`)."""
+    known = flows.flow_versions(client)
+    versions = sorted(known.loc[known["flow_id"] == where.flow_id, "flow_version"].unique(), key=_version_key)
+    with st.sidebar:
+        chosen = _select("Baseline version", [MOST_SENT, *versions], key="baseline", default_index=0,
+                         help="The version every other is compared against in *Version against version*")
+    return None if chosen == MOST_SENT else str(chosen)
+
+
 def refreshed(where: flows.FlowFilter) -> flows.FlowFilter:
     """``where`` with the bounds of the chosen period now (a preset range moves with the clock)."""
     start, end = current_period().bounds()
@@ -109,7 +124,7 @@ def _store() -> dict[str, Any]:
         params = st.query_params
         st.session_state[_STORE] = {
             key: (params.get_all(key) if key in _LIST_KEYS else params.get(key)) for key in params
-            if key in {"range", "from", "to", "tz", "numbers", "flow", "version", "campaign"}}
+            if key in {"range", "from", "to", "tz", "numbers", "flow", "version", "campaign", "baseline"}}
     store: dict[str, Any] = st.session_state[_STORE]
     return store
 
@@ -117,7 +132,7 @@ def _store() -> dict[str, Any]:
 def _remember(key: str, value: Any) -> None:
     """Keep a chosen filter for the other pages and in the URL (so a link opens the same view)."""
     _store()[key] = value
-    if value in (None, "", []) or value == ALL:
+    if value in (None, "", []) or value in (ALL, MOST_SENT):
         if key in st.query_params:
             del st.query_params[key]
     elif isinstance(value, list):
@@ -127,10 +142,10 @@ def _remember(key: str, value: Any) -> None:
 
 
 def _select(label: str, options: list[Any], *, key: str, default_index: int,
-            format_func: Any = str) -> Any:
+            format_func: Any = str, help: str | None = None) -> Any:  # noqa: A002 - Streamlit's name
     wanted = _store().get(key)
     index = options.index(wanted) if wanted in options else min(default_index, len(options) - 1)
-    value = st.selectbox(label, options, index=index, format_func=format_func)
+    value = st.selectbox(label, options, index=index, format_func=format_func, help=help)
     _remember(key, value)
     return value
 

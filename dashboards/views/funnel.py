@@ -11,7 +11,14 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards.filters import current_period, flow_filter, opt_out_window, refresh_seconds, refreshed
+from dashboards.filters import (
+    baseline_version,
+    current_period,
+    flow_filter,
+    opt_out_window,
+    refresh_seconds,
+    refreshed,
+)
 from dashboards.formats import duration, money
 from dashboards.state import freshness_caption, warehouse, warehouse_guard
 from dashboards.tables import show
@@ -24,6 +31,7 @@ st.title("Engagement funnel")
 with warehouse_guard():
     client = warehouse()
     where = flow_filter(client)
+    baseline = baseline_version(client, where) if where is not None else None
     window = opt_out_window()
     refresh_s = refresh_seconds()
 STAGE_LABELS = {"sent": "Sent", "delivered": "Delivered", "read": "Read", "opened": "Opened", "completed": "Completed"}
@@ -124,7 +132,8 @@ def draw(where: flows.FlowFilter, loaded: LoadedCard | None, bucket: int, page: 
 
     st.subheader("By campaign")
     campaigns = page.campaigns.result()
-    campaigns["completion rate"] = [_rate(c, s) for c, s in zip(campaigns["completed"], campaigns["sent"], strict=True)]
+    campaigns["completion rate (of sent)"] = [
+        _rate(c, s) for c, s in zip(campaigns["completed"], campaigns["sent"], strict=True)]
     show(campaigns, name="funnel_by_campaign")
 
     series = page.series.result()
@@ -160,15 +169,15 @@ def version_against_version(funnel: pd.DataFrame) -> None:
     st.plotly_chart(chart, width="stretch")
 
     counts = versions.from_funnel(funnel)
-    names = [c.version for c in counts]
-    default = versions.default_baseline(counts)
-    baseline = st.selectbox("Baseline version", names, index=names.index(default) if default in names else 0,
-                            key="funnel_baseline_version", help="Default: the version with the most sessions sent")
-    rows = versions.compare(counts, baseline=baseline)
+    # The sidebar's baseline, unless it sent nothing in this range: then the version with the most sessions sent.
+    chosen = baseline if baseline in {c.version for c in counts} else versions.default_baseline(counts)
+    st.caption(f"Baseline: version {chosen}" + ("" if chosen == baseline else " (the most sessions sent)")
+               + " · choose another in the sidebar")
+    rows = versions.compare(counts, baseline=chosen)
     show(pd.DataFrame({
         "version": [r.version for r in rows],
         "decided sessions": [r.decided for r in rows],
-        "completion rate": [_share(r.rate) for r in rows],
+        "completion rate (of decided)": [_share(r.rate) for r in rows],
         "95% CI": [f"{_share(r.low)}–{_share(r.high)}" if r.low is not None else "–" for r in rows],
         "vs baseline": [f"{r.difference * 100:+.1f} pts" if r.difference is not None else "–" for r in rows],
         "p-value": [f"{r.p_value:.3g}" if r.p_value is not None else "–" for r in rows],
@@ -178,7 +187,7 @@ def version_against_version(funnel: pd.DataFrame) -> None:
                                   for r in rows],
     }), name="versions_compared")
     for row in rows:
-        if row.version != baseline:
+        if row.version != chosen:
             st.markdown(f"- {row.verdict}")
     rated = [(r.version, r.rate, r.low, r.high) for r in rows
              if r.rate is not None and r.low is not None and r.high is not None]
@@ -187,7 +196,7 @@ def version_against_version(funnel: pd.DataFrame) -> None:
             x=[version for version, *_ in rated], y=[rate * 100 for _, rate, _, _ in rated],
             error_y={"type": "data", "symmetric": False, "array": [(high - rate) * 100 for _, rate, _, high in rated],
                      "arrayminus": [(rate - low) * 100 for _, rate, low, _ in rated]},
-            marker={"color": ["#6a1b9a" if version == baseline else "#8c9eff" for version, *_ in rated]},
+            marker={"color": ["#6a1b9a" if version == chosen else "#8c9eff" for version, *_ in rated]},
         ))
         bars.update_xaxes(type="category", title_text="version")
         bars.update_yaxes(title_text="completion rate (%), 95% CI", rangemode="tozero")
@@ -244,6 +253,7 @@ def people_cost_and_opt_outs(page: Page, loaded: LoadedCard | None) -> None:
 def _money_columns(frame: pd.DataFrame, currency: str) -> pd.DataFrame:
     out = frame.drop(columns=["currency"])
     out["opt_out_rate"] = [f"{r:.1%}" for r in out["opt_out_rate"]]
+    out["sessions_per_person"] = ["–" if pd.isna(v) else f"{v:.2f}" for v in out["sessions_per_person"]]
     out["spend"] = [money(v, currency) for v in out["spend"]]
     for column in ("cost_per_delivered", "cost_per_read", "cost_per_opened", "cost_per_completed"):
         out[column] = [money(v, currency, places=4) for v in out[column]]

@@ -60,8 +60,8 @@ KOLKATA = "Asia/Kolkata"  # UTC+05:30 all year: buckets of whole hours start at 
 # are not decided yet.
 AB_FLOW, AB_NAME = "2200000000000001", "survey_ab"
 AB_VERSIONS = {"1": (130, 65, 0), "2": (120, 90, 0), "3": (40, 19, 6)}
-COMPARED = ["version", "decided sessions", "completion rate", "95% CI", "vs baseline", "p-value", "significant",
-            "sessions still needed"]
+COMPARED = ["version", "decided sessions", "completion rate (of decided)", "95% CI", "vs baseline", "p-value",
+            "significant", "sessions still needed"]
 
 
 def statuses_of(number: str, sent: int, failed: int, now: int) -> bytes:
@@ -252,6 +252,8 @@ def check_versions_compared(page: Page, stack: Stack) -> None:
         verdicts = [r.verdict for r in rows if r.version != baseline]
         items = page.get_by_test_id("stMain").get_by_role("listitem")
         assert poll(items.all_inner_texts, want=verdicts) == verdicts
+        assert parse_qs(urlparse(page.url).query).get("baseline") == (None if baseline == "1" else [baseline])
+        expect(page.get_by_text(f"Baseline: version {baseline}")).to_be_visible()
         screenshot(page, f"versions-compared-baseline-v{baseline}")
 
 
