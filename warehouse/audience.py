@@ -36,7 +36,7 @@ from config.ratecard import RateCard
 from warehouse.costs import DELIVERED_OR_READ, FAILED, MESSAGES_IN_RANGE, READ, Spend, per, priced, rate_card
 from warehouse.flows import EVERY_SESSION, FlowFilter
 from warehouse.identity import resolved_person
-from warehouse.queries import DeliveryFilter
+from warehouse.queries import COUNTRY_FILTER, DeliveryFilter
 from warehouse.tables import (
     FLOW_SESSION_OPENS_TABLE,
     MESSAGE_STATE_TABLE,
@@ -283,14 +283,15 @@ def delivery_persons(client: Client, where: DeliveryFilter) -> int:
 
 
 def stopped_people(client: Client, where: DeliveryFilter) -> int:
-    """Distinct people who stopped marketing messages in the range (by the business numbers of the filter)."""
+    """Distinct people who stopped marketing messages in the range (by the business numbers of the filter, and the
+    country their preference carried)."""
     sql = f"""
         SELECT uniqExact({_STOPPER})
         FROM (SELECT person_hash FROM {USER_PREFERENCES_TABLE} FINAL
               WHERE category = '{OPT_OUT_CATEGORY}' AND value = 'stop'
                 AND occurred_at >= {{start:DateTime('UTC')}} AND occurred_at <= {{end:DateTime('UTC')}}
                 AND (empty({{phone_number_ids:Array(String)}})
-                     OR has({{phone_number_ids:Array(String)}}, phone_number_id))) AS p
+                     OR has({{phone_number_ids:Array(String)}}, phone_number_id)) AND {COUNTRY_FILTER}) AS p
         {_STOPPER_JOIN}
     """
     return int(client.query(sql, parameters=where.parameters).result_rows[0][0])

@@ -24,7 +24,7 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from config.ratecard import Rate, RateCard, is_free
-from warehouse.queries import DeliveryFilter
+from warehouse.queries import COUNTRY_FILTER, DeliveryFilter
 from warehouse.tables import (
     FLOW_SENDS_TABLE,
     OUTBOUND_MESSAGES_TABLE,
@@ -59,6 +59,7 @@ messages AS (
     GROUP BY wamid
     HAVING first_at >= {{start:DateTime('UTC')}} AND first_at <= {{end:DateTime('UTC')}}
        AND (empty({{phone_number_ids:Array(String)}}) OR has({{phone_number_ids:Array(String)}}, phone_number_id))
+       AND {COUNTRY_FILTER}
 )
 """
 SPEND_GROUPS = ("day", "phone_number_id", "pricing_category", "pricing_type", "country", "campaign", "flow_id")

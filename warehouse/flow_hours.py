@@ -1,7 +1,7 @@
 """Hours of resolved Flow sessions: ``flow_hour_paths`` and ``flow_hour_visits``, summed by the rollup.
 
 A 30-day flow query over a busy flow reads millions of resolved sessions; summed per (flow, hour of the send,
-version, campaign, path) they are a few rows an hour. Whenever the rollup resolves sessions
+version, campaign, path, recipient country) they are a few rows an hour. Whenever the rollup resolves sessions
 (:mod:`warehouse.resolution`) it sums again every (flow, hour) bucket those sessions are in, or were in before
 their send moved, from ``flow_session_rows``: the sums are a function of the resolved rows, so a pass run
 twice, or after a crash, writes the same sums. A key a bucket no longer has gets a deleted row.
@@ -33,11 +33,12 @@ from warehouse.tables import (
 # exists, queries read no sums.
 FLOW_HOURS = "flow_hours"
 
-PATH_COLUMNS = ("flow_id", "hour", "flow_version", "campaign", "path", "sessions", "delivered", "read", "opened",
-                "completed", "failed", "open", "open_last_activity", "last_activity")
-VISIT_COLUMNS = ("flow_id", "hour", "flow_version", "campaign", "screen", "visit_ms", "visit_counts", "last_activity")
-PATH_KEY = 5  # the first five columns are the key
-VISIT_KEY = 5
+PATH_COLUMNS = ("flow_id", "hour", "flow_version", "campaign", "path", "country", "sessions", "delivered", "read",
+                "opened", "completed", "failed", "open", "open_last_activity", "last_activity")
+VISIT_COLUMNS = ("flow_id", "hour", "flow_version", "campaign", "screen", "country", "visit_ms", "visit_counts",
+                 "last_activity")
+PATH_KEY = 6  # the first six columns are the key
+VISIT_KEY = 6
 _NEVER = f"toDateTime64('{NEVER_DATETIME64}', 3, 'UTC')"
 _OPEN = f"completed_at >= {_NEVER} AND failed = 0"
 HOUR = timedelta(hours=1)
@@ -49,12 +50,13 @@ def paths_sql(which: str) -> str:
     ``which``. No aggregate has an alias: it would hide the session column of that name from the others."""
     return f"""
         SELECT flow_id, toStartOfHour(sent_at) AS hour, flow_version, campaign,
-               arrayStringConcat(visit_screens, '>') AS path, count(), countIf(delivered = 1), countIf(read = 1),
+               arrayStringConcat(visit_screens, '>') AS path, country, count(), countIf(delivered = 1),
+               countIf(read = 1),
                countIf(has_events = 1 OR completed_at < {_NEVER}), countIf(completed_at < {_NEVER}),
                countIf(failed = 1), countIf({_OPEN}), maxIf(last_activity, {_OPEN}), max(last_activity)
         FROM {FLOW_SESSION_ROWS_TABLE} FINAL
         WHERE {which}
-        GROUP BY flow_id, hour, flow_version, campaign, path
+        GROUP BY flow_id, hour, flow_version, campaign, path, country
     """
 
 
@@ -62,20 +64,20 @@ def visits_sql(which: str) -> str:
     """The rows of ``flow_hour_visits`` (:data:`VISIT_COLUMNS`, by position) from the resolved sessions of
     ``which``: each visit length once, with its count (exact quantiles from far fewer values)."""
     return f"""
-        SELECT flow_id, hour, flow_version, campaign, screen, arrayMap(x -> x.1, pairs), arrayMap(x -> x.2, pairs),
-               latest
+        SELECT flow_id, hour, flow_version, campaign, screen, country, arrayMap(x -> x.1, pairs),
+               arrayMap(x -> x.2, pairs), latest
         FROM (
-            SELECT flow_id, hour, flow_version, campaign, screen, arraySort(groupArray((ms, visits))) AS pairs,
+            SELECT flow_id, hour, flow_version, campaign, screen, country, arraySort(groupArray((ms, visits))) AS pairs,
                    max(latest_of_length) AS latest
             FROM (
-                SELECT flow_id, toStartOfHour(sent_at) AS hour, flow_version, campaign, screen, ms,
+                SELECT flow_id, toStartOfHour(sent_at) AS hour, flow_version, campaign, screen, country, ms,
                        count() AS visits, max(last_activity) AS latest_of_length
                 FROM {FLOW_SESSION_ROWS_TABLE} FINAL
                 ARRAY JOIN visit_screens AS screen, visit_ms AS ms
                 WHERE {which} AND ms >= 0
-                GROUP BY flow_id, hour, flow_version, campaign, screen, ms
+                GROUP BY flow_id, hour, flow_version, campaign, screen, country, ms
             )
-            GROUP BY flow_id, hour, flow_version, campaign, screen
+            GROUP BY flow_id, hour, flow_version, campaign, screen, country
         )
     """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from importlib import resources
 
@@ -16,6 +17,10 @@ from warehouse.tables import (
     FLOW_HOUR_PATHS_TABLE,
     FLOW_HOUR_VISITS_TABLE,
     FLOW_SESSION_ROWS_TABLE,
+    MESSAGE_STATUS_COUNTS_TABLE,
+    MESSAGE_STATUS_HOUR_COUNTS_TABLE,
+    MESSAGE_STATUS_MINUTE_TABLE,
+    MESSAGES_READ_UNDELIVERED_TABLE,
     SCHEMA_MIGRATIONS_TABLE,
 )
 
@@ -77,9 +82,7 @@ def migrate(url: str, *, retention_days: int | None = None) -> list[Migration]:
         admin.close()
     client = connect(url)
     try:
-        before = _tables(client, database)
-        applied = _apply(client)
-        backfill_new_derived_tables(client, database, created=_tables(client, database) - before)
+        applied = apply_and_backfill(client, database)
         if retention_days is not None:
             apply_retention(client, retention_days)
         return applied
@@ -87,12 +90,29 @@ def migrate(url: str, *, retention_days: int | None = None) -> list[Migration]:
         client.close()
 
 
-def backfill_new_derived_tables(client: Client, database: str, *, created: set[str]) -> list[str]:
-    """Fill the derived tables a migration just created from the raw rows already stored (a warehouse with
-    history), through :mod:`warehouse.rebuild`, the code ``flowscope warehouse rebuild`` runs."""
-    new = tuple(d.table for d in DERIVED if d.table in created) + tuple(
+def apply_and_backfill(client: Client, database: str, *, upto: int | None = None) -> list[Migration]:
+    """Apply every migration not applied yet (``upto``: only those numbered up to it), then backfill the derived
+    tables they created or gave new columns (:func:`backfill_new_derived_tables`); returns those applied."""
+    before = _columns(client, database)
+    applied = _apply(client, upto=upto)
+    after = _columns(client, database)
+    backfill_new_derived_tables(client, database, created=set(after) - set(before),
+                                altered={table for table in before if table in after and after[table] != before[table]})
+    return applied
+
+
+def backfill_new_derived_tables(client: Client, database: str, *, created: set[str],
+                                altered: Collection[str] = ()) -> list[str]:
+    """Fill the derived tables a migration just created, or gave new columns (``altered``), from the raw rows
+    already stored (a warehouse with history), through :mod:`warehouse.rebuild`, the code ``flowscope warehouse
+    rebuild`` runs. The rollup's delivery tables are refilled by rebuilding ``message_status_minute`` (whose rebuild
+    reseals them)."""
+    changed = created | set(altered)
+    if changed & {MESSAGE_STATUS_COUNTS_TABLE, MESSAGE_STATUS_HOUR_COUNTS_TABLE, MESSAGES_READ_UNDELIVERED_TABLE}:
+        changed = changed | {MESSAGE_STATUS_MINUTE_TABLE}
+    new = tuple(d.table for d in DERIVED if d.table in changed) + tuple(
         table for table in (FLOW_SESSION_ROWS_TABLE, FLOW_HOUR_PATHS_TABLE, FLOW_HOUR_VISITS_TABLE)
-        if table in created)
+        if table in changed)
     if new and before_any_raw_row(client, database):
         return []
     if new:
@@ -108,13 +128,15 @@ def before_any_raw_row(client: Client, database: str) -> bool:
     return not counts or not counts[0][0]
 
 
-def _tables(client: Client, database: str) -> set[str]:
-    rows = client.query("SELECT name FROM system.tables WHERE database = {db:String}",
+def _columns(client: Client, database: str) -> dict[str, tuple[str, ...]]:
+    """Every table of ``database`` with its columns."""
+    rows = client.query("SELECT table, groupArray(name) FROM (SELECT table, name FROM system.columns "
+                        "WHERE database = {db:String} ORDER BY table, position) GROUP BY table",
                         parameters={"db": database}).result_rows
-    return {row[0] for row in rows}
+    return {name: tuple(columns) for name, columns in rows}
 
 
-def _apply(client: Client) -> list[Migration]:
+def _apply(client: Client, *, upto: int | None = None) -> list[Migration]:
     client.command(
         f"CREATE TABLE IF NOT EXISTS {SCHEMA_MIGRATIONS_TABLE} "
         "(version UInt32, name String, applied_at DateTime('UTC') DEFAULT now()) "
@@ -124,7 +146,7 @@ def _apply(client: Client) -> list[Migration]:
     applied = {row[0] for row in client.query(query).result_rows}
     done = []
     for migration in load_migrations():
-        if migration.version in applied:
+        if migration.version in applied or (upto is not None and migration.version > upto):
             continue
         for statement in migration.statements:
             client.command(statement)

@@ -34,11 +34,12 @@ from warehouse.tables import (
 # The statuses delivery figures count: the contract's, except "played" (a voice message was played).
 DELIVERY_STATUSES: tuple[str, ...] = tuple(status for status in MESSAGE_STATUSES if status != "played")
 
-_FILTER = (
-    "minute >= toStartOfMinute({start:DateTime('UTC')}) AND minute <= {end:DateTime('UTC')}"
-    " AND (empty({phone_number_ids:Array(String)}) OR has({phone_number_ids:Array(String)}, phone_number_id))"
-)
-_PHONE_FILTER = "(empty({phone_number_ids:Array(String)}) OR has({phone_number_ids:Array(String)}, phone_number_id))"
+# The recipient countries of a filter (empty: all), on a row's ``country``.
+COUNTRY_FILTER = "(empty({countries:Array(String)}) OR has({countries:Array(String)}, country))"
+_PHONE_FILTER = ("(empty({phone_number_ids:Array(String)}) OR has({phone_number_ids:Array(String)}, phone_number_id))"
+                 f" AND {COUNTRY_FILTER}")
+_FILTER = (f"minute >= toStartOfMinute({{start:DateTime('UTC')}}) AND minute <= {{end:DateTime('UTC')}}"
+           f" AND {_PHONE_FILTER}")
 # The whole hours the hour counts answer for: [hours_from, least(hours_to, delivery_hours)).
 _HOURS = (f"hour >= {{hours_from:DateTime('UTC')}} AND hour < least({{hours_to:DateTime('UTC')}}, "
           f"(SELECT toDateTime(max(until), 'UTC') FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = '{DELIVERY_HOURS}'))")
@@ -69,16 +70,18 @@ _HOUR = timedelta(hours=1)
 
 @dataclass(frozen=True)
 class DeliveryFilter:
-    """Time range (UTC, inclusive) and business phone numbers (empty = all)."""
+    """Time range (UTC, inclusive), business phone numbers and recipient countries (ISO 3166, ``""`` for unknown;
+    empty = all)."""
 
     start: datetime
     end: datetime
     phone_number_ids: tuple[str, ...] = ()
+    countries: tuple[str, ...] = ()
 
     @property
     def parameters(self) -> dict[str, Any]:
         return {"start": self.start, "end": self.end, "phone_number_ids": list(self.phone_number_ids),
-                **self.hours()}
+                "countries": list(self.countries), **self.hours()}
 
     def hours(self, *, whole: bool = True) -> dict[str, datetime]:
         """The whole hours in the range (every minute of them in it), as hours_from / hours_to; none unless
@@ -93,6 +96,12 @@ class DeliveryFilter:
 def stored_status_count(client: Client) -> int:
     """Status rows stored so far (physical rows, a liveness figure, not an analytic one)."""
     return int(client.command(f"SELECT count() FROM {MESSAGE_STATUSES_TABLE}"))  # type: ignore[arg-type]
+
+
+def countries(client: Client) -> list[str]:
+    """Every recipient country the delivery figures hold (``""``: unknown), for a filter's choices."""
+    rows = client.query(f"SELECT DISTINCT country FROM {MESSAGE_STATUS_MINUTE_TABLE} ORDER BY 1").result_rows
+    return [row[0] for row in rows]
 
 
 def phone_number_ids(client: Client) -> list[str]:
@@ -110,8 +119,7 @@ def delivery_totals(client: Client, where: DeliveryFilter) -> dict[str, int]:
         SELECT 'read_undelivered', count()
         FROM {MESSAGES_READ_UNDELIVERED_TABLE} FINAL
         WHERE toStartOfMinute(read_at) >= toStartOfMinute({{start:DateTime('UTC')}})
-          AND toStartOfMinute(read_at) <= {{end:DateTime('UTC')}}
-          AND (empty({{phone_number_ids:Array(String)}}) OR has({{phone_number_ids:Array(String)}}, phone_number_id))
+          AND toStartOfMinute(read_at) <= {{end:DateTime('UTC')}} AND {_PHONE_FILTER}
     """
     totals = {status: 0 for status in (*DELIVERY_STATUSES, "delivered_or_read")}
     read_undelivered = 0
@@ -197,7 +205,8 @@ def completions_of(client: Client, phone_number_ids: tuple[str, ...]) -> int:
 
 def webhook_errors(client: Client, where: DeliveryFilter, *, limit: int = 200) -> pd.DataFrame:
     """Meta's value-level errors (of an account or number, not of one message) in the range, latest first:
-    columns occurred_at, phone_number_id, field, code, title, message, details, href."""
+    columns occurred_at, phone_number_id, field, code, title, message, details, href. Not by country: an error of
+    the account has no recipient (the filter's ``countries`` do not apply)."""
     sql = f"""
         SELECT occurred_at, phone_number_id, field, code, title, message, details, href
         FROM {WEBHOOK_ERRORS_TABLE} FINAL
@@ -212,7 +221,7 @@ def webhook_errors(client: Client, where: DeliveryFilter, *, limit: int = 200) -
 
 
 def webhook_error_counts(client: Client, where: DeliveryFilter) -> dict[int, int]:
-    """Distinct value-level errors in the range per Meta error code."""
+    """Distinct value-level errors in the range per Meta error code (not by country, as :func:`webhook_errors`)."""
     sql = f"""
         SELECT code, count() FROM {WEBHOOK_ERRORS_TABLE} FINAL
         WHERE occurred_at >= {{start:DateTime('UTC')}} AND occurred_at <= {{end:DateTime('UTC')}}

@@ -38,7 +38,7 @@ from warehouse.tables import (
 
 logger = logging.getLogger(__name__)
 
-ROW_COLUMNS = ("flow_token", "flow_id", "flow_version", "campaign", "wamid", "sent_at", "completed_at",
+ROW_COLUMNS = ("flow_token", "flow_id", "flow_version", "campaign", "country", "wamid", "sent_at", "completed_at",
                "last_activity", "has_events", "delivered", "read", "failed", "reached", "last_screen",
                "visit_screens", "visit_ms")
 # A pass resolves the touched sessions this many touches at a time.
@@ -142,7 +142,7 @@ class SessionRollup:
             key = (flow_id, sent_at.replace(tzinfo=None))
             old = previous.get(token)
             if old is not None and old != key:
-                out.append((token, old[0], "", "", "", old[1], old[1], old[1], 0, 0, 0, 0, [], "", [], [],
+                out.append((token, old[0], "", "", "", "", old[1], old[1], old[1], 0, 0, 0, 0, [], "", [], [],
                             resolved_at, 1))
                 buckets.add((old[0], _hour(old[1])))
                 moved += 1

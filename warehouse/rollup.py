@@ -70,36 +70,36 @@ TOUCH_MARGIN = timedelta(seconds=60)
 # The first seal of a warehouse full of history counts it a day at a time (bounded memory per query).
 SEAL_CHUNK = timedelta(days=1)
 HOUR = timedelta(hours=1)
-COUNT_COLUMNS = ("phone_number_id", "minute", "status", "error_code", "messages", "sealed_at")
-HOUR_COUNT_COLUMNS = ("phone_number_id", "hour", "status", "error_code", "messages", "sealed_at")
-READ_UNDELIVERED_COLUMNS = ("phone_number_id", "wamid", "read_at", "version", "is_deleted")
+COUNT_COLUMNS = ("phone_number_id", "minute", "status", "error_code", "country", "messages", "sealed_at")
+HOUR_COUNT_COLUMNS = ("phone_number_id", "hour", "status", "error_code", "country", "messages", "sealed_at")
+READ_UNDELIVERED_COLUMNS = ("phone_number_id", "wamid", "read_at", "country", "version", "is_deleted")
 
 _COUNTS_OF_MINUTES = f"""
-    SELECT phone_number_id, minute, status, error_code, uniqExactMerge(messages)
+    SELECT phone_number_id, minute, status, error_code, country, uniqExactMerge(messages)
     FROM {MESSAGE_STATUS_MINUTE_TABLE}
     WHERE minute >= {{start:DateTime('UTC')}} AND minute < {{end:DateTime('UTC')}}
-    GROUP BY phone_number_id, minute, status, error_code
+    GROUP BY phone_number_id, minute, status, error_code, country
 """
 _COUNTS_OF_TOUCHED = f"""
-    SELECT phone_number_id, minute, status, error_code, uniqExactMerge(messages)
+    SELECT phone_number_id, minute, status, error_code, country, uniqExactMerge(messages)
     FROM {MESSAGE_STATUS_MINUTE_TABLE}
     WHERE has({{minutes:Array(DateTime('UTC'))}}, minute)
       AND has({{phone_number_ids:Array(String)}}, phone_number_id)
-    GROUP BY phone_number_id, minute, status, error_code
+    GROUP BY phone_number_id, minute, status, error_code, country
 """
 # An hour's counts: the sum of its sealed minutes' counts.
 _HOURS_OF_MINUTES = f"""
-    SELECT phone_number_id, toStartOfHour(minute) AS hour, status, error_code, sum(messages)
+    SELECT phone_number_id, toStartOfHour(minute) AS hour, status, error_code, country, sum(messages)
     FROM {MESSAGE_STATUS_COUNTS_TABLE} FINAL
     WHERE minute >= {{start:DateTime('UTC')}} AND minute < {{end:DateTime('UTC')}}
-    GROUP BY phone_number_id, hour, status, error_code
+    GROUP BY phone_number_id, hour, status, error_code, country
 """
 _HOURS_OF_TOUCHED = f"""
-    SELECT phone_number_id, toStartOfHour(minute) AS hour, status, error_code, sum(messages)
+    SELECT phone_number_id, toStartOfHour(minute) AS hour, status, error_code, country, sum(messages)
     FROM {MESSAGE_STATUS_COUNTS_TABLE} FINAL
     WHERE toStartOfHour(minute) IN {{hours:Array(DateTime('UTC'))}}
       AND phone_number_id IN {{phone_number_ids:Array(String)}}
-    GROUP BY phone_number_id, hour, status, error_code
+    GROUP BY phone_number_id, hour, status, error_code, country
 """
 _TOUCHED = f"""
     SELECT DISTINCT phone_number_id, minute
@@ -107,13 +107,15 @@ _TOUCHED = f"""
     WHERE touched_at >= {{since:DateTime64(3, 'UTC')}} AND minute < {{sealed:DateTime('UTC')}}
 """
 _READ_UNDELIVERED_NOW = f"""
-    SELECT phone_number_id, wamid, minIf(occurred_at, status = 'read') AS read_at
+    SELECT phone_number_id, wamid, minIf(occurred_at, status = 'read') AS read_at,
+           maxIf(country, status = 'read') AS country
     FROM {MESSAGE_STATUSES_TABLE}
     WHERE status IN ('delivered', 'read')
     GROUP BY phone_number_id, wamid
     HAVING countIf(status = 'delivered') = 0
 """
-_READ_UNDELIVERED_STORED = f"SELECT phone_number_id, wamid, read_at FROM {MESSAGES_READ_UNDELIVERED_TABLE} FINAL"
+_READ_UNDELIVERED_STORED = (f"SELECT phone_number_id, wamid, read_at, country FROM {MESSAGES_READ_UNDELIVERED_TABLE} "
+                            "FINAL")
 # Members of the set that have a delivered status by now (key lookups in the index).
 _MEMBERS_DELIVERED = f"""
     SELECT phone_number_id, wamid FROM {MESSAGES_READ_UNDELIVERED_TABLE} FINAL
@@ -122,7 +124,7 @@ _MEMBERS_DELIVERED = f"""
 """
 # Reads inserted since a time whose message has no delivered status (key lookups in the index).
 _NEW_READS_UNDELIVERED = f"""
-    SELECT phone_number_id, wamid, min(read_at)
+    SELECT phone_number_id, wamid, min(read_at), max(country)
     FROM {MESSAGE_READ_TOUCHES_TABLE}
     WHERE touched_at >= {{since:DateTime64(3, 'UTC')}}
       AND wamid NOT IN (SELECT wamid FROM {MESSAGE_DELIVERED_INDEX_TABLE} WHERE wamid IN (
@@ -303,24 +305,27 @@ class DeliveryRollup:
         history. ``full`` (and the first refresh) recompute the set from every status stored.
         """
         checked = None if full else progress(self.client, READS_CHECKED)
-        stored = {(pnid, wamid): read_at for pnid, wamid, read_at in
+        # (phone number, wamid) → (read_at, country): the earliest read, the largest country its reads carried.
+        stored = {(pnid, wamid): (read_at, country) for pnid, wamid, read_at, country in
                   self.client.query(_READ_UNDELIVERED_STORED).result_rows}
         if checked is None:
-            now = {(pnid, wamid): read_at for pnid, wamid, read_at in
+            now = {(pnid, wamid): (read_at, country) for pnid, wamid, read_at, country in
                    self.client.query(_READ_UNDELIVERED_NOW).result_rows}
         else:
             since = {"since": checked - self.touch_margin}
-            now = {key: read_at for key, read_at in stored.items()}
+            now = dict(stored)
             for pnid, wamid in self.client.query(_MEMBERS_DELIVERED).result_rows:
                 now.pop((pnid, wamid), None)
-            for pnid, wamid, read_at in self.client.query(_NEW_READS_UNDELIVERED, parameters=since).result_rows:
+            for pnid, wamid, read_at, country in self.client.query(
+                    _NEW_READS_UNDELIVERED, parameters=since).result_rows:
                 key = (pnid, wamid)
-                now[key] = min(read_at, now.get(key, read_at))
+                old_at, old_country = now.get(key, (read_at, country))
+                now[key] = (min(read_at, old_at), max(country, old_country))
         rows: list[Sequence[Any]] = [
-            (pnid, wamid, read_at, version, 0) for (pnid, wamid), read_at in now.items()
-            if stored.get((pnid, wamid)) != read_at
+            (pnid, wamid, read_at, country, version, 0) for (pnid, wamid), (read_at, country) in now.items()
+            if stored.get((pnid, wamid)) != (read_at, country)
         ]
-        rows += [(pnid, wamid, read_at, version, 1) for (pnid, wamid), read_at in stored.items()
+        rows += [(pnid, wamid, read_at, country, version, 1) for (pnid, wamid), (read_at, country) in stored.items()
                  if (pnid, wamid) not in now]
         if rows:
             self.writer.insert(MESSAGES_READ_UNDELIVERED_TABLE, rows, column_names=list(READ_UNDELIVERED_COLUMNS))

@@ -156,8 +156,8 @@ def test_a_rebuild_repairs_broken_derived_rows(client: Client) -> None:
     client.command(f"TRUNCATE TABLE {tables.MESSAGE_STATE_TABLE}")
     client.command(f"DELETE FROM {tables.FLOW_SESSIONS_TABLE} WHERE flow_token IN ('tok1', 'tok2')")
     client.command(f"INSERT INTO {tables.MESSAGE_STATUS_MINUTE_TABLE} SELECT 'p9', toDateTime('{at(0)}'), 'sent', 0, "
-                   "uniqExactState('bogus')")
-    client.command(f"INSERT INTO {tables.MESSAGE_STATUS_COUNTS_TABLE} VALUES ('p9', '{at(0)}', 'sent', 0, 5, "
+                   "'', uniqExactState('bogus')")
+    client.command(f"INSERT INTO {tables.MESSAGE_STATUS_COUNTS_TABLE} VALUES ('p9', '{at(0)}', 'sent', 0, '', 5, "
                    f"'{at(1)}')")
     assert figures(client) != live
     rebuild(client, DB, say=lambda _: None)
@@ -176,7 +176,7 @@ def test_a_range_rebuild_touches_its_range_and_whole_entities_only(client: Clien
     client.command(f"DELETE FROM {tables.FLOW_SESSIONS_TABLE} WHERE flow_token = 'tok4'")
     client.command(f"DELETE FROM {tables.MESSAGE_STATE_TABLE} WHERE wamid = 'w3'")
     client.command(f"INSERT INTO {tables.MESSAGE_STATUS_MINUTE_TABLE} SELECT 'p9', toDateTime('{at(600)}'), 'sent', 0, "
-                   "uniqExactState('bogus')")
+                   "'', uniqExactState('bogus')")
     rebuild(client, DB, since=at(180), until=at(360) + timedelta(seconds=30), say=lambda _: None)
     repaired = figures(client)
     bogus = ("p9", at(600), "sent", 0, 1)
