@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from dashboards.filters import DELIVERY_RANGES, period, phone_numbers
+from dashboards.filters import DELIVERY_RANGES, not_by_country, period, phone_numbers, recipient_countries
 from dashboards.formats import money
 from dashboards.state import freshness_caption, warehouse, warehouse_guard
 from dashboards.tables import show
@@ -24,6 +24,7 @@ with warehouse_guard():
     client = warehouse()
     chosen_period = period(DELIVERY_RANGES, default="Last hour")
     chosen = phone_numbers(queries.phone_number_ids(client))
+    countries = recipient_countries(client)
     with st.sidebar:
         refresh_s = st.select_slider("Refresh every (s)", options=[2, 5, 10, 30, 60], value=5)
 
@@ -33,7 +34,7 @@ with warehouse_guard():
 def live() -> None:
     start, end = chosen_period.bounds()
     span = end - start
-    where = queries.DeliveryFilter(start=start, end=end, phone_number_ids=chosen)
+    where = queries.DeliveryFilter(start=start, end=end, phone_number_ids=chosen, countries=countries)
     totals = queries.delivery_totals(client, where)
     sent = totals["sent"]
     cols = st.columns(5)
@@ -127,6 +128,7 @@ def account_errors(where: queries.DeliveryFilter) -> None:
     """Meta's value-level errors: of the account or number, not of one message."""
     errors = queries.webhook_errors(client, where)
     st.subheader(f"Account and number errors ({len(errors):,})")
+    not_by_country("Account and number errors are")
     if errors.empty:
         st.caption("Meta reported no error for the account or its numbers in this range.")
     else:

@@ -7,7 +7,7 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
-from dashboards.filters import RANGES, period
+from dashboards.filters import RANGES, not_by_country, period
 from dashboards.state import freshness_caption, warehouse, warehouse_guard
 from dashboards.tables import show
 from warehouse import health
@@ -29,6 +29,7 @@ with warehouse_guard():
     client = warehouse()
 
 chosen_period = period(RANGES, default="Last 30 days", label="History of")
+not_by_country("Flow health is")
 with st.sidebar:
     refresh_s = int(st.select_slider("Refresh every (s)", options=[2, 5, 10, 30, 60], value=5))
 

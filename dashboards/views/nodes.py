@@ -8,7 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboards.filters import flow_filter, refresh_seconds, refreshed
+from dashboards.filters import flow_filter, not_by_country, refresh_seconds, refreshed
 from dashboards.state import freshness_caption, warehouse, warehouse_guard
 from dashboards.tables import DROP_RATE_AMBER, DROP_RATE_RED, drop_rate_style, show
 from warehouse import flows
@@ -120,6 +120,7 @@ def figures_of(where: flows.FlowFilter) -> None:
         show(top.drop(columns=["flow_id", "flow_version"]), name="top_paths")
     with right:
         st.subheader("Choices on selection screens")
+        not_by_country("Choices are")
         chosen = flows.selections(client, flow_id=where.flow_id, flow_version=where.flow_version)
         if chosen.empty:
             st.caption("No allow-listed selections (FLOWSCOPE_FORM_FIELDS_ALLOWLIST) submitted yet.")

@@ -7,7 +7,7 @@ from datetime import timedelta
 import streamlit as st
 
 from contract.events import SOURCE_FIRST_PARTY, SOURCE_WHATSAPP
-from dashboards.filters import RANGES, period, refresh_seconds
+from dashboards.filters import RANGES, not_by_country, period, refresh_seconds
 from dashboards.state import freshness_caption, warehouse, warehouse_guard
 from dashboards.tables import show
 from warehouse import rejected
@@ -26,6 +26,7 @@ with warehouse_guard():
     client = warehouse()
 
 chosen_period = period(RANGES, default="Last 24 hours", label="Received in")
+not_by_country("Rejected events are")
 refresh_s = refresh_seconds()
 
 
