@@ -13,6 +13,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
+from typing import Any
 
 import mode
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -39,7 +40,7 @@ RECORDS_PER_FETCH = 500
 class BatchConsumer(mode.Service):
     """Consumes the events and dead-letter topics in batches and writes them through ``sink``."""
 
-    def __init__(self, *, settings: Settings, sink: Sink, catalog: FlowCatalog | None = None,
+    def __init__(self, *, settings: Settings, sink: Sink[Any], catalog: FlowCatalog | None = None,
                  **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.settings = settings
@@ -81,10 +82,11 @@ class BatchConsumer(mode.Service):
 
     @mode.Service.task
     async def _consume(self) -> None:
-        """Fetch batch N+1 while batch N is written (in a thread); commit strictly in order.
+        """Fetch and prepare batch N+1 while batch N is written (in a thread); commit strictly in order.
 
         At most one write is in flight: batch N's offsets are committed after its write and before
-        batch N+1's write starts, so a crash replays at most the two uncommitted batches.
+        batch N+1's write starts, so a crash replays at most the two uncommitted batches. Preparing
+        (the per-event work of turning events into columns) runs here, so the write only sends.
         """
         consumer = self.consumer
         if consumer is None:
@@ -97,18 +99,19 @@ class BatchConsumer(mode.Service):
                 if not offsets:
                     continue
                 await self._check_against_definitions(batch)
+                prepared = self.sink.prepare(batch) if len(batch) else None
                 if writing is not None and not await writing:
                     return  # stopping mid-retry: offsets stay uncommitted, the batches are replayed later
-                writing = asyncio.create_task(self._write_and_commit(consumer, batch, offsets))
+                writing = asyncio.create_task(self._write_and_commit(consumer, batch, prepared, offsets))
             if writing is not None:
                 await writing
         finally:
             if writing is not None and not writing.done():
                 writing.cancel()
 
-    async def _write_and_commit(self, consumer: AIOKafkaConsumer, batch: Batch,
+    async def _write_and_commit(self, consumer: AIOKafkaConsumer, batch: Batch, prepared: Any,
                                 offsets: dict[TopicPartition, int]) -> bool:
-        if len(batch) and not await self.sink.flush(batch, stopping=self.stopping):
+        if len(batch) and not await self.sink.flush(prepared, stopping=self.stopping):
             return False
         await self._commit(consumer, offsets)
         self._account(batch)
