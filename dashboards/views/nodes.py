@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from datetime import timedelta
 
 import pandas as pd
@@ -12,6 +13,7 @@ from dashboards.filters import flow_filter, not_by_country, refresh_seconds, ref
 from dashboards.state import freshness_caption, warehouse, warehouse_guard
 from dashboards.tables import DROP_RATE_AMBER, DROP_RATE_RED, drop_rate_style, show
 from warehouse import flows
+from warehouse.parallel import Fetch
 
 st.title("Node performance")
 with warehouse_guard():
@@ -21,11 +23,9 @@ refresh_s = refresh_seconds()
 EXITS = {"completed": "#2e7d32", "dropped": "#e53935", "ongoing": "#9e9e9e"}
 
 
-def screen_table(where: flows.FlowFilter) -> pd.DataFrame:
+def screen_table(where: flows.FlowFilter, stats: pd.DataFrame, registered: pd.DataFrame) -> pd.DataFrame:
     """Every screen of the version in routing order, reached or not, with its figures."""
-    stats = flows.node_stats(client, where)
     stats = stats[stats["flow_version"] == where.flow_version].drop(columns=["flow_id", "flow_version"])
-    registered = flows.flow_screens(client, where.flow_id, where.flow_version)
     if registered.empty:
         table = stats.assign(title=stats["screen"], components="")
     else:
@@ -86,7 +86,18 @@ def figures() -> None:
 
 
 def figures_of(where: flows.FlowFilter) -> None:
-    table = screen_table(where)
+    """The page's queries start at once (:mod:`warehouse.parallel`); each section is drawn when its result is in."""
+    with Fetch() as fetch:
+        stats = fetch(flows.node_stats, client, where)
+        registered = fetch(flows.flow_screens, client, where.flow_id, where.flow_version)
+        moves = fetch(flows.transitions, client, where)
+        top = fetch(flows.paths, client, where, limit=15)
+        chosen = fetch(flows.selections, client, flow_id=where.flow_id, flow_version=where.flow_version)
+        draw(where, screen_table(where, stats.result(), registered.result()), moves, top, chosen)
+
+
+def draw(where: flows.FlowFilter, table: pd.DataFrame, moves: Future[pd.DataFrame], top: Future[pd.DataFrame],
+         chosen: Future[pd.DataFrame]) -> None:
     if table.empty:
         st.info("No screen events for this version in this range.")
         return
@@ -107,25 +118,22 @@ def figures_of(where: flows.FlowFilter) -> None:
                "that reach the screen.")
 
     st.subheader("Paths between screens")
-    moves = flows.transitions(client, where)
-    if moves.empty:
+    if moves.result().empty:
         st.caption("No moves yet.")
     else:
-        st.plotly_chart(sankey(moves), width="stretch")
+        st.plotly_chart(sankey(moves.result()), width="stretch")
 
     left, right = st.columns(2)
     with left:
         st.subheader("Top paths")
-        top = flows.paths(client, where, limit=15)
-        show(top.drop(columns=["flow_id", "flow_version"]), name="top_paths")
+        show(top.result().drop(columns=["flow_id", "flow_version"]), name="top_paths")
     with right:
         st.subheader("Choices on selection screens")
         not_by_country("Choices are")
-        chosen = flows.selections(client, flow_id=where.flow_id, flow_version=where.flow_version)
-        if chosen.empty:
+        if chosen.result().empty:
             st.caption("No allow-listed selections (FLOWSCOPE_FORM_FIELDS_ALLOWLIST) submitted yet.")
         else:
-            show(chosen.drop(columns=["flow_version"]), name="selections")
+            show(chosen.result().drop(columns=["flow_version"]), name="selections")
     st.caption(f"Flow {where.flow_id}, version {where.flow_version} · refreshes every {refresh_s} s")
 
 
