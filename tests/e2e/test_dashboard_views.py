@@ -1,6 +1,7 @@
 """Views analysts share and trust, in a real browser (Debian's Chromium via Playwright), on one pipeline fed with
 delivery statuses and simulated Flow sessions of known truth: filters kept in the URL restore the same view on a
-fresh page; changing each filter (business number, flow, version, campaign, time zone, a custom range of days)
+fresh page; changing each filter (business number, flow, version, campaign, time zone, a custom range of days,
+recipient country)
 changes the figures exactly as the truth says; versions are compared with the rates, intervals and verdicts of
 ``warehouse/versions.py``; tables download as CSV; an unreachable warehouse shows a message and a retry (never a
 traceback); every page's render time is measured and reported.
@@ -26,10 +27,12 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from flowtools.registration import register_flow_json
 from flowtools.simulator.flows import FLOWS, flow_json
 from flowtools.simulator.sessions import Session, generate_sessions, requests, send, truth
+from ingest.identity import phone_country
 from tests.e2e.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -257,6 +260,48 @@ def check_versions_compared(page: Page, stack: Stack) -> None:
         screenshot(page, f"versions-compared-baseline-v{baseline}")
 
 
+def choose_country(page: Page, country: str, *, deadline_s: float = 60) -> None:
+    """Adds ``country`` in the sidebar's "Recipient country" multiselect, as a user does: open it, click the option
+    (again if a refresh of the page closed the box)."""
+    box = page.get_by_role("combobox", name="Recipient country", exact=True)
+    deadline = time.monotonic() + deadline_s
+    while True:
+        box.click()
+        try:
+            page.get_by_role("option", name=country, exact=True).click(timeout=5_000)
+            break
+        except PlaywrightTimeoutError:
+            if time.monotonic() > deadline:
+                raise
+    page.keyboard.press("Escape")
+
+
+def check_country_filter(page: Page, stack: Stack, traffic: FlowTraffic) -> None:
+    """Choosing a recipient country in the sidebar changes the funnel's figures to the truth's for the sessions of
+    that country (the simulator's user's), keeps it in the URL, and carries it to the Delivery page, whose messages
+    sent are those of that country (the recent sessions' Flow messages, and the numbers' own when Brazilian)."""
+    timeout_s = stack.settings.session_timeout_s
+    log_in(page, stack, f"/funnel?flow={LEAD_FORM}&range=Last+24+hours")
+    expect(page.get_by_role("heading", name="Engagement funnel")).to_be_visible(timeout=60_000)
+    sessions = chosen(traffic.recent, flow_id=LEAD_FORM)
+    country = sorted(Counter(s.user.country for s in sessions).items(), key=lambda c: (-c[1], c[0]))[1][0]
+    mine = [s for s in sessions if s.user.country == country]
+    want, everyone = sessions_now(mine, timeout_s=timeout_s), sessions_now(sessions, timeout_s=timeout_s)
+    assert want != everyone, f"choosing {country} changes no figure: the check could not fail"
+    shows(page, everyone)
+    choose_country(page, country)
+    shows(page, want)
+    assert parse_qs(urlparse(page.url).query)["country"] == [country], page.url
+    screenshot(page, "filters-funnel-country")
+
+    page.get_by_test_id("stSidebarNav").get_by_text("Delivery status").click()
+    expect(page.get_by_role("heading", name="Delivery status")).to_be_visible(timeout=60_000)
+    numbers = 6 if phone_country("5511999990000") == country else 0  # statuses_of's recipient
+    sent_shown(page, sum(s.user.country == country for s in traffic.recent) + numbers)
+    assert parse_qs(urlparse(page.url).query)["country"] == [country], page.url
+    screenshot(page, "filters-delivery-country")
+
+
 def sent_shown(page: Page, want: int) -> None:
     expect(metric(page, "Sent")).to_have_text(f"{want:,}", timeout=60_000)
 
@@ -317,6 +362,7 @@ def test_filters_travel_tables_download_and_an_unreachable_warehouse_is_explaine
             assert poll(lambda: flow_names.flow_names(analyst), want=names) == names
             check_flow_filters(page, stack, traffic)
             check_versions_compared(page, stack)
+            check_country_filter(page, stack, traffic)
 
             # Every table downloads as CSV: the failures by error code, exactly.
             log_in(page, stack, "/delivery?range=Last+24+hours")
