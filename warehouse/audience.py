@@ -25,7 +25,7 @@ delivered, read and failed per recipient country, and distinct persons.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -98,6 +98,16 @@ class Audience:
         return per(self.spend.spend, int(getattr(self, stage)))
 
 
+_KEY_SEPARATOR = "\x1f"  # joins a spend key's fields (ISO codes, Meta's names, digits: never this character)
+_SEPARATOR = "'\\x1F'"  # the same, as an SQL literal
+
+
+def _spend_key(key: str) -> tuple[str, str, str, int, date]:
+    """(country, category, pricing type, billable, day) of a spend key."""
+    country, category, pricing_type, billable, day = key.split(_KEY_SEPARATOR)
+    return country, category, pricing_type, int(billable), date.fromisoformat(day)
+
+
 def _group(by: tuple[str, ...]) -> str:
     unknown = [g for g in by if g not in GROUPS]
     if unknown or not by:
@@ -109,48 +119,46 @@ def audience(client: Client, where: FlowFilter, *, by: tuple[str, ...] = ("flow_
              window: timedelta = DEFAULT_OPT_OUT_WINDOW,
              card: RateCard | None = None) -> dict[tuple[str, ...], Audience]:
     """Per group of ``by``: sessions, stages, persons, opt-outs within ``window`` of a send, and spend."""
-    group = _group(by)
+    _group(by)
+    group = ", ".join(f"s.{g}" for g in by)
     if card is None:
         loaded = rate_card(client)
         card = loaded.card if loaded else None
     parameters = {**where.parameters, "window_s": int(window.total_seconds())}
-    counts_sql = f"""
-        WITH {_SESSION_MESSAGES}
-        SELECT {group}, count() AS sessions, countIf(delivered = 1) AS delivered, countIf(read = 1) AS read,
-               countIf(opened) AS opened, countIf(completed) AS completed,
-               uniqExactIf(person, person != '') AS persons
-        FROM session_messages
-        GROUP BY {group}
-    """
-    opt_out_sql = f"""
+    # One pass over the sessions: the counts, the persons who stopped within the window of their message's send
+    # (each person's stop times, joined once), and the spend's counts per (country, category, type, billable,
+    # day) as a sum map keyed by those fields joined with _KEY_SEPARATOR.
+    sql = f"""
         WITH {_SESSION_MESSAGES},
         stops AS (
-            SELECT {_STOPPER} AS person, p.occurred_at AS at
-            FROM (SELECT person_hash, occurred_at FROM {USER_PREFERENCES_TABLE} FINAL
-                  WHERE category = '{OPT_OUT_CATEGORY}' AND value = 'stop') AS p
-            {_STOPPER_JOIN}
+            SELECT person, groupArray(at) AS stop_times FROM (
+                SELECT {_STOPPER} AS person, p.occurred_at AS at
+                FROM (SELECT person_hash, occurred_at FROM {USER_PREFERENCES_TABLE} FINAL
+                      WHERE category = '{OPT_OUT_CATEGORY}' AND value = 'stop') AS p
+                {_STOPPER_JOIN})
+            WHERE person != ''
+            GROUP BY person
         )
-        SELECT {group}, uniqExact(s.person)
-        FROM (SELECT {group}, person, first_at FROM session_messages WHERE person != '') AS s
-        INNER JOIN stops AS t ON t.person = s.person
-        WHERE t.at >= s.first_at AND t.at < s.first_at + toIntervalSecond({{window_s:UInt32}})
+        SELECT {group}, count(), countIf(s.delivered = 1), countIf(s.read = 1),
+               countIf(s.opened), countIf(s.completed), uniqExactIf(s.person, s.person != ''),
+               uniqExactIf(s.person, s.person != '' AND arrayExists(
+                   at -> at >= s.first_at AND at < s.first_at + toIntervalSecond({{window_s:UInt32}}), t.stop_times)),
+               sumMapIf([concat(s.country, {_SEPARATOR}, s.pricing_category, {_SEPARATOR}, s.pricing_type,
+                                {_SEPARATOR}, toString(s.billable), {_SEPARATOR}, toString(toDate(s.first_at)))],
+                        [toUInt64(bitAnd(s.reached, {DELIVERED_OR_READ}) != 0)], [toUInt64(1)], s.has_message)
+        FROM session_messages AS s
+        LEFT JOIN stops AS t ON t.person = s.person
         GROUP BY {group}
     """
-    spend_sql = f"""
-        WITH {_SESSION_MESSAGES}
-        SELECT {group}, country, pricing_category, pricing_type, billable, toDate(first_at) AS day,
-               countIf(bitAnd(reached, {DELIVERED_OR_READ}) != 0), count()
-        FROM session_messages WHERE has_message
-        GROUP BY {group}, country, pricing_category, pricing_type, billable, day
-    """
-    spends = priced(client.query(spend_sql, parameters=parameters).result_rows, card, len(by))
-    opt_outs = {tuple(row[:-1]): int(row[-1]) for row in client.query(opt_out_sql, parameters=parameters).result_rows}
     out: dict[tuple[str, ...], Audience] = {}
-    for row in client.query(counts_sql, parameters=parameters).result_rows:
+    for row in client.query(sql, parameters=parameters).result_rows:
         key = tuple(row[:len(by)])
-        sessions, delivered, read, opened, completed, persons = (int(v) for v in row[len(by):])
-        out[key] = Audience(sessions, delivered, read, opened, completed, persons, opt_outs.get(key, 0),
-                            spends.get(key, Spend()))
+        sessions, delivered, read, opened, completed, persons, opt_outs = (int(v) for v in row[len(by):-1])
+        keys, delivered_messages, messages = row[-1]
+        spent = priced(([*key, *_spend_key(k), d, n] for k, d, n in zip(keys, delivered_messages, messages,
+                                                                           strict=True)), card, len(by))
+        out[key] = Audience(sessions, delivered, read, opened, completed, persons, opt_outs,
+                            spent.get(key, Spend()))
     return out
 
 
