@@ -45,6 +45,7 @@ from warehouse.tables import (
     MESSAGE_STATE_TABLE,
     NEVER_DATETIME,
     NEVER_DATETIME64,
+    OUTBOUND_MESSAGES_TABLE,
     ROLLUP_PROGRESS_TABLE,
 )
 
@@ -86,9 +87,14 @@ states AS (
     WHERE wamid IN (SELECT wamid FROM merged)
     GROUP BY wamid
 ),
+countries AS (  -- the Flow message recipient's country: the largest its statuses carried, whatever their order
+    SELECT wamid, max(country) AS country FROM {OUTBOUND_MESSAGES_TABLE} WHERE wamid IN (SELECT wamid FROM merged)
+    GROUP BY wamid
+),
 live AS{once} (
     SELECT m.flow_token AS flow_token, m.flow_id AS flow_id, m.flow_version AS flow_version,
-           m.campaign AS campaign, m.wamid AS wamid, m.sent_at AS sent_at, m.completed_at AS completed_at,
+           m.campaign AS campaign, c.country AS country, m.wamid AS wamid, m.sent_at AS sent_at,
+           m.completed_at AS completed_at,
            greatest(m.last_activity_at,
                     if(st.wamid != '' AND st.read_at < {_NEVER_DT}, toDateTime64(st.read_at, 3, 'UTC'), m.sent_at),
                     if(st.wamid != '' AND st.delivered_at < {_NEVER_DT},
@@ -109,6 +115,7 @@ live AS{once} (
                     arrayEnumerate(starts)) AS visit_ms
     FROM merged AS m
     LEFT JOIN states AS st ON m.wamid = st.wamid
+    LEFT JOIN countries AS c ON m.wamid = c.wamid
 )"""
 
 
@@ -118,6 +125,7 @@ _FILTER = """
     AND ({flow_id:String} = '' OR flow_id = {flow_id:String})
     AND ({flow_version:String} = '' OR flow_version = {flow_version:String})
     AND ({campaign:String} = '' OR campaign = {campaign:String})
+    AND (empty({countries:Array(String)}) OR has({countries:Array(String)}, country))
 """
 # Sessions touched since the rollup's last pass (a minute's worth once it keeps up), merged whatever their
 # range: looking their sends up by time first would read every send of the range.
@@ -126,6 +134,7 @@ _GROUP_FILTER = """
     ({flow_id:String} = '' OR flow_id = {flow_id:String})
     AND ({flow_version:String} = '' OR flow_version = {flow_version:String})
     AND ({campaign:String} = '' OR campaign = {campaign:String})
+    AND (empty({countries:Array(String)}) OR has({countries:Array(String)}, country))
 """
 # The end of the summed hours: the sums answer for the whole hours of the range from hours_from up to it.
 # Every session untouched since the rollup's last pass (less the margin) is resolved *and* summed in its hour
@@ -220,7 +229,8 @@ every_session AS MATERIALIZED (
 
 @dataclass(frozen=True, kw_only=True)
 class FlowFilter:
-    """Which sessions: sent within [start, end] (UTC), optionally one flow, version and campaign.
+    """Which sessions: sent within [start, end] (UTC), optionally one flow, version and campaign, and recipient
+    countries (of the Flow message, ``""`` for unknown; empty = all).
 
     ``timeout_s`` is the abandonment timeout: callers pass ``Settings.session_timeout_s``.
     """
@@ -230,6 +240,7 @@ class FlowFilter:
     flow_id: str = ""
     flow_version: str = ""
     campaign: str = ""
+    countries: tuple[str, ...] = ()
     timeout_s: int
     now: datetime | None = None
 
@@ -238,7 +249,8 @@ class FlowFilter:
         now = self.now or datetime.now(UTC).replace(tzinfo=None)
         return {
             "start": self.start, "end": self.end, "flow_id": self.flow_id, "flow_version": self.flow_version,
-            "campaign": self.campaign, "timeout_s": self.timeout_s, "now": now, **self.hours(),
+            "campaign": self.campaign, "countries": list(self.countries), "timeout_s": self.timeout_s, "now": now,
+            **self.hours(),
         }
 
     def hours(self, *, whole: bool = True) -> dict[str, datetime]:
@@ -322,6 +334,19 @@ def funnel(client: Client, where: FlowFilter, *, by: tuple[str, ...] = ("flow_id
     """
     return _frame(client, sql, where.parameters, (*by, "sent", "delivered", "read", "opened", "completed",
                                                    "abandoned", "ongoing", "failed"))
+
+
+def regroup(funnel_rows: pd.DataFrame, by: tuple[str, ...], *, flow_version: str = "") -> pd.DataFrame:
+    """A finer :func:`funnel` (grouped by more columns) summed into groups of ``by``, of one version unless
+    ``flow_version`` is empty: the same figures as asking :func:`funnel` for them (every column is a count of
+    sessions, and a session is in one group), without another query."""
+    _group(by)
+    rows = funnel_rows if not flow_version else funnel_rows[funnel_rows["flow_version"] == flow_version]
+    counts = list(dict.fromkeys((*STAGES, *STATES)))  # the funnel's columns: completed is a stage and a state
+    if rows.empty:
+        return pd.DataFrame(columns=[*by, *counts])
+    summed = rows.groupby(list(by), as_index=False, sort=True)[counts].sum()
+    return summed[[*by, *counts]].astype({column: "int64" for column in counts})
 
 
 def funnel_over_time(client: Client, where: FlowFilter, *, bucket_minutes: int = 60) -> pd.DataFrame:

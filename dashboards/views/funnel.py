@@ -72,10 +72,12 @@ class Page:
 def fetch_page(fetch: Fetch, where: flows.FlowFilter, card: LoadedCard | None, bucket: int) -> Page:
     rates = card.card if card else None
     every_version = dataclasses.replace(where, flow_version="")
+    # One funnel query per page: every version and campaign, summed below into the three groupings it shows.
+    finest = fetch(flows.funnel, client, every_version, by=("flow_id", "flow_version", "campaign"))
     return Page(
-        totals=fetch(flows.funnel, client, where, by=("flow_id",)),
-        by_version=fetch(flows.funnel, client, every_version),
-        campaigns=fetch(flows.funnel, client, where, by=("campaign",)),
+        totals=_regrouped(finest, ("flow_id",), where.flow_version),
+        by_version=_regrouped(finest, ("flow_id", "flow_version"), ""),
+        campaigns=_regrouped(finest, ("campaign",), where.flow_version),
         series=fetch(flows.funnel_over_time, client, where, bucket_minutes=bucket),
         people=fetch(audience.audience, client, where, by=("flow_id",), window=window, card=rates),
         people_by_version=fetch(audience.audience, client, every_version, by=("flow_version", "campaign"),
@@ -86,6 +88,20 @@ def fetch_page(fetch: Fetch, where: flows.FlowFilter, card: LoadedCard | None, b
         stage_times=fetch(audience.stage_times, client, where, by=("flow_id",)),
         completion_times=fetch(audience.completion_times, client, where),
     )
+
+
+def _regrouped(finest: Future[pd.DataFrame], by: tuple[str, ...], flow_version: str) -> Future[pd.DataFrame]:
+    """The finest funnel summed into groups of ``by`` (:func:`warehouse.flows.regroup`), once it arrives."""
+    out: Future[pd.DataFrame] = Future()
+
+    def regroup(done: Future[pd.DataFrame]) -> None:
+        try:
+            out.set_result(flows.regroup(done.result(), by, flow_version=flow_version))
+        except Exception as exc:  # noqa: BLE001 - raised where the result is read, as the query's own error
+            out.set_exception(exc)
+
+    finest.add_done_callback(regroup)
+    return out
 
 
 def figures(where: flows.FlowFilter) -> None:
