@@ -119,15 +119,25 @@ def audience(client: Client, where: FlowFilter, *, by: tuple[str, ...] = ("flow_
              window: timedelta = DEFAULT_OPT_OUT_WINDOW,
              card: RateCard | None = None) -> dict[tuple[str, ...], Audience]:
     """Per group of ``by``: sessions, stages, persons, opt-outs within ``window`` of a send, and spend."""
-    _group(by)
-    group = ", ".join(f"s.{g}" for g in by)
+    return audience_sets(client, where, (by,), window=window, card=card)[by]
+
+
+def audience_sets(client: Client, where: FlowFilter, sets: tuple[tuple[str, ...], ...], *,
+                  window: timedelta = DEFAULT_OPT_OUT_WINDOW,
+                  card: RateCard | None = None) -> dict[tuple[str, ...], dict[tuple[str, ...], Audience]]:
+    """:func:`audience` for each grouping of ``sets`` at once (GROUPING SETS): the sessions are merged and joined
+    once for all of them. Keyed by grouping, then by group."""
+    for by in sets:
+        _group(by)
+    columns = list(dict.fromkeys(column for by in sets for column in by))
     if card is None:
         loaded = rate_card(client)
         card = loaded.card if loaded else None
     parameters = {**where.parameters, "window_s": int(window.total_seconds())}
     # One pass over the sessions: the counts, the persons who stopped within the window of their message's send
     # (each person's stop times, joined once), and the spend's counts per (country, category, type, billable,
-    # day) as a sum map keyed by those fields joined with _KEY_SEPARATOR.
+    # day) as a sum map keyed by those fields joined with _KEY_SEPARATOR. grouping() tells a row's grouping:
+    # a bit per column, 1 where the row is not grouped by it.
     sql = f"""
         WITH {_SESSION_MESSAGES},
         stops AS (
@@ -139,7 +149,8 @@ def audience(client: Client, where: FlowFilter, *, by: tuple[str, ...] = ("flow_
             WHERE person != ''
             GROUP BY person
         )
-        SELECT {group}, count(), countIf(s.delivered = 1), countIf(s.read = 1),
+        SELECT {", ".join(f"s.{c}" for c in columns)}, grouping({", ".join(f"s.{c}" for c in columns)}),
+               count(), countIf(s.delivered = 1), countIf(s.read = 1),
                countIf(s.opened), countIf(s.completed), uniqExactIf(s.person, s.person != ''),
                uniqExactIf(s.person, s.person != '' AND arrayExists(
                    at -> at >= s.first_at AND at < s.first_at + toIntervalSecond({{window_s:UInt32}}), t.stop_times)),
@@ -148,17 +159,20 @@ def audience(client: Client, where: FlowFilter, *, by: tuple[str, ...] = ("flow_
                         [toUInt64(bitAnd(s.reached, {DELIVERED_OR_READ}) != 0)], [toUInt64(1)], s.has_message)
         FROM session_messages AS s
         LEFT JOIN stops AS t ON t.person = s.person
-        GROUP BY {group}
+        GROUP BY GROUPING SETS ({", ".join("(" + ", ".join(f"s.{c}" for c in by) + ")" for by in sets)})
     """
-    out: dict[tuple[str, ...], Audience] = {}
+    masks = {sum(1 << (len(columns) - 1 - i) for i, c in enumerate(columns) if c not in by): by for by in sets}
+    out: dict[tuple[str, ...], dict[tuple[str, ...], Audience]] = {by: {} for by in sets}
     for row in client.query(sql, parameters=parameters).result_rows:
-        key = tuple(row[:len(by)])
-        sessions, delivered, read, opened, completed, persons, opt_outs = (int(v) for v in row[len(by):-1])
+        values = dict(zip(columns, row, strict=False))
+        by = masks[int(row[len(columns)])]
+        key = tuple(values[c] for c in by)
+        sessions, delivered, read, opened, completed, persons, opt_outs = (int(v) for v in row[len(columns) + 1:-1])
         keys, delivered_messages, messages = row[-1]
-        spent = priced(([*key, *_spend_key(k), d, n] for k, d, n in zip(keys, delivered_messages, messages,
-                                                                           strict=True)), card, len(by))
-        out[key] = Audience(sessions, delivered, read, opened, completed, persons, opt_outs,
-                            spent.get(key, Spend()))
+        spent = priced(([*_spend_key(k), d, n] for k, d, n in zip(keys, delivered_messages, messages, strict=True)),
+                       card, 0)
+        out[by][key] = Audience(sessions, delivered, read, opened, completed, persons, opt_outs,
+                                spent.get((), Spend()))
     return out
 
 

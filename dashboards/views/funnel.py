@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from concurrent.futures import Future
 from datetime import timedelta
+from typing import TypeVar
 
 import pandas as pd
 import plotly.express as px
@@ -34,6 +36,8 @@ with warehouse_guard():
     baseline = baseline_version(client, where) if where is not None else None
     window = opt_out_window()
     refresh_s = refresh_seconds()
+T = TypeVar("T")
+U = TypeVar("U")
 STAGE_LABELS = {"sent": "Sent", "delivered": "Delivered", "read": "Read", "opened": "Opened", "completed": "Completed"}
 
 
@@ -72,6 +76,13 @@ class Page:
 def fetch_page(fetch: Fetch, where: flows.FlowFilter, card: LoadedCard | None, bucket: int) -> Page:
     rates = card.card if card else None
     every_version = dataclasses.replace(where, flow_version="")
+    # The audiences in one query (GROUPING SETS), or two when a version is chosen (by version: every version).
+    by_version = ("flow_version", "campaign")
+    people = fetch(audience.audience_sets, client, where,
+                   (("flow_id",), ("country",), *((by_version,) if where.flow_version == "" else ())),
+                   window=window, card=rates)
+    people_by_version = (people if where.flow_version == "" else
+                         fetch(audience.audience_sets, client, every_version, (by_version,), window=window, card=rates))
     # One funnel query per page: every version and campaign, summed below into the three groupings it shows.
     finest = fetch(flows.funnel, client, every_version, by=("flow_id", "flow_version", "campaign"))
     return Page(
@@ -79,10 +90,10 @@ def fetch_page(fetch: Fetch, where: flows.FlowFilter, card: LoadedCard | None, b
         by_version=_regrouped(finest, ("flow_id", "flow_version"), ""),
         campaigns=_regrouped(finest, ("campaign",), where.flow_version),
         series=fetch(flows.funnel_over_time, client, where, bucket_minutes=bucket),
-        people=fetch(audience.audience, client, where, by=("flow_id",), window=window, card=rates),
-        people_by_version=fetch(audience.audience, client, every_version, by=("flow_version", "campaign"),
-                                window=window, card=rates),
-        people_by_country=fetch(audience.audience, client, where, by=("country",), window=window, card=rates),
+        people=_grouping(people, ("flow_id",)),
+        people_by_version=_grouping(people if where.flow_version == "" else people_by_version,
+                                    ("flow_version", "campaign")),
+        people_by_country=_grouping(people, ("country",)),
         times=fetch(audience.time_to_complete, client, every_version),
         overall_times=fetch(audience.time_to_complete, client, where, by=("flow_id",)),
         stage_times=fetch(audience.stage_times, client, where, by=("flow_id",)),
@@ -90,17 +101,27 @@ def fetch_page(fetch: Fetch, where: flows.FlowFilter, card: LoadedCard | None, b
     )
 
 
+def _grouping(sets: Future[dict[tuple[str, ...], dict[tuple[str, ...], Audience]]],
+              by: tuple[str, ...]) -> Future[dict[tuple[str, ...], Audience]]:
+    return _then(sets, lambda figures: figures[by])
+
+
 def _regrouped(finest: Future[pd.DataFrame], by: tuple[str, ...], flow_version: str) -> Future[pd.DataFrame]:
     """The finest funnel summed into groups of ``by`` (:func:`warehouse.flows.regroup`), once it arrives."""
-    out: Future[pd.DataFrame] = Future()
+    return _then(finest, lambda frame: flows.regroup(frame, by, flow_version=flow_version))
 
-    def regroup(done: Future[pd.DataFrame]) -> None:
+
+def _then(future: Future[T], then: Callable[[T], U]) -> Future[U]:
+    """A future of ``then`` applied to ``future``'s result (its error, if it failed)."""
+    out: Future[U] = Future()
+
+    def done(finished: Future[T]) -> None:
         try:
-            out.set_result(flows.regroup(done.result(), by, flow_version=flow_version))
+            out.set_result(then(finished.result()))
         except Exception as exc:  # noqa: BLE001 - raised where the result is read, as the query's own error
             out.set_exception(exc)
 
-    finest.add_done_callback(regroup)
+    future.add_done_callback(done)
     return out
 
 

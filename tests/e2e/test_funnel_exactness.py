@@ -165,6 +165,12 @@ def test_every_funnel_and_node_number_equals_the_truth(stack_factory: Callable[.
                         for (flow_id, version), v in versions.items() for campaign, c in v["by_campaign"].items()
                         if c["sent"]}
     assert got_by_campaign == want_by_campaign
+    # The funnel page's groupings asked at once (GROUPING SETS) equal each asked alone, whole Audience records.
+    groupings = (("flow_id",), ("country",), ("flow_version", "campaign"), ("flow_id", "flow_version", "campaign"))
+    at_once = audience.audience_sets(client, window, groupings, window=OPT_OUT_WINDOW)
+    for by in groupings:
+        alone = audience.audience(client, window, by=by, window=OPT_OUT_WINDOW)
+        assert len(alone) > 1 and at_once[by] == alone, by
     everyone = queries.DeliveryFilter(start=window.start, end=window.end)
     assert audience.delivery_persons(client, everyone) == expected["persons"]
     spend_by_country = costs.spend(client, everyone, by=("country",), card=card)
