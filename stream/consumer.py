@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 SOURCE_STREAM = "stream"
 # Records per getmany call; each record holds a whole array of events.
 RECORDS_PER_FETCH = 500
+# How long a read waits for more records, past the batch's wait, while the previous batch is still being written.
+WRITE_POLL_S = 0.02
 
 
 class BatchConsumer(mode.Service):
@@ -94,7 +96,7 @@ class BatchConsumer(mode.Service):
         writing: asyncio.Task[bool] | None = None
         try:
             while not self.should_stop:
-                batch, offsets = await self._fetch_batch(consumer)
+                batch, offsets = await self._fetch_batch(consumer, writing)
                 await self._report_lag(consumer)
                 if not offsets:
                     continue
@@ -117,8 +119,11 @@ class BatchConsumer(mode.Service):
         self._account(batch)
         return True
 
-    async def _fetch_batch(self, consumer: AIOKafkaConsumer) -> tuple[Batch, dict[TopicPartition, int]]:
-        """Read until the batch is full or its oldest event waited ``batch_max_wait_ms``."""
+    async def _fetch_batch(self, consumer: AIOKafkaConsumer,
+                           writing: asyncio.Task[bool] | None = None) -> tuple[Batch, dict[TopicPartition, int]]:
+        """Read until the batch is full, or its oldest event waited ``batch_max_wait_ms`` and the previous batch's
+        write (``writing``) is done: a batch cannot be written before then anyway, so under load batches grow
+        with the write's time (fewer, larger inserts), while a quiet stream still writes within the wait."""
         s = self.settings
         batch = Batch()
         offsets: dict[TopicPartition, int] = {}
@@ -127,7 +132,9 @@ class BatchConsumer(mode.Service):
         while fetched < s.batch_max_records and not self.should_stop:
             timeout = 1.0 if deadline is None else deadline - time.monotonic()
             if timeout <= 0:
-                break
+                if writing is None or writing.done():
+                    break
+                timeout = WRITE_POLL_S  # the previous write is still on: keep reading meanwhile
             # A record holds a whole webhook's events: ask for as many records as the batch has room for.
             per_record = self.events_per_record
             room = 1 if per_record is None else min(RECORDS_PER_FETCH, (s.batch_max_records - fetched) // per_record)
