@@ -279,7 +279,8 @@ def choose_country(page: Page, country: str, *, deadline_s: float = 60) -> None:
 def check_country_filter(page: Page, stack: Stack, traffic: FlowTraffic) -> None:
     """Choosing a recipient country in the sidebar changes the funnel's figures to the truth's for the sessions of
     that country (the simulator's user's), keeps it in the URL, and carries it to the Delivery page, whose messages
-    sent are those of that country (the recent sessions' Flow messages, and the numbers' own when Brazilian)."""
+    sent are those of that country (the recent sessions' Flow messages, and the numbers' own when Brazilian), and to
+    the Overview."""
     timeout_s = stack.settings.session_timeout_s
     log_in(page, stack, f"/funnel?flow={LEAD_FORM}&range=Last+24+hours")
     expect(page.get_by_role("heading", name="Engagement funnel")).to_be_visible(timeout=60_000)
@@ -297,9 +298,20 @@ def check_country_filter(page: Page, stack: Stack, traffic: FlowTraffic) -> None
     page.get_by_test_id("stSidebarNav").get_by_text("Delivery status").click()
     expect(page.get_by_role("heading", name="Delivery status")).to_be_visible(timeout=60_000)
     numbers = 6 if phone_country("5511999990000") == country else 0  # statuses_of's recipient
-    sent_shown(page, sum(s.user.country == country for s in traffic.recent) + numbers)
+    theirs = [s for s in traffic.recent if s.user.country == country]
+    sent_shown(page, len(theirs) + numbers)
     assert parse_qs(urlparse(page.url).query)["country"] == [country], page.url
     screenshot(page, "filters-delivery-country")
+
+    # And to the Overview: that country's messages and Flow sessions (the AB flow's messages have no status: no
+    # country), and its sessions' completion rate.
+    page.get_by_test_id("stSidebarNav").get_by_text("Overview").click()
+    expect(page.get_by_role("heading", name="Overview")).to_be_visible(timeout=60_000)
+    expect(metric(page, "Messages sent")).to_have_text(f"{len(theirs) + numbers:,}", timeout=60_000)
+    expect(metric(page, "Flow sessions")).to_have_text(f"{len(theirs):,}", timeout=60_000)
+    completed = sum(s.completed_s is not None for s in theirs)
+    expect(metric(page, "Flow completion rate")).to_have_text(f"{completed / len(theirs):.1%}")
+    assert parse_qs(urlparse(page.url).query)["country"] == [country], page.url
 
 
 def sent_shown(page: Page, want: int) -> None:
