@@ -24,6 +24,7 @@ delivered, read and failed per recipient country, and distinct persons.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -48,6 +49,7 @@ from warehouse.tables import (
 GROUPS = ("flow_id", "flow_version", "campaign", "country")  # country: the Flow message recipient's
 DEFAULT_OPT_OUT_WINDOW = timedelta(hours=48)
 OPT_OUT_CATEGORY = "marketing_messages"
+COMPLETION_BUCKETS_S = (30, 60, 120, 300, 600, 1800, 3600, 6 * 3600, 24 * 3600)  # upper bounds of the spread's
 STAGE_GAPS = (("sent", "delivered"), ("delivered", "read"), ("read", "opened"), ("opened", "completed"))
 
 _NEVER_DT = f"toDateTime('{NEVER_DATETIME}', 'UTC')"
@@ -212,8 +214,8 @@ def time_to_complete(client: Client, where: FlowFilter, *,
     return pd.DataFrame(rows, columns=[*by, "completions", "p50_ms", "p90_ms"])
 
 
-def completion_times(client: Client, where: FlowFilter, *, buckets_s: tuple[int, ...] = (
-        30, 60, 120, 300, 600, 1800, 3600, 6 * 3600, 24 * 3600)) -> pd.DataFrame:
+def completion_times(client: Client, where: FlowFilter, *,
+                     buckets_s: tuple[int, ...] = COMPLETION_BUCKETS_S) -> pd.DataFrame:
     """The distribution of times to complete: completed sessions per bucket (upper bound in seconds; the last
     bucket, ``None``, is everything longer), per flow and version."""
     sql = f"""
@@ -231,6 +233,46 @@ def completion_times(client: Client, where: FlowFilter, *, buckets_s: tuple[int,
         [(f, v, buckets_s[b - 1] if b else None, int(n)) for f, v, b, n in rows],
         columns=["flow_id", "flow_version", "up_to_s", "sessions"],
     )
+
+
+@dataclass(frozen=True)
+class CompletionTimes:
+    """What :func:`completion_summary` returns: the frames of :func:`time_to_complete` per version and per flow,
+    and of :func:`completion_times`."""
+
+    by_version: pd.DataFrame
+    overall: pd.DataFrame
+    spread: pd.DataFrame
+
+
+def completion_summary(client: Client, where: FlowFilter, *, buckets_s: tuple[int, ...] = COMPLETION_BUCKETS_S
+                       ) -> CompletionTimes:
+    """In one query (GROUPING SETS): :func:`time_to_complete` by flow and version of *every* version of
+    ``where``'s flow, and by flow, and :func:`completion_times`, both of ``where``'s version (when it names one)."""
+    every_version = dataclasses.replace(where, flow_version="")
+    sql = f"""
+        WITH {EVERY_SESSION}
+        SELECT flow_id, flow_version, bucket, grouping(flow_id, flow_version, bucket), count(),
+               toInt64(quantileExact(0.5)(ms)), toInt64(quantileExact(0.9)(ms))
+        FROM (SELECT flow_id, flow_version,
+                     toUnixTimestamp64Milli(completed_at) - toUnixTimestamp64Milli(sent_at) AS ms,
+                     arrayFirstIndex(b -> ms <= b * 1000, {{buckets:Array(UInt32)}}) AS bucket
+              FROM every_session WHERE completed)
+        GROUP BY GROUPING SETS ((flow_id, flow_version), (flow_id), (flow_id, flow_version, bucket))
+        ORDER BY flow_id, flow_version, bucket
+    """
+    rows = client.query(sql, parameters={**every_version.parameters, "buckets": list(buckets_s)}).result_rows
+    chosen = where.flow_version
+    versions = [(f, v, int(n), p50, p90) for f, v, _, g, n, p50, p90 in rows if g == 0b001]
+    per_flow = [(f, int(n), p50, p90) for f, _, _, g, n, p50, p90 in rows if g == 0b011]
+    if chosen:
+        per_flow = [(f, n, p50, p90) for f, v, n, p50, p90 in versions if v == chosen]
+    spread = [(f, v, buckets_s[b - 1] if b else None, int(n)) for f, v, b, g, n, _, _ in rows
+              if g == 0 and (not chosen or v == chosen)]
+    return CompletionTimes(
+        pd.DataFrame(versions, columns=["flow_id", "flow_version", "completions", "p50_ms", "p90_ms"]),
+        pd.DataFrame(per_flow, columns=["flow_id", "completions", "p50_ms", "p90_ms"]),
+        pd.DataFrame(spread, columns=["flow_id", "flow_version", "up_to_s", "sessions"]))
 
 
 def stage_times(client: Client, where: FlowFilter, *,

@@ -25,7 +25,7 @@ from dashboards.formats import duration, money
 from dashboards.state import freshness_caption, warehouse, warehouse_guard
 from dashboards.tables import show
 from warehouse import audience, buckets, costs, flows, versions
-from warehouse.audience import Audience
+from warehouse.audience import Audience, CompletionTimes
 from warehouse.costs import LoadedCard
 from warehouse.parallel import Fetch
 
@@ -67,10 +67,8 @@ class Page:
     people: Future[dict[tuple[str, ...], Audience]]
     people_by_version: Future[dict[tuple[str, ...], Audience]]
     people_by_country: Future[dict[tuple[str, ...], Audience]]
-    times: Future[pd.DataFrame]
-    overall_times: Future[pd.DataFrame]
+    times: Future[CompletionTimes]
     stage_times: Future[pd.DataFrame]
-    completion_times: Future[pd.DataFrame]
 
 
 def fetch_page(fetch: Fetch, where: flows.FlowFilter, card: LoadedCard | None, bucket: int) -> Page:
@@ -94,10 +92,8 @@ def fetch_page(fetch: Fetch, where: flows.FlowFilter, card: LoadedCard | None, b
         people_by_version=_grouping(people if where.flow_version == "" else people_by_version,
                                     ("flow_version", "campaign")),
         people_by_country=_grouping(people, ("country",)),
-        times=fetch(audience.time_to_complete, client, every_version),
-        overall_times=fetch(audience.time_to_complete, client, where, by=("flow_id",)),
+        times=fetch(audience.completion_summary, client, where),
         stage_times=fetch(audience.stage_times, client, where, by=("flow_id",)),
-        completion_times=fetch(audience.completion_times, client, where),
     )
 
 
@@ -299,11 +295,12 @@ def _money_columns(frame: pd.DataFrame, currency: str) -> pd.DataFrame:
 
 def times_to_complete(page: Page) -> None:
     st.subheader("Time to complete")
-    times = page.times.result()
-    if times.empty:
+    summary = page.times.result()
+    times = summary.by_version
+    if times.empty or summary.overall.empty:
         st.caption("No completed sessions in this range.")
         return
-    overall = page.overall_times.result().iloc[0]
+    overall = summary.overall.iloc[0]
     a, b, c = st.columns(3)
     a.metric("Median time to complete", duration(overall["p50_ms"]), help="From the send to the completion")
     b.metric("p90 time to complete", duration(overall["p90_ms"]))
@@ -321,7 +318,7 @@ def times_to_complete(page: Page) -> None:
             gaps = gaps.sort_values("gap", key=lambda g: g.map(order))
             show(gaps[["gap", "sessions", "median", "p90"]], name="stage_times")
     with right:
-        spread = page.completion_times.result()
+        spread = summary.spread
         spread["up to"] = [duration(s * 1000) if s else "longer" for s in spread["up_to_s"]]
         chart = px.bar(spread, x="up to", y="sessions", color="flow_version", barmode="group",
                        labels={"up to": "time to complete, up to"})

@@ -184,3 +184,15 @@ def test_every_funnel_and_node_number_equals_the_truth(stack_factory: Callable[.
     want_times = {key: (t["completions"], t["p50_ms"], t["p90_ms"])
                   for key, v in versions.items() if (t := v["time_to_complete"])["completions"]}
     assert got_times == want_times
+    # The funnel page's one query for its times (every version, the flow overall, the spread) equals the three.
+    for flow_id in expected["flows"]:
+        for version in ("", *expected["flows"][flow_id]["versions"]):
+            chosen = dataclasses.replace(window, flow_id=flow_id, flow_version=version)
+            summary = audience.completion_summary(client, chosen)
+            every = dataclasses.replace(chosen, flow_version="")
+            assert summary.by_version.to_dict("records") == audience.time_to_complete(client, every).to_dict(
+                "records")
+            overall = audience.time_to_complete(client, chosen, by=("flow_id",))
+            assert not overall.empty and summary.overall.to_dict("records") == overall.to_dict("records"), version
+            spread = audience.completion_times(client, chosen)
+            assert summary.spread.to_dict("records") == spread.to_dict("records"), version
