@@ -12,7 +12,7 @@ import streamlit as st
 from clickhouse_connect.driver.client import Client
 
 from dashboards.state import settings
-from warehouse import flow_names, flows
+from warehouse import flow_names, flows, queries
 
 # Every time range a page offers, defined once; each page offers its own choice of them, in this order.
 SPANS = {
@@ -51,11 +51,12 @@ def flow_filter(client: Client, *, require_version: bool = False, default: str =
         version = _select("Version", options, key="version", default_index=len(options) - 1 if require_version else 0)
         campaigns = sorted(c for c in known.loc[known["flow_id"] == flow_id, "campaign"].unique() if c)
         campaign = _select("Campaign", [ALL, *campaigns], key="campaign", default_index=0)
+    countries = recipient_countries(client)
     start, end = chosen.bounds()
     return flows.FlowFilter(
         start=start, end=end, flow_id=flow_id,
         flow_version="" if version == ALL else version, campaign="" if campaign == ALL else campaign,
-        timeout_s=settings().session_timeout_s,
+        countries=countries, timeout_s=settings().session_timeout_s,
     )
 
 
@@ -86,7 +87,8 @@ CUSTOM = "Custom range"
 TIME_ZONES = ("UTC", "America/Sao_Paulo", "America/Mexico_City", "America/New_York", "Europe/London",
               "Europe/Berlin", "Asia/Kolkata", "Asia/Singapore")
 _STORE = "shared_filters"  # session state: the filters chosen on any page, seeded once from the URL
-_LIST_KEYS = frozenset({"numbers"})
+_LIST_KEYS = frozenset({"numbers", "country"})
+UNKNOWN_COUNTRY = "unknown"  # how the sidebar and the URL name the country "" (a recipient whose country is unknown)
 
 
 @dataclass(frozen=True)
@@ -124,7 +126,7 @@ def _store() -> dict[str, Any]:
         params = st.query_params
         st.session_state[_STORE] = {
             key: (params.get_all(key) if key in _LIST_KEYS else params.get(key)) for key in params
-            if key in {"range", "from", "to", "tz", "numbers", "flow", "version", "campaign", "baseline"}}
+            if key in {"range", "from", "to", "tz", "numbers", "flow", "version", "campaign", "baseline", "country"}}
     store: dict[str, Any] = st.session_state[_STORE]
     return store
 
@@ -191,6 +193,26 @@ def phone_numbers(known: list[str]) -> tuple[str, ...]:
         chosen = st.multiselect("Business phone number id", options, default=wanted, placeholder="All numbers")
     _remember("numbers", list(chosen))
     return tuple(chosen)
+
+
+def recipient_countries(client: Client) -> tuple[str, ...]:
+    """Recipient countries to show (ISO 3166 codes, ``""`` for unknown; none chosen: all), shared and kept in the URL
+    (key ``country``, ``unknown`` for ``""``); the choices are the countries the warehouse knows."""
+    wanted = [str(c) for c in _store().get("country") or []]
+    known = [c or UNKNOWN_COUNTRY for c in queries.countries(client)]
+    options = sorted({*known, *wanted}, key=lambda c: (c == UNKNOWN_COUNTRY, c))  # a linked one stays chosen
+    with st.sidebar:
+        chosen = st.multiselect("Recipient country", options, default=[c for c in wanted if c in options],
+                                placeholder="All countries",
+                                help="ISO 3166 country of the recipient; unknown: no country could be told")
+    _remember("country", list(chosen))
+    return tuple("" if c == UNKNOWN_COUNTRY else c for c in chosen)
+
+
+def not_by_country(what: str) -> None:
+    """Say that ``what`` is not filtered by the recipient countries chosen on another page (it has no recipient)."""
+    if _store().get("country"):
+        st.caption(f"{what} not filtered by recipient country: it has no recipient.")
 
 
 def _date(text: Any) -> date | None:

@@ -88,19 +88,19 @@ class Page:
 
 
 def figures(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
-            now: datetime | None = None) -> Figures:
-    """The headline figures of [start, end] (UTC)."""
+            now: datetime | None = None, countries: tuple[str, ...] = ()) -> Figures:
+    """The headline figures of [start, end] (UTC); ``countries``: of those recipient countries (empty: all)."""
     with Fetch() as fetch:
-        return _figures(client, start, end, timeout_s=timeout_s, card=card, now=now, fetch=fetch)()
+        return _figures(client, start, end, timeout_s=timeout_s, card=card, now=now, fetch=fetch, countries=countries)()
 
 
 def _figures(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
-             now: datetime | None, fetch: Fetch) -> Callable[[], Figures]:
+             now: datetime | None, fetch: Fetch, countries: tuple[str, ...] = ()) -> Callable[[], Figures]:
     """Starts the figures' queries on ``fetch``; the returned function waits for them and builds the figures."""
-    where = queries.DeliveryFilter(start=start, end=end)
+    where = queries.DeliveryFilter(start=start, end=end, countries=countries)
     totals = fetch(queries.delivery_totals, client, where)
-    funnel = fetch(flows.funnel, client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now),
-                   by=("flow_id",))
+    funnel = fetch(flows.funnel, client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now,
+                                                          countries=countries), by=("flow_id",))
     spend = fetch(costs.spend, client, where, by=(), card=card)
     opt_outs = fetch(audience.stopped_people, client, where)
 
@@ -116,15 +116,16 @@ def _figures(client: Client, start: datetime, end: datetime, *, timeout_s: int, 
 
 
 def page(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
-         now: datetime | None = None) -> Page:
+         now: datetime | None = None, countries: tuple[str, ...] = ()) -> Page:
     """The whole Overview of [start, end]: its independent queries run side by side (:mod:`warehouse.parallel`)."""
     before_start, before_end = previous(start, end)
     with Fetch() as fetch:
-        trend = fetch(trends, client, start, end, timeout_s=timeout_s, now=now)
-        worst = fetch(worst_screen, client, start, end, timeout_s=timeout_s, now=now)
-        top = fetch(top_failure, client, start, end)
-        this = _figures(client, start, end, timeout_s=timeout_s, card=card, now=now, fetch=fetch)
-        before = _figures(client, before_start, before_end, timeout_s=timeout_s, card=card, now=now, fetch=fetch)
+        trend = fetch(trends, client, start, end, timeout_s=timeout_s, now=now, countries=countries)
+        worst = fetch(worst_screen, client, start, end, timeout_s=timeout_s, now=now, countries=countries)
+        top = fetch(top_failure, client, start, end, countries=countries)
+        this = _figures(client, start, end, timeout_s=timeout_s, card=card, now=now, fetch=fetch, countries=countries)
+        before = _figures(client, before_start, before_end, timeout_s=timeout_s, card=card, now=now, fetch=fetch,
+                          countries=countries)
         return Page(this(), before(), trend.result(), worst.result(), top.result())
 
 
@@ -149,16 +150,16 @@ def trend_bucket_minutes(span: timedelta) -> int:
 
 
 def trends(client: Client, start: datetime, end: datetime, *, timeout_s: int,
-           now: datetime | None = None) -> pd.DataFrame:
+           now: datetime | None = None, countries: tuple[str, ...] = ()) -> pd.DataFrame:
     """Per bucket of the period: sent, delivered, read, failed (by status time) and Flow sessions sent and
     completed (by send time), every bucket of the range present (0 when empty)."""
     bucket = trend_bucket_minutes(end - start)
-    where = queries.DeliveryFilter(start=start, end=end)
+    where = queries.DeliveryFilter(start=start, end=end, countries=countries)
     series = queries.delivery_timeseries(client, where, bucket_minutes=bucket)
     wide = series.pivot_table(index="bucket", columns="status", values="messages", aggfunc="sum", fill_value=0) \
         if not series.empty else pd.DataFrame()
-    sessions = flows.funnel_over_time(client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now),
-                                      bucket_minutes=bucket)
+    sessions = flows.funnel_over_time(client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now,
+                                                               countries=countries), bucket_minutes=bucket)
     step = pd.Timedelta(minutes=bucket)
     first = pd.Timestamp(start).floor(step) if bucket < 1440 else pd.Timestamp(start).normalize()
     index = pd.date_range(first, pd.Timestamp(end), freq=step)
@@ -180,9 +181,10 @@ def _aligned(values: pd.Series, index: pd.DatetimeIndex) -> list[int]:
 
 
 def worst_screen(client: Client, start: datetime, end: datetime, *, timeout_s: int, now: datetime | None = None,
-                 min_reached: int = MIN_REACHED) -> WorstScreen | None:
+                 min_reached: int = MIN_REACHED, countries: tuple[str, ...] = ()) -> WorstScreen | None:
     """The screen that loses the largest share of the sessions reaching it (ties: the most dropped), or None."""
-    stats = flows.node_stats(client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now))
+    stats = flows.node_stats(client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now,
+                                                      countries=countries))
     stats = stats[(stats["reached"] >= min_reached) & (stats["dropped"] > 0)]
     if stats.empty:
         return None
@@ -192,9 +194,10 @@ def worst_screen(client: Client, start: datetime, end: datetime, *, timeout_s: i
     return WorstScreen(row["flow_id"], row["flow_version"], row["screen"], int(row["reached"]), int(row["dropped"]))
 
 
-def top_failure(client: Client, start: datetime, end: datetime) -> tuple[int, str, int] | None:
+def top_failure(client: Client, start: datetime, end: datetime, *,
+                countries: tuple[str, ...] = ()) -> tuple[int, str, int] | None:
     """(code, meaning, failed messages) of the most frequent failure code in the period, or None."""
-    failures = queries.failures_by_error_code(client, queries.DeliveryFilter(start=start, end=end))
+    failures = queries.failures_by_error_code(client, queries.DeliveryFilter(start=start, end=end, countries=countries))
     if failures.empty:
         return None
     row = failures.iloc[0]

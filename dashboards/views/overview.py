@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import streamlit as st
 
-from dashboards.filters import RANGES, period
+from dashboards.filters import RANGES, period, recipient_countries
 from dashboards.formats import money
 from dashboards.state import freshness_caption, settings, warehouse, warehouse_guard
 from warehouse import costs, flow_names, overview
@@ -15,6 +15,7 @@ st.title("Overview")
 with warehouse_guard():
     client = warehouse()
     chosen_period = period(RANGES, default="Last 24 hours", label="Period")
+    countries = recipient_countries(client)
     with st.sidebar:
         refresh_s = int(st.select_slider("Refresh every (s)", options=[5, 10, 30, 60], value=10))
 
@@ -44,7 +45,7 @@ def live() -> None:
     timeout_s = settings().session_timeout_s
     loaded = costs.rate_card(client)
     card = loaded.card if loaded else None
-    shown = overview.page(client, start, end, timeout_s=timeout_s, card=card, now=end)
+    shown = overview.page(client, start, end, timeout_s=timeout_s, card=card, now=end, countries=countries)
     now, before, trend = shown.figures, shown.before, shown.trends
     sent_trend = list(trend["sent"])
 
