@@ -185,7 +185,7 @@ def register_simulated_flows(settings: Settings, *, deadline_s: float = 60.0) ->
     from flowtools.simulator.flows import FLOWS, write_flow_jsons
     from warehouse.client import connect
     from warehouse.exceptions import WarehouseError
-    from warehouse.flows import load_catalog
+    from warehouse.screens import load_catalog
 
     names, keys = [], set()
     display = {flow.flow_id: flow.name.replace("_", " ").capitalize() for flow in FLOWS}  # "Lead form"

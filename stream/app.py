@@ -17,7 +17,7 @@ from stream.consumer import BatchConsumer
 from stream.gauges import WarehouseGauges
 from stream.sink import Sink, WarehouseSink
 from warehouse.client import connect
-from warehouse.flows import load_catalog
+from warehouse.screens import load_catalog
 
 logger = logging.getLogger(__name__)
 

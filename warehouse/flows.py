@@ -35,7 +35,6 @@ from warehouse.tables import (
     FLOW_DEFINITIONS_TABLE,
     FLOW_HOUR_PATHS_TABLE,
     FLOW_HOUR_VISITS_TABLE,
-    FLOW_SCREENS_TABLE,
     FLOW_SELECTIONS_TABLE,
     FLOW_SESSION_KEYS_TABLE,
     FLOW_SESSION_ROWS_TABLE,
@@ -262,39 +261,6 @@ class FlowFilter:
         # Send times have milliseconds: an hour is whole when its last millisecond is at or before ``end``.
         end = (self.end + timedelta(milliseconds=1)).replace(minute=0, second=0, microsecond=0)
         return {"hours_from": start, "hours_to": end if whole and end > start else start}
-
-
-_LATEST_SCREENS = f"""
-    SELECT flow_id, flow_version, screen, position, title, terminal, success, component_types, next_screens,
-           selection_fields
-    FROM {FLOW_SCREENS_TABLE} FINAL
-    WHERE (flow_id, flow_version, registered_at) IN (
-        SELECT flow_id, flow_version, max(registered_at) FROM {FLOW_SCREENS_TABLE} GROUP BY flow_id, flow_version)
-"""
-
-
-def load_catalog(client: Client) -> dict[tuple[str, str], tuple[str, frozenset[str]]]:
-    """(flow_id, version) → (entry screen, screen ids) of every registered version."""
-    catalog: dict[tuple[str, str], tuple[str, set[str]]] = {}
-    for flow_id, version, screen, _position, *_ in client.query(
-        _LATEST_SCREENS + " ORDER BY flow_id, flow_version, position"
-    ).result_rows:
-        entry, screens = catalog.setdefault((flow_id, version), (screen, set()))
-        screens.add(screen)
-    return {key: (entry, frozenset(screens)) for key, (entry, screens) in catalog.items()}
-
-
-def flow_screens(client: Client, flow_id: str, flow_version: str) -> pd.DataFrame:
-    """The registered screens of a version in routing order (empty when not registered)."""
-    sql = f"""
-        SELECT screen, position, title, terminal, success, component_types, next_screens, selection_fields
-        FROM ({_LATEST_SCREENS})
-        WHERE flow_id = {{flow_id:String}} AND flow_version = {{flow_version:String}}
-        ORDER BY position
-    """
-    return _frame(client, sql, {"flow_id": flow_id, "flow_version": flow_version},
-                  ("screen", "position", "title", "terminal", "success", "component_types", "next_screens",
-                   "selection_fields"))
 
 
 def flow_versions(client: Client) -> pd.DataFrame:

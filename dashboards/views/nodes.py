@@ -12,7 +12,7 @@ import streamlit as st
 from dashboards.filters import flow_filter, not_by_country, refresh_seconds, refreshed
 from dashboards.state import freshness_caption, warehouse, warehouse_guard
 from dashboards.tables import DROP_RATE_AMBER, DROP_RATE_RED, drop_rate_style, show
-from warehouse import flows
+from warehouse import flows, screens
 from warehouse.parallel import Fetch
 
 st.title("Node performance")
@@ -89,7 +89,7 @@ def figures_of(where: flows.FlowFilter) -> None:
     """The page's queries start at once (:mod:`warehouse.parallel`); each section is drawn when its result is in."""
     with Fetch() as fetch:
         stats = fetch(flows.node_stats, client, where)
-        registered = fetch(flows.flow_screens, client, where.flow_id, where.flow_version)
+        registered = fetch(screens.flow_screens, client, where.flow_id, where.flow_version)
         moves = fetch(flows.transitions, client, where)
         top = fetch(flows.paths, client, where, limit=15)
         chosen = fetch(flows.selections, client, flow_id=where.flow_id, flow_version=where.flow_version)

@@ -190,7 +190,7 @@ def queries(end: datetime, *, timeout_s: int = Settings.session_timeout_s) -> li
 
     ``timeout_s`` is the session timeout the pages pass (the settings'; their default when not given).
     """
-    from warehouse import audience, costs, flows, health, rejected
+    from warehouse import audience, costs, flows, health, rejected, screens
     from warehouse import queries as delivery
 
     out: list[tuple[str, Callable[[Any], object]]] = []
@@ -210,6 +210,7 @@ def queries(end: datetime, *, timeout_s: int = Settings.session_timeout_s) -> li
         add(f"costs.spend by day {label}", costs.spend, where, by=("day",))
         add(f"audience.delivery_persons {label}", audience.delivery_persons, where)
         add(f"audience.delivery_by_country {label}", audience.delivery_by_country, where)
+        add(f"audience.stopped_people {label}", audience.stopped_people, where)
         add(f"delivery.webhook_errors {label}", delivery.webhook_errors, where)
     add("delivery.phone_number_ids", delivery.phone_number_ids)
     add("costs.rate_card", costs.rate_card)
@@ -219,22 +220,24 @@ def queries(end: datetime, *, timeout_s: int = Settings.session_timeout_s) -> li
         where_flow = flows.FlowFilter(start=end - span, end=end, flow_id=flow_id, now=end, timeout_s=timeout_s)
         one_version = replace(where_flow, flow_version=version)
         bucket = 1 if span <= timedelta(hours=6) else 60 if span <= timedelta(days=7) else 360
-        add(f"flows.funnel by flow {label}", flows.funnel, where_flow, by=("flow_id",))
-        add(f"flows.funnel by version {label}", flows.funnel, where_flow)
-        add(f"flows.funnel by campaign {label}", flows.funnel, where_flow, by=("campaign",))
+        add(f"flows.funnel by flow, version, campaign {label}", flows.funnel, where_flow,
+            by=("flow_id", "flow_version", "campaign"))
         add(f"flows.funnel_over_time {label}", flows.funnel_over_time, where_flow, bucket_minutes=bucket)
         add(f"flows.node_stats {label}", flows.node_stats, one_version)
         add(f"flows.transitions {label}", flows.transitions, one_version)
         add(f"flows.paths {label}", flows.paths, one_version, limit=15)
-        add(f"audience.audience by flow {label}", audience.audience, where_flow, by=("flow_id",))
-        add(f"audience.audience by version, campaign {label}", audience.audience, where_flow,
-            by=("flow_version", "campaign"))
-        add(f"audience.audience by country {label}", audience.audience, where_flow, by=("country",))
-        add(f"audience.time_to_complete {label}", audience.time_to_complete, where_flow)
-        add(f"audience.completion_times {label}", audience.completion_times, where_flow)
+        add(f"audience.audience_sets {label}", audience.audience_sets, where_flow,
+            (("flow_id",), ("country",), ("flow_version", "campaign")))
+        add(f"audience.completion_summary {label}", audience.completion_summary, where_flow)
         add(f"audience.stage_times {label}", audience.stage_times, where_flow, by=("flow_id",))
+        # The Overview's, over every flow.
+        every_flow = replace(where_flow, flow_id="")
+        add(f"overview: flows.funnel every flow {label}", flows.funnel, every_flow, by=("flow_id",))
+        add(f"overview: flows.funnel_over_time every flow {label}", flows.funnel_over_time, every_flow,
+            bucket_minutes=60 if span <= timedelta(days=7) else 1440)
+        add(f"overview: flows.node_stats every flow {label}", flows.node_stats, every_flow)
     add("flows.flow_versions", flows.flow_versions)
-    add("flows.flow_screens", flows.flow_screens, flow_id, version)
+    add("screens.flow_screens", screens.flow_screens, flow_id, version)
     add("flows.selections", flows.selections, flow_id=flow_id, flow_version=version)
     add("health.flow_states", health.flow_states)
     add("health.history 7d", health.history, start=end - timedelta(days=7), end=end)

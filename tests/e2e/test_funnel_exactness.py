@@ -29,7 +29,7 @@ from config.ratecard import SAMPLE_PATH, RateCard
 from flowtools.simulator.flows import ALLOWLIST, write_flow_jsons
 from flowtools.simulator.sessions import generate_sessions, requests, send, truth
 from tests.stack import Stack, poll
-from warehouse import audience, costs, flows, queries
+from warehouse import audience, costs, flows, queries, screens
 from warehouse.client import connect
 
 SESSIONS = 20_000
@@ -61,7 +61,7 @@ def test_every_funnel_and_node_number_equals_the_truth(stack_factory: Callable[.
     stack = stack_factory("broker", "warehouse", "receiver", "stream", form_fields_allowlist=ALLOWLIST)
     registered = register(stack, tmp_path / "flows")
     client = connect(stack.settings.warehouse_url_for("analyst"))
-    assert poll(lambda: len(flows.load_catalog(client)), want=len(registered), deadline_s=30) == len(registered)
+    assert poll(lambda: len(screens.load_catalog(client)), want=len(registered), deadline_s=30) == len(registered)
     card = RateCard.from_file(SAMPLE_PATH)
     costs.store_rate_card(connect(stack.settings.warehouse_url_for("writer")), card, source=SAMPLE_PATH.name)
 

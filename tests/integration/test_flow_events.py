@@ -11,7 +11,7 @@ import orjson
 
 from tests.samples import FLOW_JSON
 from tests.stack import Stack, poll
-from warehouse import flow_names, flows
+from warehouse import flow_names, flows, screens
 from warehouse.client import connect
 
 
@@ -46,7 +46,7 @@ def test_events_are_validated_resolved_and_checked_against_the_flow(stack_factor
                            params={"name": "Plan picker"})
     assert registered.status_code == 200
     client = connect(stack.settings.warehouse_url_for("analyst"))
-    assert poll(lambda: flows.load_catalog(client), want={("F1", "1"): ("A", frozenset({"A", "B", "C"}))}) == {
+    assert poll(lambda: screens.load_catalog(client), want={("F1", "1"): ("A", frozenset({"A", "B", "C"}))}) == {
         ("F1", "1"): ("A", frozenset({"A", "B", "C"}))
     }
     assert flow_names.flow_names(client) == {"F1": "Plan picker"}

@@ -19,7 +19,7 @@ from clickhouse_connect.driver.client import Client
 from contract.events import FlowCompletion, FlowSent, MessageStatus, NodeEvent, event_id
 from contract.flowjson import parse_flow_json
 from tests.samples import FLOW_JSON
-from warehouse import buckets, flows, tables, writer
+from warehouse import buckets, flows, screens, tables, writer
 from warehouse.migrate import _apply, backfill_new_derived_tables, load_migrations
 from warehouse.resolution import SessionRollup
 from warehouse.rollup import server_now
@@ -159,13 +159,13 @@ def test_abandonment_depends_on_the_timeout(client: Client) -> None:
 def test_registered_screens_come_in_routing_order(client: Client) -> None:
     definition = parse_flow_json(FLOW_JSON, flow_id="F1", version="1")
     writer.write(client, *writer.inserts(definitions=[writer.FlowRegistration(definition, "{}", T0)]))
-    screens = flows.flow_screens(client, "F1", "1")
-    assert screens[["screen", "position", "title", "terminal"]].to_dict("records") == [
+    registered = screens.flow_screens(client, "F1", "1")
+    assert registered[["screen", "position", "title", "terminal"]].to_dict("records") == [
         {"screen": "A", "position": 0, "title": "Start", "terminal": 0},
         {"screen": "B", "position": 1, "title": "Plan", "terminal": 0},
         {"screen": "C", "position": 2, "title": "Done", "terminal": 1},
     ]
-    assert flows.load_catalog(client) == {("F1", "1"): ("A", frozenset({"A", "B", "C"}))}
+    assert screens.load_catalog(client) == {("F1", "1"): ("A", frozenset({"A", "B", "C"}))}
 
 
 def test_a_range_counts_only_the_sessions_sent_in_it(client: Client) -> None:
