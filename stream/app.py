@@ -22,7 +22,7 @@ from warehouse.screens import load_catalog
 logger = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings, *, sink: Sink[Any] | None = None, gauges: bool = True) -> faust.App:
+def create_app(settings: Settings, *, sink: Sink | None = None, gauges: bool = True) -> faust.App:
     """The worker app. The batch consumer runs as one of its services; agents are added per issue."""
     app = faust.App(
         f"{settings.consumer_group}-app",

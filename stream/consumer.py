@@ -13,7 +13,6 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from typing import Any
 
 import mode
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -42,7 +41,7 @@ WRITE_POLL_S = 0.02
 class BatchConsumer(mode.Service):
     """Consumes the events and dead-letter topics in batches and writes them through ``sink``."""
 
-    def __init__(self, *, settings: Settings, sink: Sink[Any], catalog: FlowCatalog | None = None,
+    def __init__(self, *, settings: Settings, sink: Sink, catalog: FlowCatalog | None = None,
                  **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.settings = settings
@@ -84,11 +83,10 @@ class BatchConsumer(mode.Service):
 
     @mode.Service.task
     async def _consume(self) -> None:
-        """Fetch and prepare batch N+1 while batch N is written (in a thread); commit strictly in order.
+        """Fetch batch N+1 while batch N is written (in a thread); commit strictly in order.
 
         At most one write is in flight: batch N's offsets are committed after its write and before
-        batch N+1's write starts, so a crash replays at most the two uncommitted batches. Preparing
-        (the per-event work of turning events into columns) runs here, so the write only sends.
+        batch N+1's write starts, so a crash replays at most the two uncommitted batches.
         """
         consumer = self.consumer
         if consumer is None:
@@ -101,19 +99,18 @@ class BatchConsumer(mode.Service):
                 if not offsets:
                     continue
                 await self._check_against_definitions(batch)
-                prepared = self.sink.prepare(batch) if len(batch) else None
                 if writing is not None and not await writing:
                     return  # stopping mid-retry: offsets stay uncommitted, the batches are replayed later
-                writing = asyncio.create_task(self._write_and_commit(consumer, batch, prepared, offsets))
+                writing = asyncio.create_task(self._write_and_commit(consumer, batch, offsets))
             if writing is not None:
                 await writing
         finally:
             if writing is not None and not writing.done():
                 writing.cancel()
 
-    async def _write_and_commit(self, consumer: AIOKafkaConsumer, batch: Batch, prepared: Any,
+    async def _write_and_commit(self, consumer: AIOKafkaConsumer, batch: Batch,
                                 offsets: dict[TopicPartition, int]) -> bool:
-        if len(batch) and not await self.sink.flush(prepared, stopping=self.stopping):
+        if len(batch) and not await self.sink.flush(batch, stopping=self.stopping):
             return False
         await self._commit(consumer, offsets)
         self._account(batch)

@@ -1,9 +1,7 @@
-"""Sinks: where batches of canonical events go. Subclasses implement :meth:`Sink.prepare` and :meth:`Sink.write`.
+"""Sinks: where batches of canonical events go. Subclasses implement only :meth:`Sink.write`.
 
 The base owns the stream's side: a batch grouped by event kind, retrying a failed write with backoff
 until it succeeds or the worker stops (offsets are committed only after), and timing every write.
-A batch is *prepared* (turned into what the write sends) apart from being written, so that the consumer prepares
-batch N+1 while batch N's write waits on the warehouse: the per-event Python work is off the write's path.
 Which table each kind goes to, and in which columns, is the warehouse's (:mod:`warehouse.writer`).
 """
 
@@ -14,7 +12,6 @@ import logging
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
 
 from clickhouse_connect.driver.client import Client
 
@@ -39,8 +36,6 @@ from warehouse.exceptions import WarehouseError
 from warehouse.writer import FlowRegistration
 
 logger = logging.getLogger(__name__)
-
-Prepared = TypeVar("Prepared")
 
 
 @dataclass(slots=True)
@@ -93,31 +88,27 @@ class Batch:
                 + len(self.identity_links) + len(self.webhook_errors) + len(self.rejected))
 
 
-class Sink(ABC, Generic[Prepared]):
+class Sink(ABC):
     """Writes batches somewhere durable. Retrying, backoff and timing live here."""
 
     def __init__(self, *, max_backoff_s: float = 10.0) -> None:
         self._max_backoff_s = max_backoff_s
 
     @abstractmethod
-    def prepare(self, batch: Batch) -> Prepared:
-        """What :meth:`write` sends for ``batch``, built ahead of the write (the per-event work)."""
-
-    @abstractmethod
-    def write(self, prepared: Prepared, *, done: set[str]) -> None:
-        """Write a prepared batch; add each part written to ``done`` so a retry does not write it twice.
+    def write(self, batch: Batch, *, done: set[str]) -> None:
+        """Write ``batch``; add each part written to ``done`` so a retry does not write it twice.
 
         Raise :class:`SinkWriteError` when a part failed. Runs in a worker thread.
         """
 
-    async def flush(self, prepared: Prepared, *, stopping: asyncio.Event) -> bool:
-        """Write a prepared batch, retrying until it succeeds (True) or the worker is stopping (False)."""
+    async def flush(self, batch: Batch, *, stopping: asyncio.Event) -> bool:
+        """Write ``batch``, retrying until it succeeds (True) or the worker is stopping (False)."""
         done: set[str] = set()
         delay = 0.1
         while True:
             started = time.perf_counter()
             try:
-                await asyncio.to_thread(self.write, prepared, done=done)
+                await asyncio.to_thread(self.write, batch, done=done)
             except SinkWriteError as exc:
                 metrics.INSERT_FAILURES.labels(exc.table).inc()
                 logger.warning("%s; retrying in %.1f s", exc, delay)
@@ -134,7 +125,7 @@ class Sink(ABC, Generic[Prepared]):
         """Release connections."""
 
 
-class WarehouseSink(Sink[list[writer.Insert]]):
+class WarehouseSink(Sink):
     """Writes each batch through the warehouse's write path (:mod:`warehouse.writer`), one insert per table."""
 
     def __init__(self, url: str, **options: float) -> None:
@@ -147,16 +138,13 @@ class WarehouseSink(Sink[list[writer.Insert]]):
             self._client = connect(self._url, compress="lz4", send_receive_timeout=60)
         return self._client
 
-    def prepare(self, batch: Batch) -> list[writer.Insert]:
-        return writer.inserts(
+    def write(self, batch: Batch, *, done: set[str]) -> None:
+        for insert in writer.inserts(
             statuses=batch.statuses, completions=batch.completions, flow_sends=batch.flow_sends,
             node_events=batch.node_events, definitions=batch.definitions, flow_health=batch.flow_health,
             preferences=batch.preferences, identity_links=batch.identity_links, webhook_errors=batch.webhook_errors,
             rejected=batch.rejected,
-        )
-
-    def write(self, prepared: list[writer.Insert], *, done: set[str]) -> None:
-        for insert in prepared:
+        ):
             if insert.table in done:
                 continue
             try:
