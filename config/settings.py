@@ -141,7 +141,7 @@ class Settings:
     )
     # --- stream worker -------------------------------------------------------------------------
     consumer_group: str = _setting("flowscope-stream", "Consumer group of the stream workers.")
-    batch_max_records: int = _setting(20000, "Most events one warehouse insert carries.")
+    batch_max_records: int = _setting(50000, "Most events one warehouse insert carries.")
     batch_max_wait_ms: int = _setting(250, "Longest a fetched event waits before its batch is inserted.")
     broker_session_timeout_s: float = _setting(6.0, "Consumer group session timeout (tansu holds joins half of it).")
     stream_metrics_host: str = _setting("127.0.0.1", "Bind address of the stream worker's /metrics endpoint.")
