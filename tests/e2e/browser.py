@@ -74,17 +74,29 @@ def choose(page: Page, label: str, option: str, *, deadline_s: float = 60) -> No
     """Picks ``option`` in the select box labelled ``label``, as a user does: open it, click the option.
 
     A page that refreshes itself may draw the box again while it is open, closing it: then it is opened again."""
+    box = _pick(page, label, option, deadline_s=deadline_s)
+    expect(box).to_have_value(option, timeout=30_000)
+
+
+def add_choice(page: Page, label: str, option: str, *, deadline_s: float = 60) -> None:
+    """Adds ``option`` in the multiselect labelled ``label``, as a user does (open it, click the option), then
+    closes it."""
+    _pick(page, label, option, deadline_s=deadline_s)
+    page.keyboard.press("Escape")
+
+
+def _pick(page: Page, label: str, option: str, *, deadline_s: float) -> Locator:
+    """Opens the box labelled ``label`` and clicks ``option``; opens it again if a refresh closed it meanwhile."""
     box = page.get_by_role("combobox", name=label, exact=True)
     deadline = time.monotonic() + deadline_s
     while True:
         box.click()
         try:
             page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
-            break
+            return box
         except PlaywrightTimeoutError:
             if time.monotonic() > deadline:
                 raise
-    expect(box).to_have_value(option, timeout=30_000)
 
 
 def pick_days(page: Page, label: str, first: date, last: date) -> None:

@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo
 
 import orjson
 from playwright.sync_api import Page, expect, sync_playwright
-from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from flowtools.registration import register_flow_json
 from flowtools.simulator.flows import FLOWS, flow_json
@@ -37,6 +36,7 @@ from tests.e2e.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     OUTPUT,
+    add_choice,
     choose,
     log_in,
     metric,
@@ -260,22 +260,6 @@ def check_versions_compared(page: Page, stack: Stack) -> None:
         screenshot(page, f"versions-compared-baseline-v{baseline}")
 
 
-def choose_country(page: Page, country: str, *, deadline_s: float = 60) -> None:
-    """Adds ``country`` in the sidebar's "Recipient country" multiselect, as a user does: open it, click the option
-    (again if a refresh of the page closed the box)."""
-    box = page.get_by_role("combobox", name="Recipient country", exact=True)
-    deadline = time.monotonic() + deadline_s
-    while True:
-        box.click()
-        try:
-            page.get_by_role("option", name=country, exact=True).click(timeout=5_000)
-            break
-        except PlaywrightTimeoutError:
-            if time.monotonic() > deadline:
-                raise
-    page.keyboard.press("Escape")
-
-
 def check_country_filter(page: Page, stack: Stack, traffic: FlowTraffic) -> None:
     """Choosing a recipient country in the sidebar changes the funnel's figures to the truth's for the sessions of
     that country (the simulator's user's), keeps it in the URL, and carries it to the Delivery page, whose messages
@@ -290,7 +274,7 @@ def check_country_filter(page: Page, stack: Stack, traffic: FlowTraffic) -> None
     want, everyone = sessions_now(mine, timeout_s=timeout_s), sessions_now(sessions, timeout_s=timeout_s)
     assert want != everyone, f"choosing {country} changes no figure: the check could not fail"
     shows(page, everyone)
-    choose_country(page, country)
+    add_choice(page, "Recipient country", country)
     shows(page, want)
     assert parse_qs(urlparse(page.url).query)["country"] == [country], page.url
     screenshot(page, "filters-funnel-country")

@@ -16,6 +16,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 
 from contract.events import FlowCompletion, FlowSent, MessageStatus, NodeEvent, event_id
+from tests.unit.warehouse.touches import age_touches
 from warehouse import flows, queries, tables, writer
 from warehouse.migrate import apply_and_backfill
 from warehouse.resolution import ROW_COLUMNS, SessionRollup, resolve_sql
@@ -250,17 +251,6 @@ def check_flows(client: Client, events: Sequence[object]) -> None:
     assert sum(int(frame["sent"].sum()) for frame in over_time) == unfiltered["sent"]
     paths = [flows.paths(client, window(countries=(c,))) for c in COUNTRIES]
     assert sum(int(frame["sessions"].sum()) for frame in paths) == int(flows.paths(client, window())["sessions"].sum())
-
-
-def age_touches(client: Client) -> None:
-    """Make every session touch older than the margin the queries allow inserts in flight (minutes of waiting)."""
-    touches = tables.FLOW_SESSION_TOUCHES_TABLE
-    client.command(f"CREATE TABLE aged AS {touches}")
-    client.command(f"INSERT INTO aged SELECT touched_at - toIntervalSecond({flows.TOUCH_MARGIN_S + 60}), "
-                   f"flow_token FROM {touches}")
-    client.command(f"TRUNCATE TABLE {touches}")
-    client.command(f"INSERT INTO {touches} SELECT * FROM aged")
-    client.command("DROP TABLE aged")
 
 
 def test_flow_figures_by_country_are_exact_live_resolved_summed_and_after_a_late_status(client: Client) -> None:

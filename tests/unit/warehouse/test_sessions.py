@@ -19,6 +19,7 @@ from clickhouse_connect.driver.client import Client
 from contract.events import FlowCompletion, FlowSent, MessageStatus, NodeEvent, event_id
 from contract.flowjson import parse_flow_json
 from tests.samples import FLOW_JSON
+from tests.unit.warehouse.touches import age_touches
 from warehouse import buckets, flows, screens, tables, writer
 from warehouse.migrate import _apply, backfill_new_derived_tables, load_migrations
 from warehouse.resolution import SessionRollup
@@ -278,17 +279,6 @@ def summed_until(client: Client, where: flows.FlowFilter) -> datetime:
     """Where the sums of whole hours end for ``where`` (its hours_from: none read)."""
     sql = f"WITH {flows._SESSIONS} SELECT {flows._SUMMED_UNTIL}"
     return client.query(sql, parameters=where.parameters).result_rows[0][0].replace(tzinfo=None)
-
-
-def age_touches(client: Client) -> None:
-    """Make every touch older than the margin queries allow inserts in flight (as minutes of waiting would)."""
-    touches = tables.FLOW_SESSION_TOUCHES_TABLE
-    client.command(f"CREATE TABLE aged AS {touches}")
-    client.command(f"INSERT INTO aged SELECT touched_at - toIntervalSecond({flows.TOUCH_MARGIN_S + 60}), "
-                   f"flow_token FROM {touches}")
-    client.command(f"TRUNCATE TABLE {touches}")
-    client.command(f"INSERT INTO {touches} SELECT * FROM aged")
-    client.command("DROP TABLE aged")
 
 
 def test_hour_sums_give_the_figures_of_the_resolved_rows(client: Client) -> None:
