@@ -36,6 +36,8 @@ SOURCE_STREAM = "stream"
 RECORDS_PER_FETCH = 500
 # How long a read waits for more records, past the batch's wait, while the previous batch is still being written.
 WRITE_POLL_S = 0.02
+# Where a partition's records begin when the group never committed one (see BatchConsumer._start_guard).
+FIRST_OFFSET = 0
 
 
 class BatchConsumer(mode.Service):
@@ -170,14 +172,22 @@ class BatchConsumer(mode.Service):
         return batch, offsets
 
     async def _start_guard(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
-        """The offset a newly assigned partition's records must start at: the committed one, if any."""
+        """The offset a newly assigned partition's records must start at: the committed one, else the first.
+
+        Without a committed offset (a new group) the consumer starts where the broker says the partition begins
+        (``auto_offset_reset="earliest"``). tansu answers that with the offset of the record object written
+        *least recently*, not the lowest one (tansu-storage ``dynostore::list_offsets``, v0.6): when the
+        partition's first records were written concurrently, it can answer 1 while offset 0 is stored, and a
+        worker trusting it never reads offset 0 (measured: 62 of 482 events lost by a worker started after
+        the receiver had written them). So a new group's partitions must start at offset 0; the guard re-reads
+        from there. Where a broker's retention removed the first records before the group ever committed,
+        the guard steps over them after its patience, with a warning."""
         try:
             committed = await asyncio.wait_for(consumer.committed(tp), timeout=5)
         except (KafkaError, TimeoutError) as exc:
             logger.warning("no committed offset for %s (%s); trusting the first record", tp, exc)
             return
-        if committed is not None:
-            self.guard.start_at(tp, committed)
+        self.guard.start_at(tp, FIRST_OFFSET if committed is None else committed)
 
     async def _check_against_definitions(self, batch: Batch) -> None:
         """Resolve endpoint INITs to entry screens; reject events naming screens their version lacks."""

@@ -1,12 +1,19 @@
-"""The offset guard: contiguous records pass, a hole is re-read, a hole that never fills is stepped over."""
+"""The offset guard: contiguous records pass, a hole is re-read, a hole that never fills is stepped over, and a new
+group's partitions start at offset 0."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
+from pathlib import Path
+from typing import cast
 
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from flowtools.harness import isolated_settings
+from stream.consumer import BatchConsumer
 from stream.offsets import OffsetGuard
+from stream.sink import Sink
 
 TP = TopicPartition("flowscope.events", 0)
 
@@ -72,3 +79,20 @@ def test_a_rewind_after_a_reset_or_rebalance_is_read_again() -> None:
     guard.forget({TP})
     assert not guard.knows(TP)
     assert guard.accept(TP, recs(70)) == (1, None)  # unknown start: trust the first record
+
+
+class NeverCommitted:
+    """The consumer's committed() for a group that never committed (a new group): the one function faked."""
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        return None
+
+
+def test_a_new_group_starts_each_partition_at_offset_zero_whatever_the_broker_calls_earliest(
+        tmp_path: Path) -> None:
+    # tansu can answer "earliest" with 1 while offset 0 is stored (its least recently written record object):
+    # the first fetch then starts at 1, and the worker must read 0 again instead of trusting it.
+    worker = BatchConsumer(settings=isolated_settings(tmp_path), sink=cast(Sink, None))
+    asyncio.run(worker._start_guard(cast(AIOKafkaConsumer, NeverCommitted()), TP))
+    assert worker.guard.accept(TP, recs(1, 2, 3)) == (0, 0)
+    assert worker.guard.accept(TP, recs(0, 1, 2, 3)) == (4, None)
