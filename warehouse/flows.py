@@ -281,25 +281,34 @@ def flow_versions(client: Client) -> pd.DataFrame:
     return _frame(client, sql, {}, ("flow_id", "flow_version", "campaign"))
 
 
-def funnel(client: Client, where: FlowFilter, *, by: tuple[str, ...] = ("flow_id", "flow_version")) -> pd.DataFrame:
-    """Sessions per stage and state, grouped by ``by`` (flow_id, flow_version, campaign)."""
+def funnel(client: Client, where: FlowFilter, *, by: tuple[str, ...] = ("flow_id", "flow_version"),
+           bucket_minutes: int = 0) -> pd.DataFrame:
+    """Sessions per stage and state, grouped by ``by`` (flow_id, flow_version, campaign), and by ``bucket`` of
+    the send (``bucket_minutes`` wide, as :func:`funnel_over_time`) unless ``bucket_minutes`` is 0."""
     group = _group(by)
+    keys = f"bucket, {group}" if bucket_minutes else group
+    bucketed = "toStartOfInterval(at, toIntervalMinute({bucket:UInt32})) AS bucket, " if bucket_minutes else ""
     sql = f"""
         WITH {_SESSIONS}
-        SELECT {group}, sum(n) AS sent, sum(d) AS delivered, sum(r) AS read, sum(o) AS opened,
+        SELECT {bucketed}{group}, sum(n) AS sent, sum(d) AS delivered, sum(r) AS read, sum(o) AS opened,
                sum(c) AS completed, sum(a) AS abandoned, sum(g) AS ongoing, sum(f) AS failed
         FROM (
-            SELECT {group}, toUInt64(1) AS n, toUInt64(delivered) AS d, toUInt64(read) AS r, toUInt64(opened) AS o,
-                   toUInt64(completed) AS c, toUInt64(abandoned) AS a, toUInt64(ongoing) AS g, toUInt64(failed) AS f
+            SELECT {group}, sent_at AS at, toUInt64(1) AS n, toUInt64(delivered) AS d, toUInt64(read) AS r,
+                   toUInt64(opened) AS o, toUInt64(completed) AS c, toUInt64(abandoned) AS a, toUInt64(ongoing) AS g,
+                   toUInt64(failed) AS f
             FROM resolved
             UNION ALL
-            SELECT {group}, sessions, delivered, read, opened, completed, open, 0, failed FROM summed_paths
+            SELECT {group}, toDateTime64(hour, 3, 'UTC'), sessions, delivered, read, opened, completed, open, 0, failed
+            FROM summed_paths
         )
-        GROUP BY {group}
-        ORDER BY {group}
+        GROUP BY {keys}
+        ORDER BY {keys}
     """
-    return _frame(client, sql, where.parameters, (*by, "sent", "delivered", "read", "opened", "completed",
-                                                   "abandoned", "ongoing", "failed"))
+    # Hour sums fit buckets of whole hours only (the buckets start on the hour).
+    hours = where.hours(whole=bucket_minutes % 60 == 0)
+    columns = ("sent", "delivered", "read", "opened", "completed", "abandoned", "ongoing", "failed")
+    return _frame(client, sql, {**where.parameters, **hours, "bucket": bucket_minutes},
+                  (*(("bucket",) if bucket_minutes else ()), *by, *columns))
 
 
 def regroup(funnel_rows: pd.DataFrame, by: tuple[str, ...], *, flow_version: str = "") -> pd.DataFrame:
@@ -315,26 +324,21 @@ def regroup(funnel_rows: pd.DataFrame, by: tuple[str, ...], *, flow_version: str
     return summed[[*by, *counts]].astype({column: "int64" for column in counts})
 
 
+def over_time(funnel_rows: pd.DataFrame, *, flow_version: str = "") -> pd.DataFrame:
+    """A bucketed :func:`funnel` (``bucket_minutes`` > 0) summed per bucket, of one version unless ``flow_version``
+    is empty: sessions per stage by time bucket of the send, as :func:`funnel_over_time` gives them."""
+    rows = funnel_rows if not flow_version else funnel_rows[funnel_rows["flow_version"] == flow_version]
+    if rows.empty:
+        return pd.DataFrame(columns=["bucket", *STAGES])
+    summed = rows.groupby("bucket", as_index=False, sort=True)[list(STAGES)].sum()
+    return summed[["bucket", *STAGES]].astype({column: "int64" for column in STAGES})
+
+
 def funnel_over_time(client: Client, where: FlowFilter, *, bucket_minutes: int = 60) -> pd.DataFrame:
     """Sessions per stage by time bucket of the send."""
-    sql = f"""
-        WITH {_SESSIONS}
-        SELECT toStartOfInterval(at, toIntervalMinute({{bucket:UInt32}})) AS bucket,
-               sum(n) AS sent, sum(d) AS delivered, sum(r) AS read, sum(o) AS opened, sum(c) AS completed
-        FROM (
-            SELECT sent_at AS at, toUInt64(1) AS n, toUInt64(delivered) AS d, toUInt64(read) AS r,
-                   toUInt64(opened) AS o, toUInt64(completed) AS c
-            FROM resolved
-            UNION ALL
-            SELECT toDateTime64(hour, 3, 'UTC'), sessions, delivered, read, opened, completed FROM summed_paths
-        )
-        GROUP BY bucket
-        ORDER BY bucket
-    """
-    # Hour sums fit buckets of whole hours only (the buckets start on the hour).
-    hours = where.hours(whole=bucket_minutes % 60 == 0)
-    return _frame(client, sql, {**where.parameters, **hours, "bucket": bucket_minutes},
-                  ("bucket", "sent", "delivered", "read", "opened", "completed"))
+    if bucket_minutes <= 0:
+        raise ValueError(f"bucket_minutes must be positive, got {bucket_minutes}")
+    return over_time(funnel(client, where, by=("flow_id",), bucket_minutes=bucket_minutes))
 
 
 def pick(level: float) -> str:

@@ -4,7 +4,8 @@ Built on the pages' own typed queries, so every figure equals what the page it c
 
 - messages sent, delivered (or read: read implies delivered), read and failed: distinct messages per status in
   the period (:func:`warehouse.queries.delivery_totals`); the rates divide by the messages sent;
-- Flow completion rate: completed / sent Flow sessions sent in the period (:func:`warehouse.flows.funnel`);
+- Flow completion rate: completed / sent Flow sessions sent in the period (:func:`warehouse.flows.funnel`; on the
+  page, the sums of the trend's buckets, :func:`warehouse.flows.funnel_over_time`: the same sessions);
 - spend: messages first sent in the period, priced by the rate card (:func:`warehouse.costs.spend`);
 - opt-outs: distinct people who stopped marketing messages in the period (:func:`warehouse.audience.stopped_people`);
 - the worst Flow screen (the highest share of the sessions reaching it that were abandoned there, among screens
@@ -14,6 +15,7 @@ Built on the pages' own typed queries, so every figure equals what the page it c
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -95,38 +97,74 @@ def figures(client: Client, start: datetime, end: datetime, *, timeout_s: int, c
 
 
 def _figures(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
-             now: datetime | None, fetch: Fetch, countries: tuple[str, ...] = ()) -> Callable[[], Figures]:
-    """Starts the figures' queries on ``fetch``; the returned function waits for them and builds the figures."""
+             now: datetime | None, fetch: Fetch, countries: tuple[str, ...] = (),
+             sessions: Callable[[], tuple[int, int]] | None = None) -> Callable[[], Figures]:
+    """Starts the figures' queries on ``fetch``; the returned function waits for them and builds the figures.
+    ``sessions``: (Flow sessions sent, completed) of the period when a query already started counts them (the
+    trend's buckets, on the page), else a funnel query counts them."""
     where = queries.DeliveryFilter(start=start, end=end, countries=countries)
     totals = fetch(queries.delivery_totals, client, where)
-    funnel = fetch(flows.funnel, client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now,
-                                                          countries=countries), by=("flow_id",))
+    if sessions is None:
+        funnel = fetch(flows.funnel, client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now,
+                                                              countries=countries), by=("flow_id",))
+        sessions = lambda: _sent_and_completed(funnel.result())  # noqa: E731 - read when built
     spend = fetch(costs.spend, client, where, by=(), card=card)
     opt_outs = fetch(audience.stopped_people, client, where)
 
     def build() -> Figures:
-        counts, sessions, priced = totals.result(), funnel.result(), spend.result()
+        counts, priced = totals.result(), spend.result()
+        flow_sessions, flow_completed = sessions()
         return Figures(
             sent=counts["sent"], delivered=counts["delivered_or_read"], read=counts["read"], failed=counts["failed"],
-            flow_sessions=int(sessions["sent"].sum()), flow_completed=int(sessions["completed"].sum()),
+            flow_sessions=flow_sessions, flow_completed=flow_completed,
             spend=priced["spend"].iloc[0] if not priced.empty else Decimal(0),
             opt_outs=opt_outs.result(),
         )
     return build
 
 
+def _sent_and_completed(sessions: pd.DataFrame) -> tuple[int, int]:
+    """Sessions sent and completed, summed over the rows of a funnel (or of its buckets over time)."""
+    return int(sessions["sent"].sum()), int(sessions["completed"].sum())
+
+
+@dataclass(frozen=True)
+class Started:
+    """The Overview with its headline in (figures, the previous period's, trends) and its callouts on the way."""
+
+    figures: Figures
+    before: Figures
+    trends: pd.DataFrame
+    worst_screen: Future[WorstScreen | None]
+    top_failure: Future[tuple[int, str, int] | None]
+
+
+def start_page(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
+               fetch: Fetch, now: datetime | None = None, countries: tuple[str, ...] = ()) -> Started:
+    """Runs the headline's queries side by side on ``fetch`` (:mod:`warehouse.parallel`) and returns once they are
+    in, the callouts' started. The worst screen (which reads every session's screens) starts after the headline:
+    on two cores it would share the CPU with the headline's queries and hold the figures at the top back."""
+    before_start, before_end = previous(start, end)
+    trend = _trends(client, start, end, timeout_s=timeout_s, now=now, countries=countries, fetch=fetch)
+    top = fetch(top_failure, client, start, end, countries=countries)
+    # This period's Flow sessions are the sums of its trend buckets: the same sessions, one query fewer.
+    this = _figures(client, start, end, timeout_s=timeout_s, card=card, now=now, fetch=fetch, countries=countries,
+                    sessions=lambda: _sent_and_completed(trend.sessions.result()))
+    before = _figures(client, before_start, before_end, timeout_s=timeout_s, card=card, now=now, fetch=fetch,
+                      countries=countries)
+    figures, before_figures, trends_frame = this(), before(), trend.frame()
+    worst = fetch(worst_screen, client, start, end, timeout_s=timeout_s, now=now, countries=countries)
+    return Started(figures, before_figures, trends_frame, worst, top)
+
+
 def page(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
          now: datetime | None = None, countries: tuple[str, ...] = ()) -> Page:
-    """The whole Overview of [start, end]: its independent queries run side by side (:mod:`warehouse.parallel`)."""
-    before_start, before_end = previous(start, end)
+    """The whole Overview of [start, end] (:func:`start_page`, then its callouts)."""
     with Fetch() as fetch:
-        trend = fetch(trends, client, start, end, timeout_s=timeout_s, now=now, countries=countries)
-        worst = fetch(worst_screen, client, start, end, timeout_s=timeout_s, now=now, countries=countries)
-        top = fetch(top_failure, client, start, end, countries=countries)
-        this = _figures(client, start, end, timeout_s=timeout_s, card=card, now=now, fetch=fetch, countries=countries)
-        before = _figures(client, before_start, before_end, timeout_s=timeout_s, card=card, now=now, fetch=fetch,
-                          countries=countries)
-        return Page(this(), before(), trend.result(), worst.result(), top.result())
+        started = start_page(client, start, end, timeout_s=timeout_s, card=card, fetch=fetch, now=now,
+                             countries=countries)
+        return Page(started.figures, started.before, started.trends, started.worst_screen.result(),
+                    started.top_failure.result())
 
 
 def previous(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -153,24 +191,48 @@ def trends(client: Client, start: datetime, end: datetime, *, timeout_s: int,
            now: datetime | None = None, countries: tuple[str, ...] = ()) -> pd.DataFrame:
     """Per bucket of the period: sent, delivered, read, failed (by status time) and Flow sessions sent and
     completed (by send time), every bucket of the range present (0 when empty)."""
+    with Fetch() as fetch:
+        return _trends(client, start, end, timeout_s=timeout_s, now=now, countries=countries, fetch=fetch).frame()
+
+
+@dataclass(frozen=True)
+class _Trends:
+    """The trend's two queries, started side by side; ``frame`` waits for both and lays them out by bucket."""
+
+    start: datetime
+    end: datetime
+    bucket: int
+    series: Future[pd.DataFrame]
+    sessions: Future[pd.DataFrame]
+
+    def frame(self) -> pd.DataFrame:
+        series, sessions = self.series.result(), self.sessions.result()
+        wide = series.pivot_table(index="bucket", columns="status", values="messages", aggfunc="sum", fill_value=0) \
+            if not series.empty else pd.DataFrame()
+        step = pd.Timedelta(minutes=self.bucket)
+        first = pd.Timestamp(self.start).floor(step) if self.bucket < 1440 else pd.Timestamp(self.start).normalize()
+        index = pd.date_range(first, pd.Timestamp(self.end), freq=step)
+        out = pd.DataFrame(index=index)
+        for status in ("sent", "delivered", "read", "failed"):
+            column = wide[status] if status in wide else pd.Series(dtype="int64")
+            out[status] = _aligned(column, index)
+        for name, column in (("flow_sessions", "sent"), ("flow_completed", "completed")):
+            values = sessions.set_index("bucket")[column] if not sessions.empty else pd.Series(dtype="int64")
+            out[name] = _aligned(values, index)
+        return out.rename_axis("bucket").reset_index()
+
+
+def _trends(client: Client, start: datetime, end: datetime, *, timeout_s: int, now: datetime | None,
+            countries: tuple[str, ...], fetch: Fetch) -> _Trends:
     bucket = trend_bucket_minutes(end - start)
     where = queries.DeliveryFilter(start=start, end=end, countries=countries)
-    series = queries.delivery_timeseries(client, where, bucket_minutes=bucket)
-    wide = series.pivot_table(index="bucket", columns="status", values="messages", aggfunc="sum", fill_value=0) \
-        if not series.empty else pd.DataFrame()
-    sessions = flows.funnel_over_time(client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now,
-                                                               countries=countries), bucket_minutes=bucket)
-    step = pd.Timedelta(minutes=bucket)
-    first = pd.Timestamp(start).floor(step) if bucket < 1440 else pd.Timestamp(start).normalize()
-    index = pd.date_range(first, pd.Timestamp(end), freq=step)
-    out = pd.DataFrame(index=index)
-    for status in ("sent", "delivered", "read", "failed"):
-        column = wide[status] if status in wide else pd.Series(dtype="int64")
-        out[status] = _aligned(column, index)
-    for name, column in (("flow_sessions", "sent"), ("flow_completed", "completed")):
-        values = sessions.set_index("bucket")[column] if not sessions.empty else pd.Series(dtype="int64")
-        out[name] = _aligned(values, index)
-    return out.rename_axis("bucket").reset_index()
+    return _Trends(
+        start, end, bucket,
+        series=fetch(queries.delivery_timeseries, client, where, bucket_minutes=bucket),
+        sessions=fetch(flows.funnel_over_time, client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s,
+                                                                        now=now, countries=countries),
+                       bucket_minutes=bucket),
+    )
 
 
 def _aligned(values: pd.Series, index: pd.DatetimeIndex) -> list[int]:

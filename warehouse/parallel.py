@@ -19,8 +19,8 @@ T = TypeVar("T")
 
 class Fetch:
     """``with Fetch() as fetch: totals = fetch(queries.totals, client, where)`` starts the call at once and
-    gives its :class:`~concurrent.futures.Future`; leaving the block waits for every call (or cancels those not
-    started, when the block raised)."""
+    gives its :class:`~concurrent.futures.Future`; leaving the block waits for every call (or, when the block
+    raised, cancels those not started and leaves without waiting for those running)."""
 
     def __init__(self, workers: int = PARALLEL_QUERIES) -> None:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="queries")
@@ -33,4 +33,6 @@ class Fetch:
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  trace: TracebackType | None) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=error is not None)
+        # On an error (a page's run stopped by a click elsewhere, too) the calls not started are cancelled and
+        # those running are left to finish unread: the next run does not wait for them.
+        self._pool.shutdown(wait=error is None, cancel_futures=error is not None)

@@ -6,10 +6,12 @@ from datetime import timedelta
 
 import streamlit as st
 
+from config.ratecard import RateCard
 from dashboards.filters import RANGES, period, recipient_countries
 from dashboards.formats import money
 from dashboards.state import freshness_caption, settings, warehouse, warehouse_guard
 from warehouse import costs, flow_names, overview
+from warehouse.parallel import Fetch
 
 st.title("Overview")
 with warehouse_guard():
@@ -45,7 +47,18 @@ def live() -> None:
     timeout_s = settings().session_timeout_s
     loaded = costs.rate_card(client)
     card = loaded.card if loaded else None
-    shown = overview.page(client, start, end, timeout_s=timeout_s, card=card, now=end, countries=countries)
+    with Fetch() as fetch:
+        shown = overview.start_page(client, start, end, timeout_s=timeout_s, card=card, fetch=fetch, now=end,
+                                    countries=countries)
+        draw(shown, card, timeout_s)
+    card_note = "no rate card loaded" if loaded is None else f"rate card {loaded.source}"
+    st.caption(f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC against {before_start:%Y-%m-%d %H:%M} – "
+               f"{before_end:%Y-%m-%d %H:%M} · {card_note} · refreshes every {refresh_s} s")
+    freshness_caption(client)
+
+
+def draw(shown: overview.Started, card: RateCard | None, timeout_s: int) -> None:
+    """The headline figures, then the callouts as they come in."""
     now, before, trend = shown.figures, shown.before, shown.trends
     sent_trend = list(trend["sent"])
 
@@ -78,7 +91,7 @@ def live() -> None:
     left, right = st.columns(2)
     with left:
         st.subheader("Worst Flow screen")
-        worst = shown.worst_screen
+        worst = shown.worst_screen.result()
         if worst is None:
             st.caption(f"No screen reached by {overview.MIN_REACHED}+ sessions lost any yet (a session is abandoned "
                        f"after {timeout_s // 60} min without activity).")
@@ -90,7 +103,7 @@ def live() -> None:
             st.page_link("views/nodes.py", label="Node performance", icon=":material/account_tree:")
     with right:
         st.subheader("Top failure code")
-        top = shown.top_failure
+        top = shown.top_failure.result()
         if top is None:
             st.caption("No failed message in the period.")
         else:
@@ -98,10 +111,6 @@ def live() -> None:
             st.markdown(f"**{code}** — {text}: **{failed:,}** failed messages "
                         f"({failed / now.sent:.1%} of sent)." if now.sent else f"**{code}** — {text}: {failed:,}.")
             st.page_link("views/delivery.py", label="Delivery status", icon=":material/mark_email_read:")
-    card_note = "no rate card loaded" if loaded is None else f"rate card {loaded.source}"
-    st.caption(f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC against {before_start:%Y-%m-%d %H:%M} – "
-               f"{before_end:%Y-%m-%d %H:%M} · {card_note} · refreshes every {refresh_s} s")
-    freshness_caption(client)
 
 
 live()

@@ -107,16 +107,20 @@ def test_every_funnel_and_node_number_equals_the_truth(stack_factory: Callable[.
                       for flow_id, flow in expected["flows"].items() for version, numbers in flow["versions"].items()
                       for campaign, c in numbers["by_campaign"].items() if c["sent"]}
     assert got_campaigns == want_campaigns
-    # The funnel page asks once, by flow, version and campaign, and sums that into its groupings: the same figures
-    # as asking for each grouping, of every version and of one.
+    # The funnel page asks once, by flow, version, campaign and hour of the send, and sums that into its groupings
+    # and its series over time: the same figures as asking for each grouping, of every version and of one.
     for flow_id in expected["flows"]:
         one_flow = dataclasses.replace(window, flow_id=flow_id)
-        finest = flows.funnel(client, one_flow, by=("flow_id", "flow_version", "campaign"))
+        finest = flows.funnel(client, one_flow, by=("flow_id", "flow_version", "campaign"), bucket_minutes=60)
+        assert finest["bucket"].nunique() > 1
         for version in ("", *expected["flows"][flow_id]["versions"]):
             chosen = dataclasses.replace(one_flow, flow_version=version)
             for by in (("flow_id",), ("flow_id", "flow_version"), ("campaign",)):
                 direct = flows.funnel(client, chosen, by=by).to_dict("records")
                 assert flows.regroup(finest, by, flow_version=version).to_dict("records") == direct, (version, by)
+            series = flows.over_time(finest, flow_version=version)
+            totals = flows.funnel(client, chosen, by=("flow_id",)).iloc[0]
+            assert series[list(flows.STAGES)].sum().tolist() == [totals[s] for s in flows.STAGES], version
 
     stats = flows.node_stats(client, window)
     got_nodes = {(r.flow_id, r.flow_version, r.screen): (r.reached, r.dropped, r.completed_after, r.visits,
