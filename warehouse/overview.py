@@ -32,17 +32,14 @@ MIN_REACHED = 20  # a screen reached by fewer sessions is not called the worst (
 
 
 @dataclass(frozen=True)
-class Figures:
-    """One period's headline figures (counts; rates are properties, None when nothing was sent)."""
+class Deliveries:
+    """One period's message figures: distinct messages per status (rates are properties, None when nothing was
+    sent)."""
 
     sent: int
     delivered: int
     read: int
     failed: int
-    flow_sessions: int
-    flow_completed: int
-    spend: Decimal
-    opt_outs: int
 
     @staticmethod
     def _rate(part: int, whole: int) -> float | None:
@@ -59,6 +56,16 @@ class Figures:
     @property
     def failure_rate(self) -> float | None:
         return self._rate(self.failed, self.sent)
+
+
+@dataclass(frozen=True)
+class Figures(Deliveries):
+    """One period's headline figures: its :class:`Deliveries`, Flow sessions, spend and opt-outs."""
+
+    flow_sessions: int
+    flow_completed: int
+    spend: Decimal
+    opt_outs: int
 
     @property
     def completion_rate(self) -> float | None:
@@ -93,34 +100,49 @@ def figures(client: Client, start: datetime, end: datetime, *, timeout_s: int, c
             now: datetime | None = None, countries: tuple[str, ...] = ()) -> Figures:
     """The headline figures of [start, end] (UTC); ``countries``: of those recipient countries (empty: all)."""
     with Fetch() as fetch:
-        return _figures(client, start, end, timeout_s=timeout_s, card=card, now=now, fetch=fetch, countries=countries)()
+        return _figures(client, start, end, timeout_s=timeout_s, card=card, now=now, fetch=fetch,
+                        countries=countries).figures()
+
+
+@dataclass(frozen=True)
+class _PendingFigures:
+    """A period's figures with their queries started: ``deliveries`` waits for the message counts alone,
+    ``figures`` for every query."""
+
+    totals: Future[dict[str, int]]
+    sessions: Callable[[], tuple[int, int]]
+    spend: Future[pd.DataFrame]
+    opt_outs: Future[int]
+
+    def deliveries(self) -> Deliveries:
+        counts = self.totals.result()
+        return Deliveries(sent=counts["sent"], delivered=counts["delivered_or_read"], read=counts["read"],
+                          failed=counts["failed"])
+
+    def figures(self) -> Figures:
+        messages, priced = self.deliveries(), self.spend.result()
+        flow_sessions, flow_completed = self.sessions()
+        return Figures(
+            sent=messages.sent, delivered=messages.delivered, read=messages.read, failed=messages.failed,
+            flow_sessions=flow_sessions, flow_completed=flow_completed,
+            spend=priced["spend"].iloc[0] if not priced.empty else Decimal(0),
+            opt_outs=self.opt_outs.result(),
+        )
 
 
 def _figures(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
              now: datetime | None, fetch: Fetch, countries: tuple[str, ...] = (),
-             sessions: Callable[[], tuple[int, int]] | None = None) -> Callable[[], Figures]:
-    """Starts the figures' queries on ``fetch``; the returned function waits for them and builds the figures.
-    ``sessions``: (Flow sessions sent, completed) of the period when a query already started counts them (the
-    trend's buckets, on the page), else a funnel query counts them."""
+             sessions: Callable[[], tuple[int, int]] | None = None) -> _PendingFigures:
+    """Starts the figures' queries on ``fetch``. ``sessions``: (Flow sessions sent, completed) of the period when
+    a query already started counts them (the trend's buckets, on the page), else a funnel query counts them."""
     where = queries.DeliveryFilter(start=start, end=end, countries=countries)
     totals = fetch(queries.delivery_totals, client, where)
     if sessions is None:
         funnel = fetch(flows.funnel, client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now,
                                                               countries=countries), by=("flow_id",))
         sessions = lambda: _sent_and_completed(funnel.result())  # noqa: E731 - read when built
-    spend = fetch(costs.spend, client, where, by=(), card=card)
-    opt_outs = fetch(audience.stopped_people, client, where)
-
-    def build() -> Figures:
-        counts, priced = totals.result(), spend.result()
-        flow_sessions, flow_completed = sessions()
-        return Figures(
-            sent=counts["sent"], delivered=counts["delivered_or_read"], read=counts["read"], failed=counts["failed"],
-            flow_sessions=flow_sessions, flow_completed=flow_completed,
-            spend=priced["spend"].iloc[0] if not priced.empty else Decimal(0),
-            opt_outs=opt_outs.result(),
-        )
-    return build
+    return _PendingFigures(totals, sessions, fetch(costs.spend, client, where, by=(), card=card),
+                           fetch(audience.stopped_people, client, where))
 
 
 def _sent_and_completed(sessions: pd.DataFrame) -> tuple[int, int]:
@@ -130,20 +152,35 @@ def _sent_and_completed(sessions: pd.DataFrame) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Started:
-    """The Overview with its headline in (figures, the previous period's, trends) and its callouts on the way."""
+    """The Overview with every headline query started; each part waits only for the queries it shows, so a page
+    draws the message figures (cheap: sealed counts) while the Flow, spend and opt-out queries still run."""
 
-    figures: Figures
-    before: Figures
-    trends: pd.DataFrame
-    worst_screen: Future[WorstScreen | None]
-    top_failure: Future[tuple[int, str, int] | None]
+    this: _PendingFigures
+    before_period: _PendingFigures
+    trend: _Trends
+    top: Future[tuple[int, str, int] | None]
+    worst: Callable[[], Future[WorstScreen | None]]
+
+    def deliveries(self) -> tuple[Deliveries, Deliveries, pd.DataFrame]:
+        """The period's and the previous period's message figures, and the trend of the messages."""
+        return self.this.deliveries(), self.before_period.deliveries(), self.trend.frame(sessions=False)
+
+    def figures(self) -> tuple[Figures, Figures, pd.DataFrame]:
+        """The period's and the previous period's figures, and every trend."""
+        return self.this.figures(), self.before_period.figures(), self.trend.frame()
+
+    def worst_screen(self) -> WorstScreen | None:
+        return self.worst().result()
+
+    def top_failure(self) -> tuple[int, str, int] | None:
+        return self.top.result()
 
 
 def start_page(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
                fetch: Fetch, now: datetime | None = None, countries: tuple[str, ...] = ()) -> Started:
-    """Runs the headline's queries side by side on ``fetch`` (:mod:`warehouse.parallel`) and returns once they are
-    in, the callouts' started. The worst screen (which reads every session's screens) starts after the headline:
-    on two cores it would share the CPU with the headline's queries and hold the figures at the top back."""
+    """Starts the headline's queries side by side on ``fetch`` (:mod:`warehouse.parallel`). The worst screen
+    (which reads every session's screens) starts when first asked for, after the headline: on two cores it would
+    share the CPU with the headline's queries and hold the figures at the top back."""
     before_start, before_end = previous(start, end)
     trend = _trends(client, start, end, timeout_s=timeout_s, now=now, countries=countries, fetch=fetch)
     top = fetch(top_failure, client, start, end, countries=countries)
@@ -152,19 +189,23 @@ def start_page(client: Client, start: datetime, end: datetime, *, timeout_s: int
                     sessions=lambda: _sent_and_completed(trend.sessions.result()))
     before = _figures(client, before_start, before_end, timeout_s=timeout_s, card=card, now=now, fetch=fetch,
                       countries=countries)
-    figures, before_figures, trends_frame = this(), before(), trend.frame()
-    worst = fetch(worst_screen, client, start, end, timeout_s=timeout_s, now=now, countries=countries)
-    return Started(figures, before_figures, trends_frame, worst, top)
+    worst: list[Future[WorstScreen | None]] = []
+
+    def started_worst() -> Future[WorstScreen | None]:
+        if not worst:
+            worst.append(fetch(worst_screen, client, start, end, timeout_s=timeout_s, now=now, countries=countries))
+        return worst[0]
+    return Started(this, before, trend, top, started_worst)
 
 
 def page(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
          now: datetime | None = None, countries: tuple[str, ...] = ()) -> Page:
-    """The whole Overview of [start, end] (:func:`start_page`, then its callouts)."""
+    """The whole Overview of [start, end] (:func:`start_page`, every part of it)."""
     with Fetch() as fetch:
         started = start_page(client, start, end, timeout_s=timeout_s, card=card, fetch=fetch, now=now,
                              countries=countries)
-        return Page(started.figures, started.before, started.trends, started.worst_screen.result(),
-                    started.top_failure.result())
+        figures, before, trends_frame = started.figures()
+        return Page(figures, before, trends_frame, started.worst_screen(), started.top_failure())
 
 
 def previous(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -205,8 +246,9 @@ class _Trends:
     series: Future[pd.DataFrame]
     sessions: Future[pd.DataFrame]
 
-    def frame(self) -> pd.DataFrame:
-        series, sessions = self.series.result(), self.sessions.result()
+    def frame(self, *, sessions: bool = True) -> pd.DataFrame:
+        """The trend by bucket; without the Flow sessions' columns (nor waiting for them) unless ``sessions``."""
+        series = self.series.result()
         wide = series.pivot_table(index="bucket", columns="status", values="messages", aggfunc="sum", fill_value=0) \
             if not series.empty else pd.DataFrame()
         step = pd.Timedelta(minutes=self.bucket)
@@ -216,9 +258,11 @@ class _Trends:
         for status in ("sent", "delivered", "read", "failed"):
             column = wide[status] if status in wide else pd.Series(dtype="int64")
             out[status] = _aligned(column, index)
-        for name, column in (("flow_sessions", "sent"), ("flow_completed", "completed")):
-            values = sessions.set_index("bucket")[column] if not sessions.empty else pd.Series(dtype="int64")
-            out[name] = _aligned(values, index)
+        if sessions:
+            counted = self.sessions.result()
+            for name, column in (("flow_sessions", "sent"), ("flow_completed", "completed")):
+                values = counted.set_index("bucket")[column] if not counted.empty else pd.Series(dtype="int64")
+                out[name] = _aligned(values, index)
         return out.rename_axis("bucket").reset_index()
 
 

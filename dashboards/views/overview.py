@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pandas as pd
 import streamlit as st
 
 from config.ratecard import RateCard
@@ -57,28 +58,32 @@ def live() -> None:
     freshness_caption(client)
 
 
+def _rate_trend(trend: pd.DataFrame, part: str, whole: str) -> list[float]:
+    return [p / w if w else 0.0 for p, w in zip(trend[part], trend[whole], strict=True)]
+
+
 def draw(shown: overview.Started, card: RateCard | None, timeout_s: int) -> None:
-    """The headline figures, then the callouts as they come in."""
-    now, before, trend = shown.figures, shown.before, shown.trends
-    sent_trend = list(trend["sent"])
-
-    def rate_trend(part: str, whole: str) -> list[float]:
-        return [p / w if w else 0.0 for p, w in zip(trend[part], trend[whole], strict=True)]
-
+    """The message figures as soon as their (cheap) queries are in, then the Flow, spend and opt-out figures, then
+    the callouts: each row waits only for its own queries."""
+    messages, messages_before, trend = shown.deliveries()
     row = st.columns(4)
-    row[0].metric("Messages sent", f"{now.sent:,}", _change(now.sent, before.sent), chart_data=sent_trend,
+    row[0].metric("Messages sent", f"{messages.sent:,}", _change(messages.sent, messages_before.sent),
+                  chart_data=list(trend["sent"]),
                   help="Distinct messages with a sent status in the period; the change is against the period "
                        "of the same length before it")
-    row[1].metric("Delivery rate", _percent(now.delivery_rate), _points(now.delivery_rate, before.delivery_rate),
-                  chart_data=rate_trend("delivered", "sent"), help="Delivered (or read) of sent")
-    row[2].metric("Read rate", _percent(now.read_rate), _points(now.read_rate, before.read_rate),
-                  chart_data=rate_trend("read", "sent"))
-    row[3].metric("Failure rate", _percent(now.failure_rate), _points(now.failure_rate, before.failure_rate),
-                  delta_color="inverse", chart_data=rate_trend("failed", "sent"))
+    row[1].metric("Delivery rate", _percent(messages.delivery_rate),
+                  _points(messages.delivery_rate, messages_before.delivery_rate),
+                  chart_data=_rate_trend(trend, "delivered", "sent"), help="Delivered (or read) of sent")
+    row[2].metric("Read rate", _percent(messages.read_rate), _points(messages.read_rate, messages_before.read_rate),
+                  chart_data=_rate_trend(trend, "read", "sent"))
+    row[3].metric("Failure rate", _percent(messages.failure_rate),
+                  _points(messages.failure_rate, messages_before.failure_rate),
+                  delta_color="inverse", chart_data=_rate_trend(trend, "failed", "sent"))
+    now, before, trend = shown.figures()
     row = st.columns(4)
     row[0].metric("Flow completion rate", _percent(now.completion_rate),
                   _points(now.completion_rate, before.completion_rate),
-                  chart_data=rate_trend("flow_completed", "flow_sessions"),
+                  chart_data=_rate_trend(trend, "flow_completed", "flow_sessions"),
                   help="Completed of the Flow sessions sent in the period")
     row[1].metric("Flow sessions", f"{now.flow_sessions:,}", _change(now.flow_sessions, before.flow_sessions),
                   chart_data=list(trend["flow_sessions"]))
@@ -91,7 +96,7 @@ def draw(shown: overview.Started, card: RateCard | None, timeout_s: int) -> None
     left, right = st.columns(2)
     with left:
         st.subheader("Worst Flow screen")
-        worst = shown.worst_screen.result()
+        worst = shown.worst_screen()
         if worst is None:
             st.caption(f"No screen reached by {overview.MIN_REACHED}+ sessions lost any yet (a session is abandoned "
                        f"after {timeout_s // 60} min without activity).")
@@ -103,7 +108,7 @@ def draw(shown: overview.Started, card: RateCard | None, timeout_s: int) -> None
             st.page_link("views/nodes.py", label="Node performance", icon=":material/account_tree:")
     with right:
         st.subheader("Top failure code")
-        top = shown.top_failure.result()
+        top = shown.top_failure()
         if top is None:
             st.caption("No failed message in the period.")
         else:

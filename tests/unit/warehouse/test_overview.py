@@ -11,6 +11,7 @@ from clickhouse_connect.driver.client import Client
 from contract.events import MessageStatus, UserPreference, event_id
 from tests.unit.warehouse.test_costs import CARD
 from warehouse import overview, writer
+from warehouse.parallel import Fetch
 from warehouse.rollup import DeliveryRollup
 
 NOW = datetime.now(UTC).replace(tzinfo=None, second=0, microsecond=0)
@@ -69,3 +70,14 @@ def test_a_period_against_the_one_before(client: Client) -> None:
     assert (shown.figures, shown.before) == (now, then)
     assert shown.trends.equals(trend)
     assert (shown.worst_screen, shown.top_failure) == (None, (131049, overview.meaning(131049), 1))
+
+    # The page draws the message figures first, from their own queries: the same figures and trends.
+    with Fetch() as fetch:
+        started = overview.start_page(client, start, end, timeout_s=1800, card=CARD, fetch=fetch, now=NOW)
+        messages, messages_before, message_trend = started.deliveries()
+        assert (messages.sent, messages.delivered, messages.read, messages.failed) == (4, 3, 2, 1)
+        assert (messages_before.sent, messages_before.delivered) == (2, 1)
+        assert (messages.delivery_rate, messages.failure_rate) == (now.delivery_rate, now.failure_rate)
+        assert message_trend.equals(trend[["bucket", "sent", "delivered", "read", "failed"]])
+        figures, figures_before, every_trend = started.figures()
+        assert (figures, figures_before) == (now, then) and every_trend.equals(trend)
