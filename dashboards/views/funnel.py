@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from concurrent.futures import Future, wait
+from concurrent.futures import Future
 from datetime import timedelta
 from typing import TypeVar
 
@@ -75,12 +75,9 @@ def fetch_page(fetch: Fetch, where: flows.FlowFilter, card: LoadedCard | None, b
     rates = card.card if card else None
     every_version = dataclasses.replace(where, flow_version="")
     # One funnel query per page: every version, campaign and time bucket, summed below into the three groupings
-    # it shows and into the chosen version's series over time. It feeds the top of the page, so it runs first, on
-    # its own: on two cores the page's other queries would share the CPU with it and hold the first figures back
-    # by as much as they take; they start once it is in, while the top of the page is drawn.
-    finest = fetch(flows.funnel, client, every_version, by=("flow_id", "flow_version", "campaign"),
-                   bucket_minutes=bucket)
-    wait([finest])
+    # it shows and into the chosen version's series over time. It feeds the top of the page: it runs first.
+    finest = fetch.first(flows.funnel, client, every_version, by=("flow_id", "flow_version", "campaign"),
+                         bucket_minutes=bucket)
     # The audiences in one query (GROUPING SETS), or two when a version is chosen (by version: every version).
     by_version = ("flow_version", "campaign")
     people = fetch(audience.audience_sets, client, where,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from concurrent.futures import Future, wait
+from concurrent.futures import Future
 from datetime import timedelta
 
 import pandas as pd
@@ -88,11 +88,8 @@ def figures() -> None:
 def figures_of(where: flows.FlowFilter) -> None:
     """The page's queries start at once (:mod:`warehouse.parallel`); each section is drawn when its result is in."""
     with Fetch() as fetch:
-        stats = fetch(flows.node_stats, client, where)
         registered = fetch(screens.flow_screens, client, where.flow_id, where.flow_version)
-        # The screen table tops the page: its query runs first, on its own (on two cores the others would share
-        # the CPU with it); the others start once it is in, while the table is drawn.
-        wait([stats])
+        stats = fetch.first(flows.node_stats, client, where)  # the screen table tops the page: it runs first
         moves = fetch(flows.transitions, client, where)
         top = fetch(flows.paths, client, where, limit=15)
         chosen = fetch(flows.selections, client, flow_id=where.flow_id, flow_version=where.flow_version)

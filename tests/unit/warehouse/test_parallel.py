@@ -35,3 +35,25 @@ def test_leaving_on_an_error_cancels_what_has_not_started_and_does_not_wait_for_
     assert not slow.done() and queued.cancelled()
     release.set()
     assert slow.result(timeout=30) == "answer"
+
+
+def test_first_returns_only_once_its_call_is_done() -> None:
+    running, release, returned = threading.Event(), threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def releaser() -> None:  # while the call runs: has first() returned yet?
+        running.wait(timeout=30)
+        seen.append(returned.is_set())
+        release.set()
+
+    def query() -> str:
+        running.set()
+        release.wait(timeout=30)
+        return "first"
+
+    threading.Thread(target=releaser).start()
+    with Fetch(workers=2) as fetch:
+        done = fetch.first(query)
+        returned.set()
+        assert done.done() and done.result() == "first"
+    assert seen == [False]
