@@ -27,15 +27,19 @@ from chserver.isolation import (
     setting_violation,
 )
 from chserver.policy import READ_KEYWORDS, check_allowed
-from chserver.protocol import READONLY, UNKNOWN_TABLE
+from chserver.protocol import CANNOT_PARSE_NUMBER, READONLY, SETTING_CONSTRAINT_VIOLATION, UNKNOWN_TABLE
 from chserver.sqlscan import Token, quote_identifier, tokenize
 from chserver.statements import Statement
 
 # Settings a read-only user may pass with a request (they are SET before readonly = 1).
 READER_SETTINGS = frozenset({
     "max_threads", "max_execution_time", "max_result_rows", "max_result_bytes", "result_overflow_mode",
-    "date_time_output_format", "readonly", "timeout_overflow_mode", "max_block_size",
+    "date_time_output_format", "readonly", "timeout_overflow_mode", "max_block_size", "os_thread_priority",
 })
+# Of those, the ones a read-only user may set only within bounds (inclusive), as a profile's min/max constraint:
+# the nice value of the threads running a query, which a reader may raise (yield the CPU to other work) but
+# never lower below 0 (take it from other work).
+READER_SETTING_BOUNDS = {"os_thread_priority": (0, 19)}
 # The writer's INSERTs may also pass these (by name or prefix).
 WRITER_SETTINGS = READER_SETTINGS | {"date_time_input_format", "max_partitions_per_insert_block",
                                      "deduplicate_blocks_in_dependent_materialized_views"}
@@ -86,11 +90,28 @@ def _readonly_refusal(name: str) -> EngineError:
 def _check_reader_settings(request: Request) -> dict[str, str]:
     if request.readonly_setting is not None and request.readonly_setting.strip() not in {"1", "2"}:
         raise _readonly_refusal("readonly")
-    for name in request.settings:
+    for name, value in request.settings.items():
         if name not in READER_SETTINGS and not name.startswith("output_format_") and "timeout" not in name:
             raise _readonly_refusal(name)
+        if name in READER_SETTING_BOUNDS:
+            _check_bounds(name, value, *READER_SETTING_BOUNDS[name])
     check_settings_isolation(request.settings)
     return {name: value for name, value in request.settings.items() if name != "readonly"}
+
+
+def _check_bounds(name: str, value: str, low: int, high: int) -> None:
+    """ClickHouse's answer to a value outside a profile's min/max constraint (452)."""
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise EngineError(CANNOT_PARSE_NUMBER, f"Code: {CANNOT_PARSE_NUMBER}. DB::Exception: Cannot parse "
+                          f"'{value}' as a number for setting {name}. (CANNOT_PARSE_NUMBER)",
+                          "CANNOT_PARSE_NUMBER") from None
+    if not low <= number <= high:
+        bound = f"less than {low}" if number < low else f"greater than {high}"
+        raise EngineError(SETTING_CONSTRAINT_VIOLATION, f"Code: {SETTING_CONSTRAINT_VIOLATION}. DB::Exception: "
+                          f"Setting {name} shouldn't be {bound}. (SETTING_CONSTRAINT_VIOLATION)",
+                          "SETTING_CONSTRAINT_VIOLATION")
 
 
 def _writer_setting_allowed(name: str) -> bool:

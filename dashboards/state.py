@@ -28,9 +28,21 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+# The nice value of the warehouse threads running the queries of what a page draws below its top: they yield the
+# CPU to the query behind a top (any page's, any user's) and, on one machine, to the browser drawing it.
+BELOW_THE_TOP_PRIORITY = 10
+
+
 @st.cache_resource
 def warehouse() -> Client:
     return connect(settings().warehouse_url_for("analyst"), autogenerate_session_id=False)
+
+
+@st.cache_resource
+def warehouse_below_the_top() -> Client:
+    """The warehouse for the queries of what a page draws below its top (see BELOW_THE_TOP_PRIORITY)."""
+    return connect(settings().warehouse_url_for("analyst"), autogenerate_session_id=False,
+                   settings={"os_thread_priority": BELOW_THE_TOP_PRIORITY})
 
 
 def trouble(exc: BaseException) -> str | None:

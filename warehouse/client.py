@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar, cast
 from urllib.parse import unquote, urlparse
 
@@ -15,6 +15,12 @@ from clickhouse_connect.driver.httpclient import HttpClient
 from warehouse.exceptions import QueryError, WarehouseError, WarehouseUnavailableError
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# Settings our warehouses let a read-only user change, within bounds: the embedded server's reader settings
+# (chserver.grants) and the production analyst's profile (changeable_in_readonly, deploy/clickhouse/users.d). The
+# driver would refuse them before sending, from system.settings, where the embedded server's read-only connections
+# list every setting as read-only; the server still refuses a value out of its bounds.
+CHANGEABLE_IN_READONLY = frozenset({"os_thread_priority"})
 
 
 def database_of(url: str) -> str:
@@ -58,8 +64,10 @@ class WarehouseClient(HttpClient):
     ping = _wrapped(HttpClient.ping)
 
 
-def connect(url: str, *, database: str | None = None, **options: Any) -> Client:
-    """A client for ``url`` (``http://user:password@host:port/database``); its errors are :class:`WarehouseError`."""
+def connect(url: str, *, database: str | None = None, settings: Mapping[str, Any] | None = None,
+            **options: Any) -> Client:
+    """A client for ``url`` (``http://user:password@host:port/database``); its errors are :class:`WarehouseError`.
+    ``settings`` go with every query (a read-only user's only among those its server allows it)."""
     parsed = urlparse(url)
     try:
         client = clickhouse_connect.get_client(
@@ -75,4 +83,13 @@ def connect(url: str, *, database: str | None = None, **options: Any) -> Client:
         raise translate(exc) from exc
     if isinstance(client, HttpClient):
         client.__class__ = WarehouseClient  # same state, every call's errors translated
+    for name in CHANGEABLE_IN_READONLY:
+        listed = client.server_settings.get(name)
+        if listed is not None and listed.readonly:
+            client.server_settings[name] = listed._replace(readonly=0)
+    try:
+        for name, value in (settings or {}).items():
+            client.set_client_setting(name, value)
+    except driver.Error as exc:
+        raise translate(exc) from exc
     return client

@@ -12,6 +12,7 @@ import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from dashboards.filters import (
     baseline_version,
@@ -22,7 +23,7 @@ from dashboards.filters import (
     refreshed,
 )
 from dashboards.formats import duration, money
-from dashboards.state import freshness_caption, warehouse, warehouse_guard
+from dashboards.state import freshness_caption, warehouse, warehouse_below_the_top, warehouse_guard
 from dashboards.tables import show
 from warehouse import audience, buckets, costs, flows, versions
 from warehouse.audience import Audience, CompletionTimes
@@ -32,6 +33,7 @@ from warehouse.parallel import Fetch
 st.title("Engagement funnel")
 with warehouse_guard():
     client = warehouse()
+    below = warehouse_below_the_top()
     where = flow_filter(client)
     baseline = baseline_version(client, where) if where is not None else None
     window = opt_out_window()
@@ -57,13 +59,19 @@ def live() -> None:
 
 
 @dataclasses.dataclass(frozen=True)
-class Page:
-    """Every query of the page, started at once (:mod:`warehouse.parallel`); each field is read when drawn."""
+class Top:
+    """The figures of the top of the page, from one bucketed funnel query that runs first, alone."""
 
     totals: Future[pd.DataFrame]
     by_version: Future[pd.DataFrame]
     campaigns: Future[pd.DataFrame]
     series: Future[pd.DataFrame]
+
+
+@dataclasses.dataclass(frozen=True)
+class Rest:
+    """The queries of the rest of the page, started at once (:mod:`warehouse.parallel`) once the top is drawn."""
+
     people: Future[dict[tuple[str, ...], Audience]]
     people_by_version: Future[dict[tuple[str, ...], Audience]]
     people_by_country: Future[dict[tuple[str, ...], Audience]]
@@ -71,31 +79,37 @@ class Page:
     stage_times: Future[pd.DataFrame]
 
 
-def fetch_page(fetch: Fetch, where: flows.FlowFilter, card: LoadedCard | None, bucket: int) -> Page:
-    rates = card.card if card else None
+def fetch_top(fetch: Fetch, where: flows.FlowFilter, bucket: int) -> Top:
+    """One funnel query per page: every version, campaign and time bucket, summed below into the three groupings
+    it shows and into the chosen version's series over time."""
     every_version = dataclasses.replace(where, flow_version="")
-    # One funnel query per page: every version, campaign and time bucket, summed below into the three groupings
-    # it shows and into the chosen version's series over time. It feeds the top of the page: it runs first.
     finest = fetch.first(flows.funnel, client, every_version, by=("flow_id", "flow_version", "campaign"),
                          bucket_minutes=bucket)
-    # The audiences in one query (GROUPING SETS), or two when a version is chosen (by version: every version).
-    by_version = ("flow_version", "campaign")
-    people = fetch(audience.audience_sets, client, where,
-                   (("flow_id",), ("country",), *((by_version,) if where.flow_version == "" else ())),
-                   window=window, card=rates)
-    people_by_version = (people if where.flow_version == "" else
-                         fetch(audience.audience_sets, client, every_version, (by_version,), window=window, card=rates))
-    return Page(
+    return Top(
         totals=_regrouped(finest, ("flow_id",), where.flow_version),
         by_version=_regrouped(finest, ("flow_id", "flow_version"), ""),
         campaigns=_regrouped(finest, ("campaign",), where.flow_version),
         series=_then(finest, lambda frame: flows.over_time(frame, flow_version=where.flow_version)),
+    )
+
+
+def fetch_rest(fetch: Fetch, where: flows.FlowFilter, card: LoadedCard | None) -> Rest:
+    """The audiences in one query (GROUPING SETS), or two when a version is chosen (by version: every version);
+    the times to complete and between stages. Below the top: at a lower priority (``below``)."""
+    rates = card.card if card else None
+    every_version = dataclasses.replace(where, flow_version="")
+    by_version = ("flow_version", "campaign")
+    people = fetch(audience.audience_sets, below, where,
+                   (("flow_id",), ("country",), *((by_version,) if where.flow_version == "" else ())),
+                   window=window, card=rates)
+    people_by_version = (people if where.flow_version == "" else
+                         fetch(audience.audience_sets, below, every_version, (by_version,), window=window, card=rates))
+    return Rest(
         people=_grouping(people, ("flow_id",)),
-        people_by_version=_grouping(people if where.flow_version == "" else people_by_version,
-                                    ("flow_version", "campaign")),
+        people_by_version=_grouping(people_by_version, by_version),
         people_by_country=_grouping(people, ("country",)),
-        times=fetch(audience.completion_summary, client, where),
-        stage_times=fetch(audience.stage_times, client, where, by=("flow_id",)),
+        times=fetch(audience.completion_summary, below, where),
+        stage_times=fetch(audience.stage_times, below, where, by=("flow_id",)),
     )
 
 
@@ -127,24 +141,23 @@ def figures(where: flows.FlowFilter) -> None:
     loaded = costs.rate_card(client)
     bucket = buckets.over_time_bucket_minutes(where.end - where.start)
     with Fetch() as fetch:
-        draw(where, loaded, bucket, fetch_page(fetch, where, loaded, bucket))
+        top = fetch_top(fetch, where, bucket)
+        totals = top.totals.result()
+        if totals.empty:
+            st.info("No sessions sent in this range.")
+            return
+        chart = sessions_now(where, totals.iloc[0])
+        # Started only once the numbers are drawn, at a lower priority: on two cores they would share the CPU with
+        # drawing them, here and, on one machine, in the browser.
+        rest = fetch_rest(fetch, where, loaded)
+        with chart:  # Plotly's drawing holds the browser's paint: after the numbers
+            st.plotly_chart(funnel_chart(totals.iloc[0]), width="stretch")
+        draw_rest(where, loaded, bucket, top, rest)
 
 
-def draw(where: flows.FlowFilter, loaded: LoadedCard | None, bucket: int, page: Page) -> None:
-    totals = page.totals.result()
-    if totals.empty:
-        st.info("No sessions sent in this range.")
-        return
-    row = totals.iloc[0]
-    stages = [int(row[stage]) for stage in flows.STAGES]
-    figure = go.Figure(go.Funnel(
-        y=list(STAGE_LABELS.values()), x=stages, textinfo="value+percent initial",
-        marker={"color": ["#8c9eff", "#4db6ac", "#2e7d32", "#f9a825", "#6a1b9a"]},
-    ))
-    figure.update_layout(height=380, margin={"l": 0, "r": 0, "t": 10, "b": 0})
+def sessions_now(where: flows.FlowFilter, row: pd.Series) -> DeltaGenerator:
+    """The sessions now, at the right of the top; returns the empty place of the funnel chart at its left."""
     left, right = st.columns([3, 2])
-    with left:
-        st.plotly_chart(figure, width="stretch")
     with right:
         st.subheader("Sessions now")
         a, b = st.columns(2)
@@ -156,9 +169,21 @@ def draw(where: flows.FlowFilter, loaded: LoadedCard | None, bucket: int, page: 
         b.metric("Failed to deliver", f"{int(row['failed']):,}")
         st.metric("Completion rate (of sent)", _rate(row["completed"], row["sent"]))
         st.metric("Completion rate (of opened)", _rate(row["completed"], row["opened"]))
+    return left
 
+
+def funnel_chart(row: pd.Series) -> go.Figure:
+    figure = go.Figure(go.Funnel(
+        y=list(STAGE_LABELS.values()), x=[int(row[stage]) for stage in flows.STAGES], textinfo="value+percent initial",
+        marker={"color": ["#8c9eff", "#4db6ac", "#2e7d32", "#f9a825", "#6a1b9a"]},
+    ))
+    figure.update_layout(height=380, margin={"l": 0, "r": 0, "t": 10, "b": 0})
+    return figure
+
+
+def draw_rest(where: flows.FlowFilter, loaded: LoadedCard | None, bucket: int, top: Top, page: Rest) -> None:
     st.subheader("Version against version")
-    by_version = page.by_version.result()
+    by_version = top.by_version.result()
     if not by_version.empty:
         version_against_version(by_version)
 
@@ -166,12 +191,12 @@ def draw(where: flows.FlowFilter, loaded: LoadedCard | None, bucket: int, page: 
     times_to_complete(page)
 
     st.subheader("By campaign")
-    campaigns = page.campaigns.result()
+    campaigns = top.campaigns.result()
     campaigns["completion rate (of sent)"] = [
         _rate(c, s) for c, s in zip(campaigns["completed"], campaigns["sent"], strict=True)]
     show(campaigns, name="funnel_by_campaign")
 
-    series = page.series.result()
+    series = top.series.result()
     if not series.empty:
         st.subheader("Over time (by send time)")
         # Every bucket of the range, 0 where nothing was sent: one active bucket still draws a line across it.
@@ -251,7 +276,7 @@ def _bucket_name(minutes: int) -> str:
     return "day" if minutes == 24 * 60 else "hour" if minutes == 60 else f"{minutes} minutes"
 
 
-def people_cost_and_opt_outs(page: Page, loaded: LoadedCard | None) -> None:
+def people_cost_and_opt_outs(page: Rest, loaded: LoadedCard | None) -> None:
     st.subheader("People, cost and opt-outs")
     currency = loaded.card.currency if loaded else ""
     total = page.people.result()
@@ -295,7 +320,7 @@ def _money_columns(frame: pd.DataFrame, currency: str) -> pd.DataFrame:
     return out
 
 
-def times_to_complete(page: Page) -> None:
+def times_to_complete(page: Rest) -> None:
     st.subheader("Time to complete")
     summary = page.times.result()
     times = summary.by_version

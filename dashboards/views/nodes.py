@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboards.filters import flow_filter, not_by_country, refresh_seconds, refreshed
-from dashboards.state import freshness_caption, warehouse, warehouse_guard
+from dashboards.state import freshness_caption, warehouse, warehouse_below_the_top, warehouse_guard
 from dashboards.tables import DROP_RATE_AMBER, DROP_RATE_RED, drop_rate_style, show
 from warehouse import flows, screens
 from warehouse.parallel import Fetch
@@ -18,6 +18,7 @@ from warehouse.parallel import Fetch
 st.title("Node performance")
 with warehouse_guard():
     client = warehouse()
+    below = warehouse_below_the_top()
     where = flow_filter(client, require_version=True)
 refresh_s = refresh_seconds()
 EXITS = {"completed": "#2e7d32", "dropped": "#e53935", "ongoing": "#9e9e9e"}
@@ -90,9 +91,11 @@ def figures_of(where: flows.FlowFilter) -> None:
     with Fetch() as fetch:
         registered = fetch(screens.flow_screens, client, where.flow_id, where.flow_version)
         stats = fetch.first(flows.node_stats, client, where)  # the screen table tops the page: it runs first
-        moves = fetch(flows.transitions, client, where)
-        top = fetch(flows.paths, client, where, limit=15)
-        chosen = fetch(flows.selections, client, flow_id=where.flow_id, flow_version=where.flow_version)
+        # The rest below it, at a lower priority: on two cores it shares the CPU with drawing the table, here and,
+        # on one machine, in the browser.
+        moves = fetch(flows.transitions, below, where)
+        top = fetch(flows.paths, below, where, limit=15)
+        chosen = fetch(flows.selections, below, flow_id=where.flow_id, flow_version=where.flow_version)
         draw(where, screen_table(where, stats.result(), registered.result()), moves, top, chosen)
 
 

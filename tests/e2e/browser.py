@@ -21,6 +21,42 @@ CHROMIUM_ARGS = [
 OUTPUT = Path(__file__).resolve().parents[2] / "test-output"  # screenshots and reports, never committed
 
 
+# What a page shows first: a figure, a table, a note or a caption.
+FIRST_ELEMENT = ("[data-testid='stMetric'], [data-testid='stDataFrame'], [data-testid='stAlert'], "
+                 "[data-testid='stCaptionContainer']")
+# Measured in the page, not by polling from the test: Playwright re-checks a locator with growing pauses (up to
+# 500 ms), so a page drawn at 0.5 s could be seen at 1.0 s. From the next click (its event's time) to the first
+# animation frame, the one before a paint, in which the page's heading and a first element below it have a box.
+_WATCH_RENDER = """([heading, first]) => {
+  window.__flowscopeRendered = new Promise(resolve => {
+    let clicked = null;
+    document.addEventListener("click", () => { clicked = performance.now(); }, {capture: true, once: true});
+    const shown = e => { const box = e.getBoundingClientRect(); return box.width > 0 && box.height > 0; };
+    const frame = () => {
+      const title = clicked === null ? undefined
+        : [...document.querySelectorAll("h1")].find(e => e.textContent.trim() === heading && shown(e));
+      const below = title && [...document.querySelectorAll(first)].find(
+        e => shown(e) && (title.compareDocumentPosition(e) & Node.DOCUMENT_POSITION_FOLLOWING));
+      if (below) { resolve(performance.now() - clicked); } else { requestAnimationFrame(frame); }
+    };
+    requestAnimationFrame(frame);
+  });
+}"""
+
+
+def render_time(page: Page, heading: str, click: Locator) -> float:
+    """Seconds from clicking ``click`` to the first frame showing the page ``heading`` with its first element."""
+    page.evaluate(_WATCH_RENDER, [heading, FIRST_ELEMENT])
+    click.click()
+    return float(page.evaluate("window.__flowscopeRendered")) / 1000
+
+
+def run_finished(page: Page) -> None:
+    """Wait until the page's script run is over (every query in, everything sent) and the browser is idle."""
+    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(timeout=60_000)
+    page.evaluate("() => new Promise(done => requestIdleCallback(() => done(), {timeout: 10000}))")
+
+
 def dashboard_url(stack: Stack, path: str = "/") -> str:
     return f"http://127.0.0.1:{stack.settings.dashboard_port}{path}"
 

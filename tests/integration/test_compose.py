@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from chserver.grants import READER_SETTING_BOUNDS
 from config.settings import PREFIX, Settings, describe
 from config.settings import SECRETS as SECRET_FIELDS
 from embedded.specs import PROCESS_SECRETS
@@ -310,8 +311,14 @@ def test_analyst_is_read_only_with_a_short_allow_list() -> None:
     constraints = profile.find("constraints")
     assert constraints is not None
     assert {setting.tag: [kind.tag for kind in setting] for setting in constraints} == {
-        setting: ["changeable_in_readonly"] for setting in ANALYST_ALLOW_LIST
+        **{setting: ["changeable_in_readonly"] for setting in ANALYST_ALLOW_LIST},
+        "os_thread_priority": ["min", "max", "changeable_in_readonly"],
     }
+    # Within the embedded warehouse's bounds: a reader may only lower its own queries' priority.
+    bounded = constraints.find("os_thread_priority")
+    assert bounded is not None
+    assert (int(bounded.findtext("min") or ""), int(bounded.findtext("max") or "")) == \
+        READER_SETTING_BOUNDS["os_thread_priority"]
     # changeable_in_readonly is honoured only with this server setting.
     assert _xml(SERVER_FILE).findtext("access_control_improvements/settings_constraints_replace_previous") == "true"
 

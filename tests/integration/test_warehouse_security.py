@@ -24,6 +24,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from embedded.supervisor import free_port
 from tests.conftest import WAREHOUSE_DIR_NAME, WAREHOUSE_SERVE, WAREHOUSE_USERS, WarehouseServer, warehouse_serve_env
+from warehouse.client import connect
 
 AUDIT_WAIT_S = 15.0
 EVENTS_ROWS = 3
@@ -320,6 +321,20 @@ def test_settings_beyond_the_allow_list_are_refused_to_the_analyst(server: Wareh
                "result_overflow_mode": "break", "output_format_json_quote_64bit_integers": "0",
                "date_time_output_format": "iso"}
     assert scalar(server, "SELECT 1", "analyst", params=allowed) == "1"
+
+
+def test_the_analyst_may_lower_its_queries_priority_never_raise_it(server: WarehouseServer) -> None:
+    # os_thread_priority: the nice value of the engine threads running the query (the dashboards run what a page
+    # draws below its top at 10). Within 0..19 it is the query's own; below 0 it would take the CPU from others.
+    assert scalar(server, "SELECT getSetting('os_thread_priority'), getSetting('readonly')", "analyst",
+                  params={"os_thread_priority": "10"}) == "10\t1"
+    for value, code in (("-1", 452), ("20", 452), ("high", 72)):
+        response = run(server, "analyst", "SELECT 1", params={"os_thread_priority": value})
+        assert code_of(response) == code, value
+    # Through clickhouse-connect, as the dashboards set it: the driver would refuse it as read-only by itself.
+    below = connect(server.url_for("analyst", "flowscope"), settings={"os_thread_priority": 10})
+    assert below.command("SELECT getSetting('os_thread_priority')") == 10
+    assert below.query("SELECT count() FROM events").result_rows == [(3,)]
 
 
 def test_the_engine_refuses_what_the_scanner_lets_through(server: WarehouseServer) -> None:

@@ -64,6 +64,17 @@ def test_the_analyst_runs_read_only_with_a_few_settings() -> None:
     assert _code(Role.ANALYST, "KILL QUERY WHERE 1") == 497
 
 
+@pytest.mark.parametrize(("value", "code"), [("0", 0), ("19", 0), (" 10 ", 0), ("-1", 452), ("20", 452), ("x", 72)])
+def test_the_analyst_may_only_lower_its_own_threads_priority(value: str, code: int) -> None:
+    # os_thread_priority is the nice value of the threads running the query: a reader may yield the CPU (0..19),
+    # never take it from other work (below 0).
+    if code:
+        assert _code(Role.ANALYST, "SELECT 1", settings={"os_thread_priority": value}) == code
+    else:
+        assert _plan(Role.ANALYST, "SELECT 1", settings={"os_thread_priority": value}) == Plan(
+            readonly=1, settings={"os_thread_priority": value})
+
+
 def test_the_admin_never_writes_system_or_audit() -> None:
     assert _plan(Role.ADMIN, "DROP TABLE flowscope.t") == Plan(readonly=0)
     assert _plan(Role.ADMIN, "SELECT 1", method="GET") == Plan(readonly=2)
