@@ -132,17 +132,19 @@ class _PendingFigures:
 
 def _figures(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
              now: datetime | None, fetch: Fetch, countries: tuple[str, ...] = (),
-             sessions: Callable[[], tuple[int, int]] | None = None) -> _PendingFigures:
+             sessions: Callable[[], tuple[int, int]] | None = None, below: Client | None = None) -> _PendingFigures:
     """Starts the figures' queries on ``fetch``. ``sessions``: (Flow sessions sent, completed) of the period when
-    a query already started counts them (the trend's buckets, on the page), else a funnel query counts them."""
+    a query already started counts them (the trend's buckets, on the page), else a funnel query counts them.
+    ``below``: the client of every query but the message counts' (default ``client``)."""
+    below = below or client
     where = queries.DeliveryFilter(start=start, end=end, countries=countries)
     totals = fetch(queries.delivery_totals, client, where)
     if sessions is None:
-        funnel = fetch(flows.funnel, client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now,
-                                                              countries=countries), by=("flow_id",))
+        funnel = fetch(flows.funnel, below, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now,
+                                                             countries=countries), by=("flow_id",))
         sessions = lambda: _sent_and_completed(funnel.result())  # noqa: E731 - read when built
-    return _PendingFigures(totals, sessions, fetch(costs.spend, client, where, by=(), card=card),
-                           fetch(audience.stopped_people, client, where))
+    return _PendingFigures(totals, sessions, fetch(costs.spend, below, where, by=(), card=card),
+                           fetch(audience.stopped_people, below, where))
 
 
 def _sent_and_completed(sessions: pd.DataFrame) -> tuple[int, int]:
@@ -177,23 +179,26 @@ class Started:
 
 
 def start_page(client: Client, start: datetime, end: datetime, *, timeout_s: int, card: RateCard | None,
-               fetch: Fetch, now: datetime | None = None, countries: tuple[str, ...] = ()) -> Started:
+               fetch: Fetch, now: datetime | None = None, countries: tuple[str, ...] = (),
+               below: Client | None = None) -> Started:
     """Starts the headline's queries side by side on ``fetch`` (:mod:`warehouse.parallel`). The worst screen
     (which reads every session's screens) starts when first asked for, after the headline: on two cores it would
-    share the CPU with the headline's queries and hold the figures at the top back."""
+    share the CPU with the headline's queries and hold the figures at the top back. ``below``: the client of every
+    query but the message figures' (the top row), one whose queries yield the CPU to them (default ``client``)."""
+    below = below or client
     before_start, before_end = previous(start, end)
-    trend = _trends(client, start, end, timeout_s=timeout_s, now=now, countries=countries, fetch=fetch)
-    top = fetch(top_failure, client, start, end, countries=countries)
+    trend = _trends(client, start, end, timeout_s=timeout_s, now=now, countries=countries, fetch=fetch, below=below)
+    top = fetch(top_failure, below, start, end, countries=countries)
     # This period's Flow sessions are the sums of its trend buckets: the same sessions, one query fewer.
     this = _figures(client, start, end, timeout_s=timeout_s, card=card, now=now, fetch=fetch, countries=countries,
-                    sessions=lambda: _sent_and_completed(trend.sessions.result()))
+                    sessions=lambda: _sent_and_completed(trend.sessions.result()), below=below)
     before = _figures(client, before_start, before_end, timeout_s=timeout_s, card=card, now=now, fetch=fetch,
-                      countries=countries)
+                      countries=countries, below=below)
     worst: list[Future[WorstScreen | None]] = []
 
     def started_worst() -> Future[WorstScreen | None]:
         if not worst:
-            worst.append(fetch(worst_screen, client, start, end, timeout_s=timeout_s, now=now, countries=countries))
+            worst.append(fetch(worst_screen, below, start, end, timeout_s=timeout_s, now=now, countries=countries))
         return worst[0]
     return Started(this, before, trend, top, started_worst)
 
@@ -267,14 +272,14 @@ class _Trends:
 
 
 def _trends(client: Client, start: datetime, end: datetime, *, timeout_s: int, now: datetime | None,
-            countries: tuple[str, ...], fetch: Fetch) -> _Trends:
+            countries: tuple[str, ...], fetch: Fetch, below: Client | None = None) -> _Trends:
     bucket = trend_bucket_minutes(end - start)
     where = queries.DeliveryFilter(start=start, end=end, countries=countries)
     return _Trends(
         start, end, bucket,
         series=fetch(queries.delivery_timeseries, client, where, bucket_minutes=bucket),
-        sessions=fetch(flows.funnel_over_time, client, flows.FlowFilter(start=start, end=end, timeout_s=timeout_s,
-                                                                        now=now, countries=countries),
+        sessions=fetch(flows.funnel_over_time, below or client,
+                       flows.FlowFilter(start=start, end=end, timeout_s=timeout_s, now=now, countries=countries),
                        bucket_minutes=bucket),
     )
 

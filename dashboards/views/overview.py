@@ -10,7 +10,7 @@ import streamlit as st
 from config.ratecard import RateCard
 from dashboards.filters import RANGES, period, recipient_countries
 from dashboards.formats import money
-from dashboards.state import freshness_caption, settings, warehouse, warehouse_guard
+from dashboards.state import freshness_caption, settings, warehouse, warehouse_below_the_top, warehouse_guard
 from warehouse import costs, flow_names, overview
 from warehouse.parallel import Fetch
 
@@ -50,7 +50,7 @@ def live() -> None:
     card = loaded.card if loaded else None
     with Fetch() as fetch:
         shown = overview.start_page(client, start, end, timeout_s=timeout_s, card=card, fetch=fetch, now=end,
-                                    countries=countries)
+                                    countries=countries, below=warehouse_below_the_top())
         draw(shown, card, timeout_s)
     card_note = "no rate card loaded" if loaded is None else f"rate card {loaded.source}"
     st.caption(f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC against {before_start:%Y-%m-%d %H:%M} – "

@@ -3,8 +3,10 @@ buckets over the whole range, the worst screen and the top failure code."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -25,6 +27,24 @@ def status(wamid: str, value: str, at: datetime, *, code: int = 0) -> MessageSta
                          person_hash=f"p{wamid}", country="BR", error_code=code,
                          pricing_category="marketing" if priced else "", pricing_type="regular" if priced else "",
                          billable=1 if priced else -1)
+
+
+class _Counting:
+    """A client that notes the flowscope tables its queries name (stands in for the client in one unit test)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client, self.tables = client, set[str]()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._client, name)
+        if name not in ("query", "query_df", "command"):
+            return method
+
+        def noted(sql: str, *args: Any, **kwargs: Any) -> Any:
+            self.tables |= set(re.findall(r"\b(message_\w+|flow_\w+|outbound_messages|rollup_progress|person_\w+|"
+                                          r"opt_\w+|user_\w+)\b", sql))
+            return method(sql, *args, **kwargs)
+        return noted
 
 
 def test_a_period_against_the_one_before(client: Client) -> None:
@@ -81,3 +101,17 @@ def test_a_period_against_the_one_before(client: Client) -> None:
         assert message_trend.equals(trend[["bucket", "sent", "delivered", "read", "failed"]])
         figures, figures_before, every_trend = started.figures()
         assert (figures, figures_before) == (now, then) and every_trend.equals(trend)
+
+    # Every query but the message figures' may go to another client (the dashboards': a lower priority): the same
+    # figures, the message row from ``client`` alone.
+    top, rest = _Counting(client), _Counting(client)
+    with Fetch() as fetch:
+        started = overview.start_page(top, start, end, timeout_s=1800, card=CARD, fetch=fetch, now=NOW,  # type: ignore[arg-type]
+                                      below=rest)  # type: ignore[arg-type]
+        assert started.deliveries()[0] == messages
+        assert started.figures()[:2] == (now, then)
+        assert (started.worst_screen(), started.top_failure()) == (None, (131049, overview.meaning(131049), 1))
+    assert top.tables <= {"message_status_counts", "message_status_minute", "message_status_hour_counts",
+                          "message_status_touches", "messages_read_undelivered", "message_delivered_index",
+                          "message_read_touches", "rollup_progress"}, top.tables
+    assert {"flow_session_rows", "outbound_messages"} <= rest.tables, rest.tables
