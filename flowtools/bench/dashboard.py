@@ -190,7 +190,7 @@ def queries(end: datetime, *, timeout_s: int = Settings.session_timeout_s) -> li
 
     ``timeout_s`` is the session timeout the pages pass (the settings'; their default when not given).
     """
-    from warehouse import audience, costs, flows, health, rejected, screens
+    from warehouse import audience, buckets, costs, flows, health, overview, rejected, screens
     from warehouse import queries as delivery
 
     out: list[tuple[str, Callable[[Any], object]]] = []
@@ -219,10 +219,9 @@ def queries(end: datetime, *, timeout_s: int = Settings.session_timeout_s) -> li
                         ("30d", timedelta(days=30))):
         where_flow = flows.FlowFilter(start=end - span, end=end, flow_id=flow_id, now=end, timeout_s=timeout_s)
         one_version = replace(where_flow, flow_version=version)
-        bucket = 1 if span <= timedelta(hours=6) else 60 if span <= timedelta(days=7) else 360
-        add(f"flows.funnel by flow, version, campaign {label}", flows.funnel, where_flow,
-            by=("flow_id", "flow_version", "campaign"))
-        add(f"flows.funnel_over_time {label}", flows.funnel_over_time, where_flow, bucket_minutes=bucket)
+        # The funnel page's one funnel query: every version and campaign, by the bucket of its over-time chart.
+        add(f"flows.funnel by flow, version, campaign and bucket {label}", flows.funnel, where_flow,
+            by=("flow_id", "flow_version", "campaign"), bucket_minutes=buckets.over_time_bucket_minutes(span))
         add(f"flows.node_stats {label}", flows.node_stats, one_version)
         add(f"flows.transitions {label}", flows.transitions, one_version)
         add(f"flows.paths {label}", flows.paths, one_version, limit=15)
@@ -232,9 +231,10 @@ def queries(end: datetime, *, timeout_s: int = Settings.session_timeout_s) -> li
         add(f"audience.stage_times {label}", audience.stage_times, where_flow, by=("flow_id",))
         # The Overview's, over every flow.
         every_flow = replace(where_flow, flow_id="")
+        # The previous period's sessions, and this period's by the trend's buckets (overview.start_page).
         add(f"overview: flows.funnel every flow {label}", flows.funnel, every_flow, by=("flow_id",))
         add(f"overview: flows.funnel_over_time every flow {label}", flows.funnel_over_time, every_flow,
-            bucket_minutes=60 if span <= timedelta(days=7) else 1440)
+            bucket_minutes=overview.trend_bucket_minutes(span))
         add(f"overview: flows.node_stats every flow {label}", flows.node_stats, every_flow)
     add("flows.flow_versions", flows.flow_versions)
     add("screens.flow_screens", screens.flow_screens, flow_id, version)
