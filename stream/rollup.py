@@ -1,7 +1,8 @@
 """The rollup worker: one process beside the stream workers that keeps the warehouse's sealed figures.
 
 Every ``rollup_interval_s`` it runs a pass of :class:`warehouse.rollup.DeliveryRollup` (sealed delivery
-counts), of :class:`warehouse.resolution.SessionRollup` (resolved Flow sessions) and of
+counts), of :class:`warehouse.resolution.SessionRollup` (resolved Flow sessions), of
+:class:`warehouse.message_hours.MessageRollup` (resolved messages and their hour sums) and of
 :class:`warehouse.identity.PersonResolver` (one person across phone numbers and BSUIDs), reading as the
 warehouse analyst and inserting as the writer. One runs per warehouse (passes are idempotent: a second
 one only repeats work). When the warehouse is away the pass fails, is counted, and the next one tries
@@ -22,6 +23,7 @@ from config.settings import Settings
 from warehouse.client import connect
 from warehouse.exceptions import WarehouseError
 from warehouse.identity import PersonResolver
+from warehouse.message_hours import MessageRollup
 from warehouse.resolution import SessionRollup
 from warehouse.rollup import EPOCH, DeliveryRollup, server_now
 
@@ -44,6 +46,10 @@ RESOLVED_IDENTIFIERS = Counter(
 )
 RESOLVED_SESSIONS = Counter(
     "flowscope_rollup_resolved_sessions_total", "Flow sessions resolved (written to flow_session_rows)."
+)
+RESOLVED_MESSAGES = Counter(
+    "flowscope_rollup_resolved_messages_total",
+    "Outbound messages resolved (written to message_rows, their hours summed in message_hour_counts).",
 )
 PASS_SECONDS = Histogram(
     "flowscope_rollup_pass_duration_seconds",
@@ -76,6 +82,8 @@ def run(settings: Settings, *, stop: threading.Event) -> None:
             if not done.waited:
                 sessions = SessionRollup(rollup.client, writer=rollup.writer).run_once(server_now(rollup.client))
                 RESOLVED_SESSIONS.inc(sessions.sessions)
+                RESOLVED_MESSAGES.inc(
+                    MessageRollup(rollup.client, writer=rollup.writer).run_once(server_now(rollup.client)).messages)
                 if persons is not None:
                     RESOLVED_IDENTIFIERS.inc(persons.run_once(server_now(rollup.client)).written)
         except WarehouseError as exc:

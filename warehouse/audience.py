@@ -34,9 +34,10 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from config.ratecard import RateCard
-from warehouse.costs import DELIVERED_OR_READ, FAILED, MESSAGES_IN_RANGE, READ, Spend, per, priced, rate_card
+from warehouse.costs import MESSAGES_IN_RANGE, Spend, per, priced, rate_card
 from warehouse.flows import EVERY_SESSION, FlowFilter
 from warehouse.identity import resolved_person
+from warehouse.message_hours import DELIVERED_OR_READ, FAILED, READ
 from warehouse.queries import COUNTRY_FILTER, DeliveryFilter
 from warehouse.tables import (
     FLOW_SESSION_OPENS_TABLE,

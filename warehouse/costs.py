@@ -9,7 +9,8 @@ status) and is not free (:func:`config.ratecard.is_free`), at the rate in force 
 the card has no rate for is counted as *unpriced*, so a gap in the card shows instead of lowering the spend.
 
 The queries count messages per (group, country, category, type, billability, day) in SQL and price those counts
-here with :class:`decimal.Decimal`, so sums are exact to the card's precision.
+here with :class:`decimal.Decimal`, so sums are exact to the card's precision. Spend counts come from the
+resolved messages and their hour sums (:mod:`warehouse.message_hours`): a 30-day range adds up hours.
 """
 
 from __future__ import annotations
@@ -24,26 +25,15 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from config.ratecard import Rate, RateCard, is_free
+from warehouse.message_hours import MESSAGE_COUNTS, whole_hours
 from warehouse.queries import COUNTRY_FILTER, DeliveryFilter
 from warehouse.tables import (
-    FLOW_SENDS_TABLE,
     OUTBOUND_MESSAGES_TABLE,
     RATE_CARD_COLUMNS,
     RATE_CARD_TABLE,
 )
 
 CENT_FRACTION = Decimal("0.000001")  # costs per message are rounded to the card's precision (6 places)
-# Bits of outbound_messages.reached.
-SENT, DELIVERED, READ, FAILED = 1, 2, 4, 8
-DELIVERED_OR_READ = DELIVERED | READ
-
-# A message's campaign: the first-party send's, else the ``campaign=`` tag of its callback data; its flow likewise.
-MESSAGE_TAGS = f"""
-    LEFT JOIN (SELECT wamid, max(campaign) AS campaign, max(flow_id) AS flow_id FROM {FLOW_SENDS_TABLE}
-               WHERE wamid IN (SELECT wamid FROM messages) GROUP BY wamid) AS sends ON sends.wamid = m.wamid
-"""
-CAMPAIGN = "if(sends.campaign != '', sends.campaign, extract(m.callback, '(?:^|;)\\\\s*campaign=([^;]*)'))"
-FLOW_ID = "if(sends.flow_id != '', sends.flow_id, extract(m.callback, '(?:^|;)\\\\s*flow_id=([^;]*)'))"
 
 # Messages first seen in the range (of the filter's business numbers), merged: one row each. The costs and the
 # Delivery page's per-message figures (warehouse.audience) read them.
@@ -150,18 +140,18 @@ def spend(client: Client, where: DeliveryFilter, *, by: tuple[str, ...] = ("day"
     if card is None:
         loaded = rate_card(client)
         card = loaded.card if loaded else None
-    columns = {"day": "toDate(m.first_at)", "phone_number_id": "m.phone_number_id",
-               "pricing_category": "m.pricing_category", "pricing_type": "m.pricing_type", "country": "m.country",
-               "campaign": CAMPAIGN, "flow_id": FLOW_ID}
+    columns = {"day": "toDate(hour)", "phone_number_id": "phone_number_id", "pricing_category": "pricing_category",
+               "pricing_type": "pricing_type", "country": "country", "campaign": "campaign", "flow_id": "flow_id"}
     select = ", ".join(f"{columns[g]} AS {g}" for g in by)
     sql = f"""
-        WITH {MESSAGES_IN_RANGE}
-        SELECT {select}{"," if by else ""} m.country, m.pricing_category, m.pricing_type, m.billable,
-               toDate(m.first_at) AS price_day, countIf(bitAnd(m.reached, {DELIVERED_OR_READ}) != 0), count()
-        FROM messages AS m {MESSAGE_TAGS}
-        GROUP BY {", ".join([*by, "m.country", "m.pricing_category", "m.pricing_type", "m.billable", "price_day"])}
+        WITH {MESSAGE_COUNTS}
+        SELECT {select}{"," if by else ""} country, pricing_category, pricing_type, billable,
+               toDate(hour) AS price_day, sum(delivered), sum(messages)
+        FROM message_counts
+        GROUP BY {", ".join([*by, "country", "pricing_category", "pricing_type", "billable", "price_day"])}
     """
-    sums = priced(client.query(sql, parameters=where.parameters).result_rows, card, len(by))
+    parameters = {**where.parameters, **whole_hours(where.start, where.end)}
+    sums = priced(client.query(sql, parameters=parameters).result_rows, card, len(by))
     currency = card.currency if card else ""
     frame = pd.DataFrame(
         [(*key, s.messages, s.charged, s.free, s.unpriced, s.spend, currency) for key, s in sorted(sums.items())],

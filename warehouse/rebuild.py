@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 
-from warehouse import flow_hours
+from warehouse import flow_hours, message_hours
 from warehouse.exceptions import WarehouseError
 from warehouse.resolution import rebuild_rows
 from warehouse.rollup import EPOCH, REBUILDING, DeliveryRollup, server_now
@@ -49,6 +49,8 @@ from warehouse.tables import (
     FLOW_VARIANTS_TABLE,
     IDENTITY_LINKS_TABLE,
     MESSAGE_DELIVERED_INDEX_TABLE,
+    MESSAGE_HOUR_COUNTS_TABLE,
+    MESSAGE_ROWS_TABLE,
     MESSAGE_STATE_TABLE,
     MESSAGE_STATUS_MINUTE_TABLE,
     MESSAGE_STATUSES_TABLE,
@@ -158,7 +160,7 @@ class Step:
 
 def plan(client: Client, database: str, *, tables: tuple[str, ...] = (), since: datetime | None = None,
          until: datetime | None = None, began: datetime = EPOCH) -> list[Step]:
-    """The statements that rebuild ``tables`` (default: every derived table and the resolved sessions) for the
+    """The statements that rebuild ``tables`` (default: every derived table, the resolved sessions and messages) for the
     range (default: all); ``began``: when the rebuild began (the resolved sessions' time)."""
     chosen = [d for d in DERIVED if not tables or d.table in tables]
     all_views = views(client, database)
@@ -202,7 +204,21 @@ def plan(client: Client, database: str, *, tables: tuple[str, ...] = (), since: 
     if not tables or {FLOW_SESSION_ROWS_TABLE, FLOW_HOUR_PATHS_TABLE, FLOW_HOUR_VISITS_TABLE} & set(tables):
         # Every hour again, whatever the range: a session resolved again may have left another hour.
         steps += [Step(what, sql) for what, sql in flow_hours.rebuild_statements(began)]
+    if not tables or {OUTBOUND_MESSAGES_TABLE, MESSAGE_ROWS_TABLE, MESSAGE_HOUR_COUNTS_TABLE} & set(tables):
+        steps += _message_steps(client, database, ranged=since is not None or until is not None, began=began)
     return steps
+
+
+def _message_steps(client: Client, database: str, *, ranged: bool, began: datetime) -> list[Step]:
+    """Resolved messages, after the tables they are resolved from: all of them, or those with a status (or a
+    first-party send) in the range; then every hour's sums again (a message resolved again may have left an hour)."""
+    which = "1"
+    if ranged:
+        which = (f"wamid IN (SELECT wamid FROM {database}.{MESSAGE_STATUSES_TABLE} WHERE {_in_range('occurred_at')} "
+                 f"UNION DISTINCT SELECT wamid FROM {database}.{FLOW_SENDS_TABLE} WHERE {_in_range('sent_at')})")
+    messages = int(client.command(f"SELECT count() FROM {database}.{OUTBOUND_MESSAGES_TABLE}"))  # type: ignore[arg-type]
+    hashes = max(1, -(-messages // message_hours.BULK_MESSAGES))
+    return [Step(what, sql) for what, sql in message_hours.rebuild_statements(began, which=which, hashes=hashes)]
 
 
 def _session_steps(database: str, *, ranged: bool, began: datetime) -> list[Step]:

@@ -26,8 +26,9 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from warehouse import flow_hours
+from warehouse import flow_hours, touches
 from warehouse.flows import SESSIONS_RESOLVED, TOUCH_MARGIN_S, merged_sessions
+from warehouse.rollup import progress
 from warehouse.tables import (
     FLOW_SENDS_BY_TIME_TABLE,
     FLOW_SESSION_KEYS_TABLE,
@@ -82,18 +83,19 @@ class SessionRollup:
     def run_once(self, began: datetime) -> SessionPass:
         """Resolve the sessions touched since the previous pass (every session the first time, or after a bulk
         load), in chunks; then record the pass."""
-        done = self._progress()
+        done = progress(self.client, SESSIONS_RESOLVED)
         since = done - self.touch_margin if done is not None else _EPOCH
-        touches = int(self.client.command(
+        touched = int(self.client.command(
             f"SELECT count() FROM {FLOW_SESSION_TOUCHES_TABLE} WHERE touched_at >= {{since:DateTime64(3, 'UTC')}}",
             parameters={"since": since}))  # type: ignore[arg-type]
         parts: list[tuple[str, dict[str, Any]]]
-        if done is None or touches > BULK_TOUCHES:
+        if done is None or touched > BULK_TOUCHES:
             sessions = int(self.client.command(f"SELECT count() FROM {FLOW_SENDS_BY_TIME_TABLE}"))  # type: ignore[arg-type]
             hashes = max(1, -(-sessions // BULK_SESSIONS))
             parts = [(f"cityHash64(flow_token) % {hashes} = {k}", {}) for k in range(hashes)]
         else:
-            parts = [(_TOUCHED_BETWEEN, {"since": start, "until": end}) for start, end in self._chunks(since, began)]
+            parts = [(_TOUCHED_BETWEEN, {"since": start, "until": end}) for start, end in
+                     touches.touch_chunks(self.client, FLOW_SESSION_TOUCHES_TABLE, since, began, CHUNK_TOUCHES)]
         written = moved = 0
         buckets: set[tuple[str, datetime]] = set()
         for which, parameters in parts:
@@ -107,22 +109,6 @@ class SessionRollup:
         if written:
             logger.info("rollup: resolved %d sessions (%d moved) touched until %s", written, moved, began)
         return SessionPass(began, written, moved)
-
-    def _progress(self) -> datetime | None:
-        rows = self.client.query(
-            f"SELECT until FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = {{task:String}}",
-            parameters={"task": SESSIONS_RESOLVED}).result_rows
-        return rows[0][0].replace(tzinfo=None) if rows else None
-
-    def _chunks(self, since: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
-        """[start, end) ranges of touch time, each of about :data:`CHUNK_TOUCHES` touches at most."""
-        bounds = [row[0].replace(tzinfo=None) for row in self.client.query(
-            f"SELECT touched_at FROM (SELECT touched_at, row_number() OVER (ORDER BY touched_at) AS n "
-            f"FROM {FLOW_SESSION_TOUCHES_TABLE} WHERE touched_at >= {{since:DateTime64(3, 'UTC')}} "
-            "AND touched_at < {until:DateTime64(3, 'UTC')}) WHERE n % {chunk:UInt32} = 0 ORDER BY touched_at",
-            parameters={"since": since, "until": until, "chunk": CHUNK_TOUCHES}).result_rows]
-        edges = [since, *[b for b in bounds if since < b < until], until]
-        return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if a < b]
 
     def _write(self, rows: Sequence[Sequence[Any]], which: str, parameters: dict[str, Any],
                resolved_at: datetime, buckets: set[tuple[str, datetime]]) -> int:

@@ -31,6 +31,8 @@ from warehouse.tables import (
     FLOW_SESSIONS_TABLE,
     FLOW_VARIANTS_TABLE,
     IDENTITY_LINKS_TABLE,
+    MESSAGE_HOUR_COUNTS_TABLE,
+    MESSAGE_ROWS_TABLE,
     MESSAGE_STATE_TABLE,
     MESSAGE_STATUS_COUNTS_TABLE,
     MESSAGE_STATUS_HOUR_COUNTS_TABLE,
@@ -94,6 +96,8 @@ DERIVED = (
     Retention(PERSON_LINKS_TABLE, "seen_at", derived=True),
     Retention(OUTBOUND_MESSAGES_TABLE, "last_at", derived=True),
     Retention(FLOW_SESSION_OPENS_TABLE, "opened_at", derived=True),
+    Retention(MESSAGE_ROWS_TABLE, "last_at", derived=True),
+    Retention(MESSAGE_HOUR_COUNTS_TABLE, "last_at", derived=True),
 )
 RETENTIONS = RAW + DERIVED
 

@@ -45,6 +45,9 @@ PERSON_MAP_TABLE = "person_map"
 OUTBOUND_MESSAGES_TABLE = "outbound_messages"
 RATE_CARD_TABLE = "rate_card"
 FLOW_SESSION_OPENS_TABLE = "flow_session_opens"
+MESSAGE_TOUCHES_TABLE = "message_touches"
+MESSAGE_ROWS_TABLE = "message_rows"
+MESSAGE_HOUR_COUNTS_TABLE = "message_hour_counts"
 
 # "Never" in the time columns of migration 0004, which the flow queries compare against: the sessions'
 # DateTime64 columns hold 2200-01-01; message_state's DateTime columns hold 2106-01-01, since a DateTime

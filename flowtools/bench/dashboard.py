@@ -157,8 +157,9 @@ def load(client: Any, events: int, *, end: datetime, say: Say) -> tuple[int, flo
 
 def wait_for_rollup(client: Any, settings: Settings, *, deadline_s: float = 3600) -> float:
     """Seconds until the rollup has sealed every minute it may (all but its last ``rollup_seal_after_s``) and
-    resolved every session loaded."""
+    resolved every session and message loaded."""
     from warehouse.flows import SESSIONS_RESOLVED, TOUCH_MARGIN_S
+    from warehouse.message_hours import MESSAGE_HOURS
     from warehouse.rollup import DELIVERY_SEALED, progress, server_now
 
     started = time.monotonic()
@@ -169,7 +170,7 @@ def wait_for_rollup(client: Any, settings: Settings, *, deadline_s: float = 3600
 
     def caught_up() -> bool:
         sealed = progress(client, DELIVERY_SEALED) or datetime(1970, 1, 1)
-        resolved = progress(client, SESSIONS_RESOLVED) or datetime(1970, 1, 1)
+        resolved = min(progress(client, task) or datetime(1970, 1, 1) for task in (SESSIONS_RESOLVED, MESSAGE_HOURS))
         return sealed >= horizon and resolved >= loaded
 
     if not poll(caught_up, want=True, deadline_s=deadline_s, interval_s=1.0):

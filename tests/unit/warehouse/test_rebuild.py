@@ -19,7 +19,7 @@ from contract.events import (
     NodeEvent,
     UserPreference,
 )
-from warehouse import tables, writer
+from warehouse import message_hours, tables, writer
 from warehouse.migrate import backfill_new_derived_tables
 from warehouse.queries import DeliveryFilter, delivery_totals
 from warehouse.rebuild import DERIVED, plan, rebuild
@@ -115,27 +115,35 @@ def figures(client: Client) -> dict[str, Any]:
     found: dict[str, Any] = {table: client.query(sql.format(t=table)).result_rows for table, sql in FIGURES.items()}
     found["delivery"] = delivery_totals(client, ALL)
     found["resolved"] = client.query(RESOLVED).result_rows
+    found["messages"] = client.query(MESSAGES).result_rows
+    found["message_hours"] = client.query(MESSAGE_HOURS).result_rows
     return found
 
 
 RESOLVED = (f"SELECT flow_token, flow_id, flow_version, campaign, wamid, sent_at, completed_at, last_activity, "
             f"has_events, delivered, read, failed, reached, last_screen, visit_screens, visit_ms "
             f"FROM {tables.FLOW_SESSION_ROWS_TABLE} FINAL ORDER BY ALL")
+MESSAGES = f"SELECT {', '.join(message_hours.ROW_COLUMNS)} FROM {tables.MESSAGE_ROWS_TABLE} FINAL ORDER BY ALL"
+MESSAGE_HOURS = (f"SELECT {', '.join(message_hours.COUNT_COLUMNS)} FROM {tables.MESSAGE_HOUR_COUNTS_TABLE} FINAL "
+                 "ORDER BY ALL")
 
 
 def test_every_derived_table_is_rebuilt(client: Client) -> None:
     assert {d.table for d in DERIVED} == set(FIGURES)
     targets = {step.what.split(":")[0].split(" ←")[0].split(",")[0] for step in plan(client, DB)}
     assert targets == {*FIGURES, tables.FLOW_SESSION_ROWS_TABLE, tables.FLOW_SESSION_KEYS_TABLE,
-                       tables.FLOW_HOUR_PATHS_TABLE, tables.FLOW_HOUR_VISITS_TABLE}
+                       tables.FLOW_HOUR_PATHS_TABLE, tables.FLOW_HOUR_VISITS_TABLE, tables.MESSAGE_ROWS_TABLE,
+                       tables.MESSAGE_HOUR_COUNTS_TABLE}
 
 
 def test_a_rebuild_gives_what_the_views_made_and_twice_changes_nothing(client: Client) -> None:
     store(client)
     DeliveryRollup(client, seal_after_s=120, reads_interval_s=0).run_once()
     SessionRollup(client).run_once(server_now(client))
+    message_hours.MessageRollup(client).run_once(server_now(client))
     live = figures(client)
     assert len(live["resolved"]) == 12
+    assert len(live["messages"]) == 12 and sum(row[-5] for row in live["message_hours"]) == 12
     assert all(live[table] for table in FIGURES)  # every derived table has rows to compare
     lines: list[str] = []
     assert rebuild(client, DB, say=lines.append) > len(FIGURES)
@@ -151,6 +159,7 @@ def test_a_rebuild_repairs_broken_derived_rows(client: Client) -> None:
     roll = DeliveryRollup(client, seal_after_s=120, reads_interval_s=0)
     roll.run_once()
     SessionRollup(client).run_once(server_now(client))
+    message_hours.MessageRollup(client).run_once(server_now(client))
     live = figures(client)
     client.command(f"DELETE FROM {tables.FLOW_SESSION_ROWS_TABLE} WHERE flow_token = 'tok5'")
     client.command(f"TRUNCATE TABLE {tables.MESSAGE_STATE_TABLE}")
@@ -169,8 +178,10 @@ def test_a_range_rebuild_touches_its_range_and_whole_entities_only(client: Clien
     store(client)
     DeliveryRollup(client, seal_after_s=120, reads_interval_s=0).run_once()
     SessionRollup(client).run_once(server_now(client))
+    message_hours.MessageRollup(client).run_once(server_now(client))
     live = figures(client)
     client.command(f"DELETE FROM {tables.FLOW_SESSION_ROWS_TABLE} WHERE flow_token IN ('tok4', 'tok9')")
+    client.command(f"DELETE FROM {tables.MESSAGE_ROWS_TABLE} WHERE wamid IN ('w4', 'w9')")
     # Broken inside the range (minutes 3..5): a minute's sets and a session; outside it: a bogus minute.
     client.command(f"DELETE FROM {tables.MESSAGE_STATUS_MINUTE_TABLE} WHERE minute = '{at(240)}'")
     client.command(f"DELETE FROM {tables.FLOW_SESSIONS_TABLE} WHERE flow_token = 'tok4'")
@@ -185,6 +196,7 @@ def test_a_range_rebuild_touches_its_range_and_whole_entities_only(client: Clien
     assert {table: repaired[table] for table in FIGURES} == {table: live[table] for table in FIGURES}
     # tok4 (events in the range) is resolved again; tok9 (outside it) stays missing.
     assert [row for row in live["resolved"] if row[0] != "tok9"] == repaired["resolved"]
+    assert [row for row in live["messages"] if row[1] != "w9"] == repaired["messages"]
 
 
 def test_the_rollup_waits_while_a_rebuild_holds_the_lease(client: Client) -> None:

@@ -1,0 +1,294 @@
+"""Resolved messages and their hour sums: ``message_rows`` and ``message_hour_counts``, kept by the rollup.
+
+Spend and per-message delivery figures count messages by their *first* status (the send) and by what all their
+statuses say (country, pricing, whether it was delivered, read or failed) and what the first-party send tagged
+(campaign, flow). Merging every message's statuses per query costs seconds over 30 days at 100M events. So:
+
+- Every insert of a status (or of a first-party send with its wamid) records the message in
+  ``message_touches``. A pass (:meth:`MessageRollup.run_once`) merges the messages touched since the previous one
+  from ``outbound_messages`` (:func:`resolve_sql`, the same query the dashboards merge live with) into one row
+  each in ``message_rows``, at the hour of its first status. A message whose first status moved earlier (a
+  status arrived late, with an earlier time) leaves a deleted row at the hour it was in.
+- The pass then sums again every hour a resolved message is in, or was in, into ``message_hour_counts`` (a key
+  the hour no longer has gets a deleted row), and records how far it got (``message_hours``).
+
+Readers (:data:`MESSAGE_COUNTS`) take whole hours of their range from the sums, except the hours of a message
+touched since that pass (the hours it has or had a row in, and its hour now); they take every other message of
+the range from ``message_rows``, and the touched ones merged live. Every message of the range comes from exactly
+one of the three, so figures are exact whether or not the rollup has caught up; only their speed depends on it.
+Passes are idempotent: everything is computed from what the warehouse holds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from warehouse import touches
+from warehouse.rollup import progress
+from warehouse.tables import (
+    FLOW_SENDS_TABLE,
+    MESSAGE_HOUR_COUNTS_TABLE,
+    MESSAGE_ROWS_TABLE,
+    MESSAGE_TOUCHES_TABLE,
+    OUTBOUND_MESSAGES_TABLE,
+    ROLLUP_PROGRESS_TABLE,
+)
+
+logger = logging.getLogger(__name__)
+
+# rollup_progress task: every message touched before its ``until`` (less TOUCH_MARGIN_S) has its row, and every
+# hour of those rows its sums.
+MESSAGE_HOURS = "message_hours"
+# Touches stamped up to this long before a pass began are read again: an insert may become visible a little later.
+TOUCH_MARGIN_S = 60
+CHUNK_TOUCHES = 100_000
+# More touches than this since the previous pass (a bulk load, the first pass): every message is resolved, a hash
+# bucket of about BULK_MESSAGES at a time.
+BULK_TOUCHES = 500_000
+BULK_MESSAGES = 2_000_000
+HOURS_PER_SUM = 168  # hours summed per query
+_EPOCH = datetime(1970, 1, 1)
+# Bits of outbound_messages.reached.
+SENT, DELIVERED, READ, FAILED = 1, 2, 4, 8
+DELIVERED_OR_READ = DELIVERED | READ
+
+ROW_COLUMNS = ("hour", "wamid", "first_at", "last_at", "phone_number_id", "country", "pricing_category",
+               "pricing_type", "billable", "campaign", "flow_id", "reached")
+KEY_COLUMNS = ("hour", "phone_number_id", "country", "pricing_category", "pricing_type", "billable", "campaign",
+               "flow_id")
+COUNT_COLUMNS = (*KEY_COLUMNS, "messages", "delivered", "read", "failed", "last_at")
+
+# A message's campaign: the first-party send's, else the ``campaign=`` tag of its callback data; its flow likewise.
+CAMPAIGN = "if(sends.campaign != '', sends.campaign, extract(m.callback, '(?:^|;)\\\\s*campaign=([^;]*)'))"
+FLOW_ID = "if(sends.flow_id != '', sends.flow_id, extract(m.callback, '(?:^|;)\\\\s*flow_id=([^;]*)'))"
+# The hours a message may have a row in: from the hour of its first status to that of its last (an earlier first
+# status, its old hour, was one of its statuses).
+_HOURS_SPANNED = ("arrayMap(i -> hour + toIntervalHour(i), "
+                  "range(toUInt32(dateDiff('hour', hour, toStartOfHour(last_at)) + 1)))")
+
+
+def resolve_sql(which: str) -> str:
+    """The resolved rows (:data:`ROW_COLUMNS`) of the messages whose wamid satisfies ``which``."""
+    return f"""
+        SELECT toStartOfHour(m.first_at) AS hour, m.wamid AS wamid, m.first_at AS first_at, m.last_at AS last_at,
+               m.phone_number_id AS phone_number_id, m.country AS country, m.pricing_category AS pricing_category,
+               m.pricing_type AS pricing_type, m.billable AS billable, {CAMPAIGN} AS campaign, {FLOW_ID} AS flow_id,
+               m.reached AS reached
+        FROM (SELECT wamid, max(phone_number_id) AS phone_number_id, min(first_at) AS first_at,
+                     max(last_at) AS last_at, groupBitOr(reached) AS reached, max(country) AS country,
+                     max(pricing_category) AS pricing_category, max(pricing_type) AS pricing_type,
+                     max(billable) AS billable, max(callback) AS callback
+              FROM {OUTBOUND_MESSAGES_TABLE} WHERE {which} GROUP BY wamid) AS m
+        LEFT JOIN (SELECT wamid, max(campaign) AS campaign, max(flow_id) AS flow_id FROM {FLOW_SENDS_TABLE}
+                   WHERE wamid != '' AND {which} GROUP BY wamid) AS sends ON sends.wamid = m.wamid
+    """
+
+
+def sums_sql(which: str) -> str:
+    """The rows of ``message_hour_counts`` (:data:`COUNT_COLUMNS`, by position) of the resolved messages whose
+    hour satisfies ``which``."""
+    return f"""
+        SELECT {", ".join(KEY_COLUMNS)}, count(), countIf(bitAnd(reached, {DELIVERED_OR_READ}) != 0),
+               countIf(bitAnd(reached, {READ}) != 0), countIf(bitAnd(reached, {FAILED}) != 0), max(last_at)
+        FROM {MESSAGE_ROWS_TABLE} FINAL
+        WHERE {which}
+        GROUP BY {", ".join(KEY_COLUMNS)}
+    """
+
+
+# The resolved rows of ``which``, each with the hours its message has a row in now (before this resolution).
+def _resolve_with_old_hours(which: str) -> str:
+    return f"""
+        WITH live AS MATERIALIZED ({resolve_sql(which)}),
+        old AS (
+            SELECT wamid, groupUniqArray(hour) AS hours FROM {MESSAGE_ROWS_TABLE} FINAL
+            WHERE (hour, wamid) IN (SELECT arrayJoin({_HOURS_SPANNED}), wamid FROM live)
+            GROUP BY wamid
+        )
+        SELECT live.*, old.hours FROM live LEFT JOIN old ON old.wamid = live.wamid
+    """
+
+
+_TOUCHED_BETWEEN = (f"wamid IN (SELECT wamid FROM {MESSAGE_TOUCHES_TABLE} "
+                    "WHERE touched_at >= {since:DateTime64(3, 'UTC')} AND touched_at < {until:DateTime64(3, 'UTC')})")
+
+
+@dataclass(frozen=True)
+class MessagePass:
+    """What one pass did."""
+
+    resolved_until: datetime  # every message touched before it (less the margin) has its row and sums
+    messages: int  # rows written
+    moved: int  # messages whose first status moved to an earlier hour (a deleted row left behind)
+    hours: int  # hours summed again
+
+
+class MessageRollup:
+    """Resolves touched messages into ``message_rows`` and sums their hours; see the module docstring."""
+
+    def __init__(self, client: Client, *, writer: Client | None = None,
+                 touch_margin: timedelta = timedelta(seconds=TOUCH_MARGIN_S)) -> None:
+        """``client`` reads; ``writer`` (default: ``client``) inserts the rows computed."""
+        self.client = client
+        self.writer = writer if writer is not None else client
+        self.touch_margin = touch_margin
+
+    def run_once(self, began: datetime) -> MessagePass:
+        """Resolve the messages touched since the previous pass (every message the first time, or after a bulk
+        load), in chunks; sum their hours again; then record the pass."""
+        done = progress(self.client, MESSAGE_HOURS)
+        since = done - self.touch_margin if done is not None else _EPOCH
+        touched = int(self.client.command(
+            f"SELECT count() FROM {MESSAGE_TOUCHES_TABLE} WHERE touched_at >= {{since:DateTime64(3, 'UTC')}}",
+            parameters={"since": since}))  # type: ignore[arg-type]
+        parts: list[tuple[str, dict[str, Any]]]
+        if done is None or touched > BULK_TOUCHES:
+            messages = int(self.client.command(f"SELECT count() FROM {OUTBOUND_MESSAGES_TABLE}"))  # type: ignore[arg-type]
+            hashes = max(1, -(-messages // BULK_MESSAGES))
+            parts = [(f"modulo(cityHash64(wamid), {hashes}) = {k}", {}) for k in range(hashes)]
+        else:
+            parts = [(_TOUCHED_BETWEEN, {"since": start, "until": end}) for start, end in
+                     touches.touch_chunks(self.client, MESSAGE_TOUCHES_TABLE, since, began, CHUNK_TOUCHES)]
+        written = moved = 0
+        hours: set[datetime] = set()
+        for which, parameters in parts:
+            rows = self.client.query(_resolve_with_old_hours(which), parameters=parameters).result_rows
+            moved += self._write(rows, began, hours)
+            written += len(rows)
+        self._sum(hours, began)
+        self.writer.insert(ROLLUP_PROGRESS_TABLE, [(MESSAGE_HOURS, began, began)],
+                           column_names=["task", "until", "updated_at"])
+        if written:
+            logger.info("rollup: resolved %d messages (%d moved), %d hours summed, touched until %s",
+                        written, moved, len(hours), began)
+        return MessagePass(began, written, moved, len(hours))
+
+    def _write(self, rows: Sequence[Sequence[Any]], resolved_at: datetime, hours: set[datetime]) -> int:
+        """Insert the rows, and deleted rows where their messages were; returns the messages moved. Adds to
+        ``hours`` every hour written."""
+        out: list[Sequence[Any]] = []
+        moved = 0
+        for *row, old_hours in rows:
+            hour = _naive(row[0])
+            hours.add(hour)
+            out.append((*row, resolved_at, 0))
+            left = {_naive(h) for h in old_hours or ()} - {hour}
+            moved += bool(left)
+            for old in left:
+                hours.add(old)
+                out.append((old, *row[1:], resolved_at, 1))
+        if out:
+            self.writer.insert(MESSAGE_ROWS_TABLE, out, column_names=[*ROW_COLUMNS, "resolved_at", "is_deleted"])
+        return moved
+
+    def _sum(self, hours: Iterable[datetime], computed_at: datetime) -> None:
+        """Sum the hours again from ``message_rows``; a key an hour had and no longer has gets a deleted row."""
+        ordered = sorted(hours)
+        for i in range(0, len(ordered), HOURS_PER_SUM):
+            chunk = {"hours": ordered[i:i + HOURS_PER_SUM]}
+            which = "hour IN {hours:Array(DateTime('UTC'))}"
+            rows = self.client.query(sums_sql(which), parameters=chunk).result_rows
+            keys = {tuple(row[:len(KEY_COLUMNS)]) for row in rows}
+            gone = [key for key in self.client.query(
+                f"SELECT {', '.join(KEY_COLUMNS)} FROM {MESSAGE_HOUR_COUNTS_TABLE} FINAL WHERE {which}",
+                parameters=chunk).result_rows if tuple(key) not in keys]
+            out = [(*row, computed_at, 0) for row in rows]
+            out += [(*key, 0, 0, 0, 0, key[0], computed_at, 1) for key in gone]
+            if out:
+                self.writer.insert(MESSAGE_HOUR_COUNTS_TABLE, out,
+                                   column_names=[*COUNT_COLUMNS, "computed_at", "is_deleted"])
+
+
+def _naive(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=None)
+
+
+def rebuild_statements(began: datetime, *, which: str, hashes: int = 1) -> list[tuple[str, str]]:
+    """(what, statement) pairs that resolve the messages satisfying ``which`` again (their rows removed first,
+    wherever they are), in ``hashes`` buckets, then sum every hour again, as the admin; with ``which`` "1" (every
+    message) they also record the rollup's progress at ``began``."""
+    moment = f"toDateTime64('{began:%Y-%m-%d %H:%M:%S.%f}', 3, 'UTC')"
+    columns = ", ".join(ROW_COLUMNS)
+    if which == "1":
+        statements = [(f"{MESSAGE_ROWS_TABLE}: empty it", f"TRUNCATE TABLE {MESSAGE_ROWS_TABLE}")]
+    else:
+        statements = [(f"{MESSAGE_ROWS_TABLE}: remove the messages with statuses in the range",
+                       f"DELETE FROM {MESSAGE_ROWS_TABLE} WHERE {which}")]
+    for k in range(hashes):
+        bucket = f"({which}) AND modulo(cityHash64(wamid), {hashes}) = {k}"
+        statements.append((f"{MESSAGE_ROWS_TABLE} ← {OUTBOUND_MESSAGES_TABLE} (resolved, part {k + 1} of {hashes})",
+                           f"INSERT INTO {MESSAGE_ROWS_TABLE} ({columns}, resolved_at, is_deleted) "
+                           f"SELECT {columns}, {moment}, 0 FROM ({resolve_sql(bucket)})"))
+    statements += [
+        (f"{MESSAGE_HOUR_COUNTS_TABLE}: empty it", f"TRUNCATE TABLE {MESSAGE_HOUR_COUNTS_TABLE}"),
+        (f"{MESSAGE_HOUR_COUNTS_TABLE} ← {MESSAGE_ROWS_TABLE} (every hour)",
+         f"INSERT INTO {MESSAGE_HOUR_COUNTS_TABLE} ({', '.join(COUNT_COLUMNS)}, computed_at, is_deleted) "
+         f"SELECT *, {moment}, 0 FROM ({sums_sql('1')})"),
+    ]
+    if which == "1":
+        statements.append((f"{MESSAGE_HOUR_COUNTS_TABLE}, rollup progress",
+                           f"INSERT INTO {ROLLUP_PROGRESS_TABLE} (task, until, updated_at) "
+                           f"SELECT '{MESSAGE_HOURS}', {moment}, {moment}"))
+    return statements
+
+
+# --- reading -------------------------------------------------------------------------------------------------------
+
+_PROGRESS = f"(SELECT max(until) FROM {ROLLUP_PROGRESS_TABLE} FINAL WHERE task = '{MESSAGE_HOURS}')"
+_NO_PASS_YET = f"(SELECT count() FROM {ROLLUP_PROGRESS_TABLE} WHERE task = '{MESSAGE_HOURS}') = 0"
+# The filter's business numbers and recipient countries (empty: all).
+_FILTER = ("(empty({phone_number_ids:Array(String)}) OR has({phone_number_ids:Array(String)}, phone_number_id)) "
+           "AND (empty({countries:Array(String)}) OR has({countries:Array(String)}, country))")
+_IN_RANGE = "first_at >= {start:DateTime('UTC')} AND first_at <= {end:DateTime('UTC')}"
+_WHOLE = "hour >= {message_hours_from:DateTime('UTC')} AND hour < {message_hours_to:DateTime('UTC')}"
+# The messages first seen in the filter's range, one row each or a sum of many, with the columns of
+# message_hour_counts: the sums of whole hours with no message touched since the last pass, the resolved rows of
+# the rest, and the messages touched since then merged live (every message until the first pass).
+MESSAGE_COUNTS = f"""
+message_touched AS MATERIALIZED (
+    SELECT DISTINCT wamid FROM {MESSAGE_TOUCHES_TABLE}
+    WHERE touched_at >= {_PROGRESS} - toIntervalSecond({TOUCH_MARGIN_S})
+    UNION DISTINCT
+    SELECT wamid FROM {OUTBOUND_MESSAGES_TABLE} WHERE {_NO_PASS_YET}
+),
+message_live AS MATERIALIZED ({resolve_sql("wamid IN (SELECT wamid FROM message_touched)")}),
+message_stale_hours AS MATERIALIZED (
+    SELECT DISTINCT hour FROM {MESSAGE_ROWS_TABLE}
+    WHERE (hour, wamid) IN (SELECT arrayJoin({_HOURS_SPANNED}), wamid FROM message_live)
+    UNION DISTINCT
+    SELECT hour FROM message_live
+),
+message_counts AS (
+    SELECT {", ".join(KEY_COLUMNS)}, messages, delivered, read, failed
+    FROM {MESSAGE_HOUR_COUNTS_TABLE} FINAL
+    WHERE {_WHOLE} AND hour NOT IN (SELECT hour FROM message_stale_hours) AND {_FILTER}
+    UNION ALL
+    SELECT {", ".join(KEY_COLUMNS)}, 1, bitAnd(reached, {DELIVERED_OR_READ}) != 0, bitAnd(reached, {READ}) != 0,
+           bitAnd(reached, {FAILED}) != 0
+    FROM {MESSAGE_ROWS_TABLE} FINAL
+    WHERE ((hour >= toStartOfHour({{start:DateTime('UTC')}}) AND hour < {{message_hours_from:DateTime('UTC')}})
+           OR (hour >= {{message_hours_to:DateTime('UTC')}} AND hour <= {{end:DateTime('UTC')}})
+           OR hour IN (SELECT hour FROM message_stale_hours))
+      AND {_IN_RANGE} AND wamid NOT IN (SELECT wamid FROM message_touched) AND {_FILTER}
+    UNION ALL
+    SELECT {", ".join(KEY_COLUMNS)}, 1, bitAnd(reached, {DELIVERED_OR_READ}) != 0, bitAnd(reached, {READ}) != 0,
+           bitAnd(reached, {FAILED}) != 0
+    FROM message_live
+    WHERE {_IN_RANGE} AND {_FILTER}
+)
+"""
+_HOUR = timedelta(hours=1)
+
+
+def whole_hours(start: datetime, end: datetime) -> dict[str, datetime]:
+    """The parameters of :data:`MESSAGE_COUNTS`' whole hours: those with every second in [start, end]."""
+    first = start.replace(minute=0, second=0, microsecond=0)
+    hours_from = first if first == start.replace(microsecond=0) else first + _HOUR
+    hours_to = (end + timedelta(seconds=1)).replace(minute=0, second=0, microsecond=0)
+    return {"message_hours_from": hours_from, "message_hours_to": max(hours_to, hours_from)}
