@@ -245,20 +245,28 @@ _NO_PASS_YET = f"(SELECT count() FROM {ROLLUP_PROGRESS_TABLE} WHERE task = '{MES
 # The filter's business numbers and recipient countries (empty: all).
 _FILTER = ("(empty({phone_number_ids:Array(String)}) OR has({phone_number_ids:Array(String)}, phone_number_id)) "
            "AND (empty({countries:Array(String)}) OR has({countries:Array(String)}, country))")
+# The touched messages and the stale hours, each a scalar: computed once per query, however often it is read (a
+# CTE is computed again at every reference unless the server enables materialized CTEs).
+_TOUCHED = "(SELECT groupUniqArray(wamid) FROM message_touched)"
+_STALE = "(SELECT groupUniqArray(hour) FROM message_stale_hours)"
+# The touched messages' rows (with none, no table is read: not even flow_sends, which is not keyed by wamid).
+_TOUCHED_LIVE = f"notEmpty({_TOUCHED}) AND wamid IN (SELECT arrayJoin({_TOUCHED}))"
 _IN_RANGE = "first_at >= {start:DateTime('UTC')} AND first_at <= {end:DateTime('UTC')}"
 _WHOLE = "hour >= {message_hours_from:DateTime('UTC')} AND hour < {message_hours_to:DateTime('UTC')}"
 # The messages first seen in the filter's range, one row each or a sum of many, with the columns of
 # message_hour_counts: the sums of whole hours with no message touched since the last pass, the resolved rows of
-# the rest, and the messages touched since then merged live (every message until the first pass).
+# the rest, and the messages touched since then merged live (every message until the first pass). Stale hours:
+# those a touched message has (or had) a row in, looked up within the hours its statuses span, and its hour
+# now. Every condition on message_rows is on hours, its key's prefix, so only those hours are read.
 MESSAGE_COUNTS = f"""
-message_touched AS MATERIALIZED (
+message_touched AS (
     SELECT DISTINCT wamid FROM {MESSAGE_TOUCHES_TABLE}
     WHERE touched_at >= {_PROGRESS} - toIntervalSecond({TOUCH_MARGIN_S})
     UNION DISTINCT
     SELECT wamid FROM {OUTBOUND_MESSAGES_TABLE} WHERE {_NO_PASS_YET}
 ),
-message_live AS MATERIALIZED ({resolve_sql("wamid IN (SELECT wamid FROM message_touched)")}),
-message_stale_hours AS MATERIALIZED (
+message_live AS MATERIALIZED ({resolve_sql(_TOUCHED_LIVE)}),
+message_stale_hours AS (
     SELECT DISTINCT hour FROM {MESSAGE_ROWS_TABLE}
     WHERE (hour, wamid) IN (SELECT arrayJoin({_HOURS_SPANNED}), wamid FROM message_live)
     UNION DISTINCT
@@ -267,15 +275,14 @@ message_stale_hours AS MATERIALIZED (
 message_counts AS (
     SELECT {", ".join(KEY_COLUMNS)}, messages, delivered, read, failed
     FROM {MESSAGE_HOUR_COUNTS_TABLE} FINAL
-    WHERE {_WHOLE} AND hour NOT IN (SELECT hour FROM message_stale_hours) AND {_FILTER}
+    WHERE {_WHOLE} AND NOT has({_STALE}, hour) AND {_FILTER}
     UNION ALL
     SELECT {", ".join(KEY_COLUMNS)}, 1, bitAnd(reached, {DELIVERED_OR_READ}) != 0, bitAnd(reached, {READ}) != 0,
            bitAnd(reached, {FAILED}) != 0
     FROM {MESSAGE_ROWS_TABLE} FINAL
-    WHERE ((hour >= toStartOfHour({{start:DateTime('UTC')}}) AND hour < {{message_hours_from:DateTime('UTC')}})
-           OR (hour >= {{message_hours_to:DateTime('UTC')}} AND hour <= {{end:DateTime('UTC')}})
-           OR hour IN (SELECT hour FROM message_stale_hours))
-      AND {_IN_RANGE} AND wamid NOT IN (SELECT wamid FROM message_touched) AND {_FILTER}
+    WHERE hour IN (SELECT arrayJoin(arrayConcat({{message_edge_hours:Array(DateTime('UTC'))}}, arrayFilter(
+                       h -> h >= toStartOfHour({{start:DateTime('UTC')}}) AND h <= {{end:DateTime('UTC')}}, {_STALE}))))
+      AND {_IN_RANGE} AND NOT has({_TOUCHED}, wamid) AND {_FILTER}
     UNION ALL
     SELECT {", ".join(KEY_COLUMNS)}, 1, bitAnd(reached, {DELIVERED_OR_READ}) != 0, bitAnd(reached, {READ}) != 0,
            bitAnd(reached, {FAILED}) != 0
@@ -286,9 +293,12 @@ message_counts AS (
 _HOUR = timedelta(hours=1)
 
 
-def whole_hours(start: datetime, end: datetime) -> dict[str, datetime]:
-    """The parameters of :data:`MESSAGE_COUNTS`' whole hours: those with every second in [start, end]."""
+def whole_hours(start: datetime, end: datetime) -> dict[str, Any]:
+    """The parameters of :data:`MESSAGE_COUNTS` for [start, end]: its whole hours (those with every second in the
+    range) as [message_hours_from, message_hours_to), and the hours only partly in it (message_edge_hours)."""
     first = start.replace(minute=0, second=0, microsecond=0)
     hours_from = first if first == start.replace(microsecond=0) else first + _HOUR
-    hours_to = (end + timedelta(seconds=1)).replace(minute=0, second=0, microsecond=0)
-    return {"message_hours_from": hours_from, "message_hours_to": max(hours_to, hours_from)}
+    hours_to = max((end + timedelta(seconds=1)).replace(minute=0, second=0, microsecond=0), hours_from)
+    last = end.replace(minute=0, second=0, microsecond=0)
+    edges = sorted({h for h in (first, last) if h < hours_from or h >= hours_to} if first <= end else set())
+    return {"message_hours_from": hours_from, "message_hours_to": hours_to, "message_edge_hours": edges}

@@ -77,9 +77,14 @@ def every_figure(client: Client) -> list[object]:
 
 
 def test_whole_hours_are_those_with_every_second_in_the_range() -> None:
-    assert whole_hours(at(0), at(7199)) == {"message_hours_from": at(0), "message_hours_to": at(7200)}
-    assert whole_hours(at(1), at(7198)) == {"message_hours_from": at(3600), "message_hours_to": at(3600)}
-    assert whole_hours(at(300), at(600)) == {"message_hours_from": at(3600), "message_hours_to": at(3600)}
+    assert whole_hours(at(0), at(7199)) == {"message_hours_from": at(0), "message_hours_to": at(7200),
+                                            "message_edge_hours": []}
+    assert whole_hours(at(1), at(7198)) == {"message_hours_from": at(3600), "message_hours_to": at(3600),
+                                            "message_edge_hours": [at(0), at(3600)]}
+    assert whole_hours(at(300), at(600)) == {"message_hours_from": at(3600), "message_hours_to": at(3600),
+                                             "message_edge_hours": [at(0)]}
+    assert whole_hours(at(0), at(3600)) == {"message_hours_from": at(0), "message_hours_to": at(3600),
+                                            "message_edge_hours": [at(3600)]}
 
 
 def test_figures_from_the_sums_rows_and_live_merge_equal_those_merged_live(client: Client) -> None:
