@@ -2,7 +2,8 @@
 
 Every ``rollup_interval_s`` it runs a pass of :class:`warehouse.rollup.DeliveryRollup` (sealed delivery
 counts), of :class:`warehouse.resolution.SessionRollup` (resolved Flow sessions), of
-:class:`warehouse.message_hours.MessageRollup` (resolved messages and their hour sums) and of
+:class:`warehouse.message_hours.MessageRollup` (resolved messages and their hour sums, at most every
+``MESSAGE_PASS_INTERVAL_S``) and of
 :class:`warehouse.identity.PersonResolver` (one person across phone numbers and BSUIDs), reading as the
 warehouse analyst and inserting as the writer. One runs per warehouse (passes are idempotent: a second
 one only repeats work). When the warehouse is away the pass fails, is counted, and the next one tries
@@ -23,7 +24,7 @@ from config.settings import Settings
 from warehouse.client import connect
 from warehouse.exceptions import WarehouseError
 from warehouse.identity import PersonResolver
-from warehouse.message_hours import MessageRollup
+from warehouse.message_hours import MESSAGE_PASS_INTERVAL_S, MessageRollup
 from warehouse.resolution import SessionRollup
 from warehouse.rollup import EPOCH, DeliveryRollup, server_now
 
@@ -67,6 +68,7 @@ def run(settings: Settings, *, stop: threading.Event) -> None:
         start_http_server(settings.rollup_metrics_port, addr=settings.stream_metrics_host)
     rollup: DeliveryRollup | None = None
     persons: PersonResolver | None = None
+    messages_due = 0.0  # monotonic time of the next message pass
     logger.info("rollup: a pass every %.1f s, minutes sealed after %d s",
                 settings.rollup_interval_s, settings.rollup_seal_after_s)
     while not stop.is_set():
@@ -82,8 +84,10 @@ def run(settings: Settings, *, stop: threading.Event) -> None:
             if not done.waited:
                 sessions = SessionRollup(rollup.client, writer=rollup.writer).run_once(server_now(rollup.client))
                 RESOLVED_SESSIONS.inc(sessions.sessions)
-                RESOLVED_MESSAGES.inc(
-                    MessageRollup(rollup.client, writer=rollup.writer).run_once(server_now(rollup.client)).messages)
+                if time.monotonic() >= messages_due:
+                    messages_due = time.monotonic() + MESSAGE_PASS_INTERVAL_S
+                    RESOLVED_MESSAGES.inc(MessageRollup(rollup.client, writer=rollup.writer).run_once(
+                        server_now(rollup.client)).messages)
                 if persons is not None:
                     RESOLVED_IDENTIFIERS.inc(persons.run_once(server_now(rollup.client)).written)
         except WarehouseError as exc:

@@ -4,7 +4,8 @@ Spend and per-message delivery figures count messages by their *first* status (t
 statuses say (country, pricing, whether it was delivered, read or failed) and what the first-party send tagged
 (campaign, flow). Merging every message's statuses per query costs seconds over 30 days at 100M events. So:
 
-- Every insert of a status (or of a first-party send with its wamid) records the message in
+- Every insert of a status stamps its message's ``outbound_messages.touched_at`` (the view that merges statuses
+  does it; a minmax index finds the recent ones), and every first-party send with a wamid records the message in
   ``message_touches``. A pass (:meth:`MessageRollup.run_once`) merges the messages touched since the previous one
   from ``outbound_messages`` (:func:`resolve_sql`, the same query the dashboards merge live with) into one row
   each in ``message_rows``, at the hour of its first status. A message whose first status moved earlier (a
@@ -29,7 +30,6 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from warehouse import touches
 from warehouse.rollup import progress
 from warehouse.tables import (
     FLOW_SENDS_TABLE,
@@ -47,12 +47,17 @@ logger = logging.getLogger(__name__)
 MESSAGE_HOURS = "message_hours"
 # Touches stamped up to this long before a pass began are read again: an insert may become visible a little later.
 TOUCH_MARGIN_S = 60
-CHUNK_TOUCHES = 100_000
+CHUNK_TOUCHES = 100_000  # touched messages resolved per query (a hash bucket of them)
 # More touches than this since the previous pass (a bulk load, the first pass): every message is resolved, a hash
 # bucket of about BULK_MESSAGES at a time.
 BULK_TOUCHES = 500_000
 BULK_MESSAGES = 2_000_000
 HOURS_PER_SUM = 168  # hours summed per query
+# The rollup runs a message pass at most this often. Every status touches its message, and a pass sums again every
+# hour its messages are in: during a burst (50k statuses/s into the current hour) passes every few seconds would
+# sum the same busy hours again and again. Queries merge live what a pass has not resolved yet, so figures stay
+# exact; the interval only bounds how much they merge live.
+MESSAGE_PASS_INTERVAL_S = 30.0
 _EPOCH = datetime(1970, 1, 1)
 # Bits of outbound_messages.reached.
 SENT, DELIVERED, READ, FAILED = 1, 2, 4, 8
@@ -115,8 +120,10 @@ def _resolve_with_old_hours(which: str) -> str:
     """
 
 
-_TOUCHED_BETWEEN = (f"wamid IN (SELECT wamid FROM {MESSAGE_TOUCHES_TABLE} "
-                    "WHERE touched_at >= {since:DateTime64(3, 'UTC')} AND touched_at < {until:DateTime64(3, 'UTC')})")
+# The messages touched in [since, until): by a status (outbound_messages.touched_at) or by their send.
+_TOUCHED_BETWEEN = " UNION DISTINCT ".join(
+    f"SELECT wamid FROM {table} WHERE touched_at >= {{since:DateTime64(3, 'UTC')}} "
+    "AND touched_at < {until:DateTime64(3, 'UTC')}" for table in (OUTBOUND_MESSAGES_TABLE, MESSAGE_TOUCHES_TABLE))
 
 
 @dataclass(frozen=True)
@@ -144,17 +151,16 @@ class MessageRollup:
         load), in chunks; sum their hours again; then record the pass."""
         done = progress(self.client, MESSAGE_HOURS)
         since = done - self.touch_margin if done is not None else _EPOCH
-        touched = int(self.client.command(
-            f"SELECT count() FROM {MESSAGE_TOUCHES_TABLE} WHERE touched_at >= {{since:DateTime64(3, 'UTC')}}",
-            parameters={"since": since}))  # type: ignore[arg-type]
-        parts: list[tuple[str, dict[str, Any]]]
+        bounds = {"since": since, "until": began}
+        touched = int(self.client.command(f"SELECT count() FROM ({_TOUCHED_BETWEEN})",
+                                          parameters=bounds))  # type: ignore[arg-type]
         if done is None or touched > BULK_TOUCHES:
             messages = int(self.client.command(f"SELECT count() FROM {OUTBOUND_MESSAGES_TABLE}"))  # type: ignore[arg-type]
-            hashes = max(1, -(-messages // BULK_MESSAGES))
-            parts = [(f"modulo(cityHash64(wamid), {hashes}) = {k}", {}) for k in range(hashes)]
+            hashes, which, parameters = max(1, -(-messages // BULK_MESSAGES)), "1", {}
         else:
-            parts = [(_TOUCHED_BETWEEN, {"since": start, "until": end}) for start, end in
-                     touches.touch_chunks(self.client, MESSAGE_TOUCHES_TABLE, since, began, CHUNK_TOUCHES)]
+            hashes = max(1, -(-touched // CHUNK_TOUCHES))
+            which, parameters = f"wamid IN ({_TOUCHED_BETWEEN})", bounds
+        parts = [(f"({which}) AND modulo(cityHash64(wamid), {hashes}) = {k}", parameters) for k in range(hashes)]
         written = moved = 0
         hours: set[datetime] = set()
         for which, parameters in parts:
@@ -260,8 +266,9 @@ _WHOLE = "hour >= {message_hours_from:DateTime('UTC')} AND hour < {message_hours
 # now. Every condition on message_rows is on hours, its key's prefix, so only those hours are read.
 MESSAGE_COUNTS = f"""
 message_touched AS (
-    SELECT DISTINCT wamid FROM {MESSAGE_TOUCHES_TABLE}
-    WHERE touched_at >= {_PROGRESS} - toIntervalSecond({TOUCH_MARGIN_S})
+    SELECT wamid FROM {OUTBOUND_MESSAGES_TABLE} WHERE touched_at >= {_PROGRESS} - toIntervalSecond({TOUCH_MARGIN_S})
+    UNION DISTINCT
+    SELECT wamid FROM {MESSAGE_TOUCHES_TABLE} WHERE touched_at >= {_PROGRESS} - toIntervalSecond({TOUCH_MARGIN_S})
     UNION DISTINCT
     SELECT wamid FROM {OUTBOUND_MESSAGES_TABLE} WHERE {_NO_PASS_YET}
 ),

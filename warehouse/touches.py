@@ -1,7 +1,7 @@
 """Touches: the rows an insert's materialized view writes to say "this session (or message) changed, now".
 
-A rollup pass resolves what was touched since its previous pass; these helpers are shared by the passes that do
-(:mod:`warehouse.resolution`, :mod:`warehouse.message_hours`).
+A rollup pass resolves what was touched since its previous pass (:mod:`warehouse.resolution`), in chunks of about
+the same number of touches.
 """
 
 from __future__ import annotations

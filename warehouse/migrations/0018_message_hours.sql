@@ -3,18 +3,43 @@
 -- statuses. A message touched since the rollup's last pass is merged live by the queries instead (warehouse/costs.py).
 -- `warehouse migrate` backfills both tables from the statuses already stored, through warehouse.rebuild.
 
--- Every message touched by an insert (a status of it, or the first-party send that tags it), and when.
+-- When a message was last touched by an insert: a status of it (outbound_messages.touched_at, kept by the view that
+-- already merges its statuses, so statuses cost no extra view), or the first-party send that tags it
+-- (message_touches).
 CREATE TABLE IF NOT EXISTS message_touches
 (
-    touched_at DateTime64(3, 'UTC') COMMENT 'When the insert ran (the warehouse''s clock).',
-    wamid String COMMENT 'The message touched.'
+    touched_at DateTime64(3, 'UTC') COMMENT 'When the insert of the send ran (the warehouse''s clock).',
+    wamid String COMMENT 'The message its first-party send tags.'
 )
 ENGINE = MergeTree
 ORDER BY touched_at
 TTL toDateTime(touched_at) + INTERVAL 7 DAY;
 
-CREATE MATERIALIZED VIEW IF NOT EXISTS message_touches_from_statuses_mv TO message_touches AS
-SELECT DISTINCT now64(3, 'UTC') AS touched_at, wamid FROM message_statuses;
+ALTER TABLE outbound_messages
+    ADD COLUMN IF NOT EXISTS touched_at SimpleAggregateFunction(max, DateTime64(3, 'UTC'))
+        COMMENT 'When an insert last brought a status of it (the warehouse''s clock).',
+    ADD INDEX IF NOT EXISTS touched_at_minmax touched_at TYPE minmax GRANULARITY 1;
+
+DROP VIEW IF EXISTS outbound_messages_mv;
+
+CREATE MATERIALIZED VIEW IF NOT EXISTS outbound_messages_mv TO outbound_messages AS
+SELECT
+    wamid,
+    max(phone_number_id) AS phone_number_id,
+    min(occurred_at) AS first_at,
+    max(occurred_at) AS last_at,
+    groupBitOr(toUInt8(multiIf(status = 'sent', 1, status = 'delivered', 2, status = 'read', 4, status = 'failed', 8,
+                               status = 'played', 16, 0))) AS reached,
+    max(recipient_type) AS recipient_type,
+    max(individual_person) AS person_hash,
+    max(country) AS country,
+    max(pricing_category) AS pricing_category,
+    max(pricing_type) AS pricing_type,
+    max(billable) AS billable,
+    max(biz_opaque_callback_data) AS callback,
+    now64(3, 'UTC') AS touched_at
+FROM (SELECT *, if(recipient_type = 'group', '', person_hash) AS individual_person FROM message_statuses)
+GROUP BY wamid;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS message_touches_from_sends_mv TO message_touches AS
 SELECT DISTINCT now64(3, 'UTC') AS touched_at, wamid FROM flow_sends WHERE wamid != '';

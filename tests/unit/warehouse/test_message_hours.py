@@ -17,7 +17,7 @@ from clickhouse_connect.driver.client import Client
 
 from contract.events import MessageStatus
 from tests.unit.warehouse.test_costs import CARD, sent, status
-from tests.unit.warehouse.touches import age_touches
+from tests.unit.warehouse.touches import age_message_touches
 from warehouse import costs, message_hours, tables, writer
 from warehouse.message_hours import MessageRollup, whole_hours
 from warehouse.migrate import apply_and_backfill
@@ -58,7 +58,7 @@ def resolve(client: Client) -> None:
     """A rollup pass, then its touches made old: as the queries see it once the margin for inserts in flight is
     over."""
     MessageRollup(client, touch_margin=timedelta(0)).run_once(server_now(client))
-    age_touches(client, tables.MESSAGE_TOUCHES_TABLE)
+    age_message_touches(client)
 
 
 def spend(client: Client, start: int, end: int, *, by: tuple[str, ...] = (), phone_number_ids: tuple[str, ...] = (),
@@ -156,7 +156,7 @@ def test_a_pass_over_history_resolves_every_message_in_buckets(client: Client,
     monkeypatch.setattr(message_hours, "BULK_MESSAGES", 3)  # several hash buckets
     done = MessageRollup(client, touch_margin=timedelta(0)).run_once(server_now(client))
     assert (done.messages, done.moved, done.hours) == (7, 0, 3)
-    age_touches(client, tables.MESSAGE_TOUCHES_TABLE)
+    age_message_touches(client)
     assert every_figure(client) == merged_live
 
 

@@ -17,3 +17,11 @@ def age_touches(client: Client, touches: str = tables.FLOW_SESSION_TOUCHES_TABLE
     client.command(f"TRUNCATE TABLE {touches}")
     client.command(f"INSERT INTO {touches} SELECT * FROM aged")
     client.command("DROP TABLE aged")
+
+
+def age_message_touches(client: Client) -> None:
+    """Make every message touch (by a status: ``outbound_messages.touched_at``; by a send: ``message_touches``)
+    older than the margin the queries allow inserts in flight."""
+    age_touches(client, tables.MESSAGE_TOUCHES_TABLE)
+    client.command(f"ALTER TABLE {tables.OUTBOUND_MESSAGES_TABLE} UPDATE touched_at = touched_at - "
+                   f"toIntervalSecond({message_hours.TOUCH_MARGIN_S + 60}) WHERE 1", settings={"mutations_sync": 2})
