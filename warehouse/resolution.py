@@ -26,7 +26,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from warehouse import flow_hours, touches
+from warehouse import flow_hours
 from warehouse.flows import SESSIONS_RESOLVED, TOUCH_MARGIN_S, merged_sessions
 from warehouse.rollup import progress
 from warehouse.tables import (
@@ -85,17 +85,16 @@ class SessionRollup:
         load), in chunks; then record the pass."""
         done = progress(self.client, SESSIONS_RESOLVED)
         since = done - self.touch_margin if done is not None else _EPOCH
-        touched = int(self.client.command(
+        touches = int(self.client.command(
             f"SELECT count() FROM {FLOW_SESSION_TOUCHES_TABLE} WHERE touched_at >= {{since:DateTime64(3, 'UTC')}}",
             parameters={"since": since}))  # type: ignore[arg-type]
         parts: list[tuple[str, dict[str, Any]]]
-        if done is None or touched > BULK_TOUCHES:
+        if done is None or touches > BULK_TOUCHES:
             sessions = int(self.client.command(f"SELECT count() FROM {FLOW_SENDS_BY_TIME_TABLE}"))  # type: ignore[arg-type]
             hashes = max(1, -(-sessions // BULK_SESSIONS))
             parts = [(f"cityHash64(flow_token) % {hashes} = {k}", {}) for k in range(hashes)]
         else:
-            parts = [(_TOUCHED_BETWEEN, {"since": start, "until": end}) for start, end in
-                     touches.touch_chunks(self.client, FLOW_SESSION_TOUCHES_TABLE, since, began, CHUNK_TOUCHES)]
+            parts = [(_TOUCHED_BETWEEN, {"since": start, "until": end}) for start, end in self._chunks(since, began)]
         written = moved = 0
         buckets: set[tuple[str, datetime]] = set()
         for which, parameters in parts:
@@ -109,6 +108,16 @@ class SessionRollup:
         if written:
             logger.info("rollup: resolved %d sessions (%d moved) touched until %s", written, moved, began)
         return SessionPass(began, written, moved)
+
+    def _chunks(self, since: datetime, until: datetime) -> list[tuple[datetime, datetime]]:
+        """[start, end) ranges of touch time, each of about :data:`CHUNK_TOUCHES` touches at most."""
+        bounds = [row[0].replace(tzinfo=None) for row in self.client.query(
+            f"SELECT touched_at FROM (SELECT touched_at, row_number() OVER (ORDER BY touched_at) AS n "
+            f"FROM {FLOW_SESSION_TOUCHES_TABLE} WHERE touched_at >= {{since:DateTime64(3, 'UTC')}} "
+            "AND touched_at < {until:DateTime64(3, 'UTC')}) WHERE n % {chunk:UInt32} = 0 ORDER BY touched_at",
+            parameters={"since": since, "until": until, "chunk": CHUNK_TOUCHES}).result_rows]
+        edges = [since, *[b for b in bounds if since < b < until], until]
+        return [(a, b) for a, b in zip(edges, edges[1:], strict=False) if a < b]
 
     def _write(self, rows: Sequence[Sequence[Any]], which: str, parameters: dict[str, Any],
                resolved_at: datetime, buckets: set[tuple[str, datetime]]) -> int:
