@@ -34,10 +34,11 @@ import pandas as pd
 from clickhouse_connect.driver.client import Client
 
 from config.ratecard import RateCard
-from warehouse.costs import MESSAGES_IN_RANGE, Spend, per, priced, rate_card
+from warehouse.costs import Spend, per, priced, rate_card
 from warehouse.flows import EVERY_SESSION, FlowFilter
 from warehouse.identity import resolved_person
-from warehouse.message_hours import DELIVERED_OR_READ, FAILED, READ
+from warehouse.message_hours import DELIVERED_OR_READ, MESSAGE_COUNTS, message_persons, whole_hours
+from warehouse.person_sets import level_of
 from warehouse.queries import COUNTRY_FILTER, DeliveryFilter
 from warehouse.tables import (
     FLOW_SESSION_OPENS_TABLE,
@@ -320,31 +321,33 @@ def stage_times(client: Client, where: FlowFilter, *,
 # --- the Delivery page: by message, first status in the range -------------------------------------------------------
 
 
+def _person_parameters(where: DeliveryFilter, *, by_country: bool) -> dict[str, Any]:
+    return {**where.parameters, **whole_hours(where.start, where.end),
+            "person_level": level_of(countries=by_country or bool(where.countries),
+                                     phone_numbers=bool(where.phone_number_ids))}
+
+
 def delivery_by_country(client: Client, where: DeliveryFilter) -> pd.DataFrame:
     """Messages first sent in the range per recipient country (``""``: unknown): messages, delivered (or read),
-    read, failed, and distinct persons."""
+    read, failed, and distinct persons (hour sums and sets of people, :mod:`warehouse.message_hours`)."""
     sql = f"""
-        WITH {MESSAGES_IN_RANGE}
-        SELECT m.country AS country, count() AS messages,
-               countIf(bitAnd(m.reached, {DELIVERED_OR_READ}) != 0) AS delivered,
-               countIf(bitAnd(m.reached, {READ}) != 0) AS read, countIf(bitAnd(m.reached, {FAILED}) != 0) AS failed,
-               uniqExactIf(if(m.person_hash = '', '', {_PERSON}), m.person_hash != '') AS persons
-        FROM messages AS m
-        {_PERSON_JOIN}
-        GROUP BY country
+        WITH {MESSAGE_COUNTS}, {message_persons(by_country=True)}
+        SELECT c.country AS country, c.messages AS messages, c.delivered AS delivered, c.read AS read,
+               c.failed AS failed, p.persons AS persons
+        FROM (SELECT country, sum(messages) AS messages, sum(delivered) AS delivered, sum(read) AS read,
+                     sum(failed) AS failed
+              FROM message_counts GROUP BY country) AS c
+        LEFT JOIN message_persons AS p ON p.country = c.country
         ORDER BY messages DESC, country
     """
-    rows = client.query(sql, parameters=where.parameters).result_rows
+    rows = client.query(sql, parameters=_person_parameters(where, by_country=True)).result_rows
     return pd.DataFrame(rows, columns=["country", "messages", "delivered", "read", "failed", "persons"])
 
 
 def delivery_persons(client: Client, where: DeliveryFilter) -> int:
     """Distinct persons the messages first sent in the range went to (groups left out)."""
-    sql = f"""
-        WITH {MESSAGES_IN_RANGE}
-        SELECT uniqExact({_PERSON}) FROM messages AS m {_PERSON_JOIN} WHERE m.person_hash != ''
-    """
-    return int(client.query(sql, parameters=where.parameters).result_rows[0][0])
+    sql = f"WITH {MESSAGE_COUNTS}, {message_persons(by_country=False)} SELECT persons FROM message_persons"
+    return int(client.query(sql, parameters=_person_parameters(where, by_country=False)).result_rows[0][0])
 
 
 def stopped_people(client: Client, where: DeliveryFilter) -> int:

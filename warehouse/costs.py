@@ -26,32 +26,14 @@ from clickhouse_connect.driver.client import Client
 
 from config.ratecard import Rate, RateCard, is_free
 from warehouse.message_hours import MESSAGE_COUNTS, whole_hours
-from warehouse.queries import COUNTRY_FILTER, DeliveryFilter
+from warehouse.queries import DeliveryFilter
 from warehouse.tables import (
-    OUTBOUND_MESSAGES_TABLE,
     RATE_CARD_COLUMNS,
     RATE_CARD_TABLE,
 )
 
 CENT_FRACTION = Decimal("0.000001")  # costs per message are rounded to the card's precision (6 places)
 
-# Messages first seen in the range (of the filter's business numbers), merged: one row each. The costs and the
-# Delivery page's per-message figures (warehouse.audience) read them.
-MESSAGES_IN_RANGE = f"""
-messages AS (
-    SELECT wamid, max(phone_number_id) AS phone_number_id, min(first_at) AS first_at, groupBitOr(reached) AS reached,
-           max(recipient_type) AS recipient_type, max(person_hash) AS person_hash, max(country) AS country,
-           max(pricing_category) AS pricing_category, max(pricing_type) AS pricing_type, max(billable) AS billable,
-           max(callback) AS callback
-    FROM {OUTBOUND_MESSAGES_TABLE}
-    WHERE wamid IN (SELECT wamid FROM {OUTBOUND_MESSAGES_TABLE}
-                    WHERE first_at >= {{start:DateTime('UTC')}} AND first_at <= {{end:DateTime('UTC')}})
-    GROUP BY wamid
-    HAVING first_at >= {{start:DateTime('UTC')}} AND first_at <= {{end:DateTime('UTC')}}
-       AND (empty({{phone_number_ids:Array(String)}}) OR has({{phone_number_ids:Array(String)}}, phone_number_id))
-       AND {COUNTRY_FILTER}
-)
-"""
 SPEND_GROUPS = ("day", "phone_number_id", "pricing_category", "pricing_type", "country", "campaign", "flow_id")
 
 

@@ -30,6 +30,9 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from warehouse import person_sets
+from warehouse.identity import resolved_person
+from warehouse.person_sets import PersonSets
 from warehouse.rollup import progress
 from warehouse.tables import (
     FLOW_SENDS_TABLE,
@@ -37,6 +40,9 @@ from warehouse.tables import (
     MESSAGE_ROWS_TABLE,
     MESSAGE_TOUCHES_TABLE,
     OUTBOUND_MESSAGES_TABLE,
+    PERSON_HOUR_SETS_TABLE,
+    PERSON_KEY_HOURS_TABLE,
+    PERSON_MAP_TABLE,
     ROLLUP_PROGRESS_TABLE,
 )
 
@@ -63,8 +69,8 @@ _EPOCH = datetime(1970, 1, 1)
 SENT, DELIVERED, READ, FAILED = 1, 2, 4, 8
 DELIVERED_OR_READ = DELIVERED | READ
 
-ROW_COLUMNS = ("hour", "wamid", "first_at", "last_at", "phone_number_id", "country", "pricing_category",
-               "pricing_type", "billable", "campaign", "flow_id", "reached")
+ROW_COLUMNS = ("hour", "wamid", "first_at", "last_at", "phone_number_id", "country", "person_hash",
+               "pricing_category", "pricing_type", "billable", "campaign", "flow_id", "reached")
 KEY_COLUMNS = ("hour", "phone_number_id", "country", "pricing_category", "pricing_type", "billable", "campaign",
                "flow_id")
 COUNT_COLUMNS = (*KEY_COLUMNS, "messages", "delivered", "read", "failed", "last_at")
@@ -82,11 +88,13 @@ def resolve_sql(which: str) -> str:
     """The resolved rows (:data:`ROW_COLUMNS`) of the messages whose wamid satisfies ``which``."""
     return f"""
         SELECT toStartOfHour(m.first_at) AS hour, m.wamid AS wamid, m.first_at AS first_at, m.last_at AS last_at,
-               m.phone_number_id AS phone_number_id, m.country AS country, m.pricing_category AS pricing_category,
+               m.phone_number_id AS phone_number_id, m.country AS country, m.person_hash AS person_hash,
+               m.pricing_category AS pricing_category,
                m.pricing_type AS pricing_type, m.billable AS billable, {CAMPAIGN} AS campaign, {FLOW_ID} AS flow_id,
                m.reached AS reached
         FROM (SELECT wamid, max(phone_number_id) AS phone_number_id, min(first_at) AS first_at,
                      max(last_at) AS last_at, groupBitOr(reached) AS reached, max(country) AS country,
+                     max(person_hash) AS person_hash,
                      max(pricing_category) AS pricing_category, max(pricing_type) AS pricing_type,
                      max(billable) AS billable, max(callback) AS callback
               FROM {OUTBOUND_MESSAGES_TABLE} WHERE {which} GROUP BY wamid) AS m
@@ -168,6 +176,10 @@ class MessageRollup:
             moved += self._write(rows, began, hours)
             written += len(rows)
         self._sum(hours, began)
+        # The people of the same hours (and of those with a recipient whose person changed), before the progress:
+        # readers take the sets of every hour the progress does not call stale.
+        PersonSets(self.client, writer=self.writer).run(hours, began,
+                                                        remapped_since=since if done is not None else None)
         self.writer.insert(ROLLUP_PROGRESS_TABLE, [(MESSAGE_HOURS, began, began)],
                            column_names=["task", "until", "updated_at"])
         if written:
@@ -222,7 +234,9 @@ def rebuild_statements(began: datetime, *, which: str, hashes: int = 1) -> list[
     moment = f"toDateTime64('{began:%Y-%m-%d %H:%M:%S.%f}', 3, 'UTC')"
     columns = ", ".join(ROW_COLUMNS)
     if which == "1":
-        statements = [(f"{MESSAGE_ROWS_TABLE}: empty it", f"TRUNCATE TABLE {MESSAGE_ROWS_TABLE}")]
+        # person_key_hours is refilled by its view as message_rows is.
+        statements = [(f"{table}: empty it", f"TRUNCATE TABLE {table}")
+                      for table in (MESSAGE_ROWS_TABLE, PERSON_KEY_HOURS_TABLE)]
     else:
         statements = [(f"{MESSAGE_ROWS_TABLE}: remove the messages with statuses in the range",
                        f"DELETE FROM {MESSAGE_ROWS_TABLE} WHERE {which}")]
@@ -236,6 +250,7 @@ def rebuild_statements(began: datetime, *, which: str, hashes: int = 1) -> list[
         (f"{MESSAGE_HOUR_COUNTS_TABLE} ← {MESSAGE_ROWS_TABLE} (every hour)",
          f"INSERT INTO {MESSAGE_HOUR_COUNTS_TABLE} ({', '.join(COUNT_COLUMNS)}, computed_at, is_deleted) "
          f"SELECT *, {moment}, 0 FROM ({sums_sql('1')})"),
+        *person_sets.rebuild_statements(moment),
     ]
     if which == "1":
         statements.append((f"{MESSAGE_HOUR_COUNTS_TABLE}, rollup progress",
@@ -297,6 +312,66 @@ message_counts AS (
     WHERE {_IN_RANGE} AND {_FILTER}
 )
 """
+# --- people --------------------------------------------------------------------------------------------------------
+
+# The hours with a message to a person key whose person changed since the last pass, and the stale hours of
+# MESSAGE_COUNTS: their sets may be out of date. The people of the rows read one by one, as (country, person key)
+# and then (country, person). Each a scalar, like _STALE: computed once, and the query stays small to plan.
+_PERSON_STALE = "(SELECT groupUniqArray(hour) FROM person_stale_hours)"
+_ROW_KEYS = "(SELECT groupUniqArray((country, person_hash)) FROM person_rows)"
+_ROW_PEOPLE = "(SELECT groupUniqArray(person) FROM person_resolved)"
+_REMAPPED = (f"SELECT identifier FROM {PERSON_MAP_TABLE} "
+             f"WHERE resolved_at >= {_PROGRESS} - toIntervalSecond({TOUCH_MARGIN_S})")
+_PERSON_JOIN, _PERSON = resolved_person("r.person_hash", alias="pm", among=f"SELECT arrayJoin({_ROW_KEYS}).2")
+
+
+def message_persons(*, by_country: bool) -> str:
+    """CTEs to follow :data:`MESSAGE_COUNTS` (with its parameters, and ``person_level``: :func:`person_sets.level_of`
+    the filter, or the grouping): ``message_persons``, the distinct people the messages first seen in the filter's
+    range went to (``persons``), per recipient ``country`` when ``by_country``.
+
+    The sets of the whole hours no message was touched in, and no recipient's person changed in, since the last pass
+    (:mod:`warehouse.person_sets`) are united with the numbers of the people of every other message of the range
+    (the same rows and live merge as MESSAGE_COUNTS, their keys resolved now); people not numbered yet are in no
+    set, and are counted apart."""
+    group, group_by = ("country, ", "GROUP BY country") if by_country else ("", "")
+    return f"""
+person_stale_hours AS (
+    SELECT hour FROM message_stale_hours
+    UNION DISTINCT
+    SELECT hour FROM {PERSON_KEY_HOURS_TABLE} WHERE person_hash IN ({_REMAPPED})
+),
+person_rows AS (
+    SELECT country, person_hash FROM {MESSAGE_ROWS_TABLE} FINAL
+    WHERE hour IN (SELECT arrayJoin(arrayConcat({{message_edge_hours:Array(DateTime('UTC'))}}, arrayFilter(
+                       h -> h >= toStartOfHour({{start:DateTime('UTC')}}) AND h <= {{end:DateTime('UTC')}},
+                       {_PERSON_STALE}))))
+      AND {_IN_RANGE} AND NOT has({_TOUCHED}, wamid) AND {_FILTER} AND person_hash != ''
+    UNION ALL
+    SELECT country, person_hash FROM message_live WHERE {_IN_RANGE} AND {_FILTER} AND person_hash != ''
+),
+person_resolved AS (
+    SELECT r.country AS country, {_PERSON} AS person
+    FROM (SELECT k.1 AS country, k.2 AS person_hash FROM (SELECT arrayJoin({_ROW_KEYS}) AS k)) AS r
+    {_PERSON_JOIN}
+),
+person_numbered AS (
+    {person_sets.numbered_sql("SELECT country, person FROM person_resolved",
+                              among=f"SELECT arrayJoin({_ROW_PEOPLE})")}
+),
+message_persons AS (
+    SELECT {group}groupBitmapMerge(persons) + sum(unnumbered) AS persons
+    FROM (
+        SELECT {group}persons, toUInt64(0) AS unnumbered FROM {PERSON_HOUR_SETS_TABLE} FINAL
+        WHERE {_WHOLE} AND NOT has({_PERSON_STALE}, hour) AND level = {{person_level:UInt8}} AND {_FILTER}
+        UNION ALL
+        SELECT {group}groupBitmapStateIf(id, id != 0), uniqExactIf(person, id = 0) FROM person_numbered {group_by}
+    )
+    {group_by}
+)
+"""
+
+
 _HOUR = timedelta(hours=1)
 
 

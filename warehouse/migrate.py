@@ -23,6 +23,7 @@ from warehouse.tables import (
     MESSAGE_STATUS_HOUR_COUNTS_TABLE,
     MESSAGE_STATUS_MINUTE_TABLE,
     MESSAGES_READ_UNDELIVERED_TABLE,
+    PERSON_HOUR_SETS_TABLE,
     SCHEMA_MIGRATIONS_TABLE,
 )
 
@@ -114,7 +115,7 @@ def backfill_new_derived_tables(client: Client, database: str, *, created: set[s
         changed = changed | {MESSAGE_STATUS_MINUTE_TABLE}
     new = tuple(d.table for d in DERIVED if d.table in changed) + tuple(
         table for table in (FLOW_SESSION_ROWS_TABLE, FLOW_HOUR_PATHS_TABLE, FLOW_HOUR_VISITS_TABLE, MESSAGE_ROWS_TABLE,
-                            MESSAGE_HOUR_COUNTS_TABLE)
+                            MESSAGE_HOUR_COUNTS_TABLE, PERSON_HOUR_SETS_TABLE)
         if table in changed)
     if new and before_any_raw_row(client, database):
         return []

@@ -55,6 +55,7 @@ from warehouse.tables import (
     MESSAGE_STATUS_MINUTE_TABLE,
     MESSAGE_STATUSES_TABLE,
     OUTBOUND_MESSAGES_TABLE,
+    PERSON_HOUR_SETS_TABLE,
     PERSON_LINKS_TABLE,
     ROLLUP_PROGRESS_TABLE,
     USER_PREFERENCES_TABLE,
@@ -204,7 +205,8 @@ def plan(client: Client, database: str, *, tables: tuple[str, ...] = (), since: 
     if not tables or {FLOW_SESSION_ROWS_TABLE, FLOW_HOUR_PATHS_TABLE, FLOW_HOUR_VISITS_TABLE} & set(tables):
         # Every hour again, whatever the range: a session resolved again may have left another hour.
         steps += [Step(what, sql) for what, sql in flow_hours.rebuild_statements(began)]
-    if not tables or {OUTBOUND_MESSAGES_TABLE, MESSAGE_ROWS_TABLE, MESSAGE_HOUR_COUNTS_TABLE} & set(tables):
+    if not tables or {OUTBOUND_MESSAGES_TABLE, MESSAGE_ROWS_TABLE, MESSAGE_HOUR_COUNTS_TABLE,
+                         PERSON_HOUR_SETS_TABLE} & set(tables):
         steps += _message_steps(client, database, ranged=since is not None or until is not None, began=began)
     return steps
 

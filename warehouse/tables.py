@@ -48,6 +48,10 @@ FLOW_SESSION_OPENS_TABLE = "flow_session_opens"
 MESSAGE_TOUCHES_TABLE = "message_touches"
 MESSAGE_ROWS_TABLE = "message_rows"
 MESSAGE_HOUR_COUNTS_TABLE = "message_hour_counts"
+PERSON_IDS_TABLE = "person_ids"
+PERSON_HOUR_SETS_TABLE = "person_hour_sets"
+PERSON_HOUR_INPUT_TABLE = "person_hour_input"
+PERSON_KEY_HOURS_TABLE = "person_key_hours"
 
 # "Never" in the time columns of migration 0004, which the flow queries compare against: the sessions'
 # DateTime64 columns hold 2200-01-01; message_state's DateTime columns hold 2106-01-01, since a DateTime

@@ -167,7 +167,8 @@ def test_migration_0018_backfills_the_messages_of_a_warehouse_with_history(clien
     client = clickhouse_connect.get_client(dsn=f"chdb://{tmp_path}", database="before_0018")
     apply_and_backfill(client, "before_0018", upto=17)
     history(client)
-    assert [m.name for m in apply_and_backfill(client, "before_0018")] == ["0018_message_hours.sql"]
+    assert [m.name for m in apply_and_backfill(client, "before_0018")] == [
+        "0018_message_hours.sql", "0019_message_persons.sql"]
     assert client.command(f"SELECT count() FROM {tables.MESSAGE_ROWS_TABLE} FINAL") == 7
     assert client.command(f"SELECT sum(messages) FROM {tables.MESSAGE_HOUR_COUNTS_TABLE} FINAL") == 7
     assert progress(client, message_hours.MESSAGE_HOURS) is not None

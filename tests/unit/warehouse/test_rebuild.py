@@ -117,6 +117,7 @@ def figures(client: Client) -> dict[str, Any]:
     found["resolved"] = client.query(RESOLVED).result_rows
     found["messages"] = client.query(MESSAGES).result_rows
     found["message_hours"] = client.query(MESSAGE_HOURS).result_rows
+    found["people"] = client.query(PEOPLE).result_rows
     return found
 
 
@@ -126,6 +127,11 @@ RESOLVED = (f"SELECT flow_token, flow_id, flow_version, campaign, wamid, sent_at
 MESSAGES = f"SELECT {', '.join(message_hours.ROW_COLUMNS)} FROM {tables.MESSAGE_ROWS_TABLE} FINAL ORDER BY ALL"
 MESSAGE_HOURS = (f"SELECT {', '.join(message_hours.COUNT_COLUMNS)} FROM {tables.MESSAGE_HOUR_COUNTS_TABLE} FINAL "
                  "ORDER BY ALL")
+# Each hour's sets of people, as the people (numbers are arbitrary).
+PEOPLE = (f"SELECT s.hour, s.level, s.phone_number_id, s.country, arraySort(groupArray(i.person)) "
+          f"FROM (SELECT hour, level, phone_number_id, country, arrayJoin(bitmapToArray(persons)) AS id "
+          f"      FROM {tables.PERSON_HOUR_SETS_TABLE} FINAL) AS s "
+          f"JOIN {tables.PERSON_IDS_TABLE} AS i ON i.id = s.id GROUP BY ALL ORDER BY ALL")
 
 
 def test_every_derived_table_is_rebuilt(client: Client) -> None:
@@ -133,7 +139,8 @@ def test_every_derived_table_is_rebuilt(client: Client) -> None:
     targets = {step.what.split(":")[0].split(" ←")[0].split(",")[0] for step in plan(client, DB)}
     assert targets == {*FIGURES, tables.FLOW_SESSION_ROWS_TABLE, tables.FLOW_SESSION_KEYS_TABLE,
                        tables.FLOW_HOUR_PATHS_TABLE, tables.FLOW_HOUR_VISITS_TABLE, tables.MESSAGE_ROWS_TABLE,
-                       tables.MESSAGE_HOUR_COUNTS_TABLE}
+                       tables.MESSAGE_HOUR_COUNTS_TABLE, tables.PERSON_IDS_TABLE, tables.PERSON_KEY_HOURS_TABLE,
+                       tables.PERSON_HOUR_SETS_TABLE}
 
 
 def test_a_rebuild_gives_what_the_views_made_and_twice_changes_nothing(client: Client) -> None:
@@ -144,6 +151,7 @@ def test_a_rebuild_gives_what_the_views_made_and_twice_changes_nothing(client: C
     live = figures(client)
     assert len(live["resolved"]) == 12
     assert len(live["messages"]) == 12 and sum(row[-5] for row in live["message_hours"]) == 12
+    assert live["people"]  # every hour's people, at each level
     assert all(live[table] for table in FIGURES)  # every derived table has rows to compare
     lines: list[str] = []
     assert rebuild(client, DB, say=lines.append) > len(FIGURES)
