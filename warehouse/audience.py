@@ -37,7 +37,13 @@ from config.ratecard import RateCard
 from warehouse.costs import Spend, per, priced, rate_card
 from warehouse.flows import EVERY_SESSION, FlowFilter
 from warehouse.identity import resolved_person
-from warehouse.message_hours import DELIVERED_OR_READ, MESSAGE_COUNTS, message_persons, whole_hours
+from warehouse.message_hours import (
+    DELIVERED_OR_READ,
+    MESSAGE_COUNTS,
+    message_persons,
+    stale_person_hours,
+    whole_hours,
+)
 from warehouse.person_sets import level_of
 from warehouse.queries import COUNTRY_FILTER, DeliveryFilter
 from warehouse.tables import (
@@ -321,10 +327,11 @@ def stage_times(client: Client, where: FlowFilter, *,
 # --- the Delivery page: by message, first status in the range -------------------------------------------------------
 
 
-def _person_parameters(where: DeliveryFilter, *, by_country: bool) -> dict[str, Any]:
-    return {**where.parameters, **whole_hours(where.start, where.end),
-            "person_level": level_of(countries=by_country or bool(where.countries),
-                                     phone_numbers=bool(where.phone_number_ids))}
+def _person_parameters(client: Client, where: DeliveryFilter, *, by_country: bool) -> dict[str, Any]:
+    parameters = {**where.parameters, **whole_hours(where.start, where.end),
+                  "person_level": level_of(countries=by_country or bool(where.countries),
+                                           phone_numbers=bool(where.phone_number_ids))}
+    return {**parameters, "person_stale_hours": stale_person_hours(client, parameters)}
 
 
 def delivery_by_country(client: Client, where: DeliveryFilter) -> pd.DataFrame:
@@ -340,14 +347,14 @@ def delivery_by_country(client: Client, where: DeliveryFilter) -> pd.DataFrame:
         LEFT JOIN message_persons AS p ON p.country = c.country
         ORDER BY messages DESC, country
     """
-    rows = client.query(sql, parameters=_person_parameters(where, by_country=True)).result_rows
+    rows = client.query(sql, parameters=_person_parameters(client, where, by_country=True)).result_rows
     return pd.DataFrame(rows, columns=["country", "messages", "delivered", "read", "failed", "persons"])
 
 
 def delivery_persons(client: Client, where: DeliveryFilter) -> int:
     """Distinct persons the messages first sent in the range went to (groups left out)."""
     sql = f"WITH {MESSAGE_COUNTS}, {message_persons(by_country=False)} SELECT persons FROM message_persons"
-    return int(client.query(sql, parameters=_person_parameters(where, by_country=False)).result_rows[0][0])
+    return int(client.query(sql, parameters=_person_parameters(client, where, by_country=False)).result_rows[0][0])
 
 
 def stopped_people(client: Client, where: DeliveryFilter) -> int:

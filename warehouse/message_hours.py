@@ -314,10 +314,9 @@ message_counts AS (
 """
 # --- people --------------------------------------------------------------------------------------------------------
 
-# The hours with a message to a person key whose person changed since the last pass, and the stale hours of
-# MESSAGE_COUNTS: their sets may be out of date. The people of the rows read one by one, as (country, person key)
-# and then (country, person). Each a scalar, like _STALE: computed once, and the query stays small to plan.
-_PERSON_STALE = "(SELECT groupUniqArray(hour) FROM person_stale_hours)"
+# The hours whose sets of people may be out of date (stale_person_hours), a parameter. The people of the rows read
+# one by one, as (country, person key) and then (country, person), each a scalar: computed once.
+_PERSON_STALE = "{person_stale_hours:Array(DateTime('UTC'))}"
 _ROW_KEYS = "(SELECT groupUniqArray((country, person_hash)) FROM person_rows)"
 _ROW_PEOPLE = "(SELECT groupUniqArray(person) FROM person_resolved)"
 _REMAPPED = (f"SELECT identifier FROM {PERSON_MAP_TABLE} "
@@ -325,10 +324,30 @@ _REMAPPED = (f"SELECT identifier FROM {PERSON_MAP_TABLE} "
 _PERSON_JOIN, _PERSON = resolved_person("r.person_hash", alias="pm", among=f"SELECT arrayJoin({_ROW_KEYS}).2")
 
 
+def stale_person_hours(client: Client, parameters: dict[str, Any]) -> list[datetime]:
+    """The hours whose sets of people a query of :func:`message_persons` (``parameters``: those of
+    :data:`MESSAGE_COUNTS`) must not use: the stale hours of MESSAGE_COUNTS, and the hours with a message to a person
+    key whose person changed (a new row in ``person_map``) since the last pass.
+
+    Read by a query of its own, first, and passed as a parameter: within one query, ClickHouse computes a scalar
+    subquery again at each reference when it holds another one, and this list is read at several places. A touch
+    between the two reads is harmless: the second query merges live every message touched by then, and a person
+    counted both from a set and live is one person."""
+    sql = f"""
+        WITH {MESSAGE_COUNTS}
+        SELECT DISTINCT hour FROM (
+            SELECT hour FROM message_stale_hours
+            UNION ALL
+            SELECT hour FROM {PERSON_KEY_HOURS_TABLE} WHERE person_hash IN ({_REMAPPED}))
+    """
+    return [_naive(hour) for (hour,) in client.query(sql, parameters=parameters).result_rows]
+
+
 def message_persons(*, by_country: bool) -> str:
-    """CTEs to follow :data:`MESSAGE_COUNTS` (with its parameters, and ``person_level``: :func:`person_sets.level_of`
-    the filter, or the grouping): ``message_persons``, the distinct people the messages first seen in the filter's
-    range went to (``persons``), per recipient ``country`` when ``by_country``.
+    """CTEs to follow :data:`MESSAGE_COUNTS` (with its parameters, ``person_level``: :func:`person_sets.level_of` the
+    filter, or the grouping, and ``person_stale_hours``: :func:`stale_person_hours`): ``message_persons``, the
+    distinct people the messages first seen in the filter's range went to (``persons``), per recipient ``country``
+    when ``by_country``.
 
     The sets of the whole hours no message was touched in, and no recipient's person changed in, since the last pass
     (:mod:`warehouse.person_sets`) are united with the numbers of the people of every other message of the range
@@ -336,11 +355,6 @@ def message_persons(*, by_country: bool) -> str:
     set, and are counted apart."""
     group, group_by = ("country, ", "GROUP BY country") if by_country else ("", "")
     return f"""
-person_stale_hours AS (
-    SELECT hour FROM message_stale_hours
-    UNION DISTINCT
-    SELECT hour FROM {PERSON_KEY_HOURS_TABLE} WHERE person_hash IN ({_REMAPPED})
-),
 person_rows AS (
     SELECT country, person_hash FROM {MESSAGE_ROWS_TABLE} FINAL
     WHERE hour IN (SELECT arrayJoin(arrayConcat({{message_edge_hours:Array(DateTime('UTC'))}}, arrayFilter(

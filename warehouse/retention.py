@@ -41,6 +41,8 @@ from warehouse.tables import (
     MESSAGES_READ_UNDELIVERED_TABLE,
     NEVER_DATETIME,
     OUTBOUND_MESSAGES_TABLE,
+    PERSON_HOUR_SETS_TABLE,
+    PERSON_KEY_HOURS_TABLE,
     PERSON_LINKS_TABLE,
     REJECTED_EVENTS_TABLE,
     USER_PREFERENCES_TABLE,
@@ -98,6 +100,8 @@ DERIVED = (
     Retention(FLOW_SESSION_OPENS_TABLE, "opened_at", derived=True),
     Retention(MESSAGE_ROWS_TABLE, "last_at", derived=True),
     Retention(MESSAGE_HOUR_COUNTS_TABLE, "last_at", derived=True),
+    Retention(PERSON_HOUR_SETS_TABLE, "last_at", derived=True),
+    Retention(PERSON_KEY_HOURS_TABLE, "last_at", derived=True),
 )
 RETENTIONS = RAW + DERIVED
 
