@@ -314,14 +314,24 @@ message_counts AS (
 """
 # --- people --------------------------------------------------------------------------------------------------------
 
-# The hours whose sets of people may be out of date (stale_person_hours), a parameter. The people of the rows read
-# one by one, as (country, person key) and then (country, person), each a scalar: computed once.
+# The hours whose sets of people may be out of date (stale_person_hours), a parameter.
 _PERSON_STALE = "{person_stale_hours:Array(DateTime('UTC'))}"
-_ROW_KEYS = "(SELECT groupUniqArray((country, person_hash)) FROM person_rows)"
-_ROW_PEOPLE = "(SELECT groupUniqArray(person) FROM person_resolved)"
+# The hours whose messages are read row by row for people: the edges, and the stale hours of the range.
+_PERSON_ROW_HOURS = ("arrayConcat({message_edge_hours:Array(DateTime('UTC'))}, arrayFilter("
+                     "h -> h >= toStartOfHour({start:DateTime('UTC')}) AND h <= {end:DateTime('UTC')}, "
+                     f"{_PERSON_STALE}))")
 _REMAPPED = (f"SELECT identifier FROM {PERSON_MAP_TABLE} "
              f"WHERE resolved_at >= {_PROGRESS} - toIntervalSecond({TOUCH_MARGIN_S})")
-_PERSON_JOIN, _PERSON = resolved_person("r.person_hash", alias="pm", among=f"SELECT arrayJoin({_ROW_KEYS}).2")
+# Every person key those rows (and the touched messages) can name, and their persons: a superset that keeps the
+# lookups in person_map and person_ids to a few keys, without computing the rows again (a CTE is computed at each
+# reference).
+_ROW_KEYS = f"""
+    SELECT person_hash FROM {MESSAGE_ROWS_TABLE} WHERE hour IN (SELECT arrayJoin({_PERSON_ROW_HOURS}))
+    UNION ALL
+    SELECT person_hash FROM {OUTBOUND_MESSAGES_TABLE} WHERE {_TOUCHED_LIVE}
+"""
+_PERSON_JOIN, _PERSON = resolved_person("r.person_hash", alias="pm", among=_ROW_KEYS)
+_ROW_PEOPLE = f"{_ROW_KEYS} UNION ALL SELECT person FROM {PERSON_MAP_TABLE} WHERE identifier IN ({_ROW_KEYS})"
 
 
 def stale_person_hours(client: Client, parameters: dict[str, Any]) -> list[datetime]:
@@ -357,21 +367,14 @@ def message_persons(*, by_country: bool) -> str:
     return f"""
 person_rows AS (
     SELECT country, person_hash FROM {MESSAGE_ROWS_TABLE} FINAL
-    WHERE hour IN (SELECT arrayJoin(arrayConcat({{message_edge_hours:Array(DateTime('UTC'))}}, arrayFilter(
-                       h -> h >= toStartOfHour({{start:DateTime('UTC')}}) AND h <= {{end:DateTime('UTC')}},
-                       {_PERSON_STALE}))))
+    WHERE hour IN (SELECT arrayJoin({_PERSON_ROW_HOURS}))
       AND {_IN_RANGE} AND NOT has({_TOUCHED}, wamid) AND {_FILTER} AND person_hash != ''
     UNION ALL
     SELECT country, person_hash FROM message_live WHERE {_IN_RANGE} AND {_FILTER} AND person_hash != ''
 ),
-person_resolved AS (
-    SELECT r.country AS country, {_PERSON} AS person
-    FROM (SELECT k.1 AS country, k.2 AS person_hash FROM (SELECT arrayJoin({_ROW_KEYS}) AS k)) AS r
-    {_PERSON_JOIN}
-),
 person_numbered AS (
-    {person_sets.numbered_sql("SELECT country, person FROM person_resolved",
-                              among=f"SELECT arrayJoin({_ROW_PEOPLE})")}
+    {person_sets.numbered_sql(f"SELECT r.country AS country, {_PERSON} AS person FROM person_rows AS r {_PERSON_JOIN}",
+                              among=_ROW_PEOPLE)}
 ),
 message_persons AS (
     SELECT {group}groupBitmapMerge(persons) + sum(unnumbered) AS persons
