@@ -348,7 +348,8 @@ def stale_person_hours(client: Client, parameters: dict[str, Any]) -> list[datet
         SELECT DISTINCT hour FROM (
             SELECT hour FROM message_stale_hours
             UNION ALL
-            SELECT hour FROM {PERSON_KEY_HOURS_TABLE} WHERE person_hash IN ({_REMAPPED}))
+            SELECT hour FROM {PERSON_KEY_HOURS_TABLE}
+            WHERE key_hash IN (SELECT cityHash64(identifier) FROM ({_REMAPPED})))
     """
     return [_naive(hour) for (hour,) in client.query(sql, parameters=parameters).result_rows]
 

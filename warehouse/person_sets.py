@@ -98,8 +98,9 @@ class PersonSets:
     def remapped_hours(self, since: datetime) -> set[datetime]:
         """The hours with a message to a person key whose person was written to ``person_map`` since ``since``."""
         rows = self.client.query(
-            f"SELECT DISTINCT hour FROM {PERSON_KEY_HOURS_TABLE} WHERE person_hash IN ("
-            f"SELECT identifier FROM {PERSON_MAP_TABLE} WHERE resolved_at >= {{since:DateTime64(3, 'UTC')}})",
+            f"SELECT DISTINCT hour FROM {PERSON_KEY_HOURS_TABLE} WHERE key_hash IN ("
+            f"SELECT cityHash64(identifier) FROM {PERSON_MAP_TABLE} "
+            "WHERE resolved_at >= {since:DateTime64(3, 'UTC')})",
             parameters={"since": since}).result_rows
         return {_naive(hour) for (hour,) in rows}
 

@@ -57,15 +57,16 @@ SELECT hour, level, phone_number_id, country, arrayReduce('groupBitmapState', id
 FROM person_hour_input;
 
 -- The hours each person key has messages in, so that the hours of a key whose person changed are found without a
--- scan. Fed by message_rows' inserts; a pair left by a message that moved away only costs a needless recomputation.
+-- scan. Fed by message_rows' inserts. Keyed by a hash of the key (half the bytes of the key itself): a pair left by a
+-- message that moved away, or two keys with one hash, only cost a needless recomputation.
 CREATE TABLE IF NOT EXISTS person_key_hours
 (
-    person_hash String COMMENT 'Person key of a message''s recipient, as in message_rows.',
+    key_hash UInt64 COMMENT '`cityHash64` of the person key of a message''s recipient (`message_rows.person_hash`).',
     hour DateTime('UTC') COMMENT 'An hour message_rows has (or had) a message to it in.',
     last_at DateTime('UTC') COMMENT 'Latest status time of such a message (retention counts from it).'
 )
 ENGINE = ReplacingMergeTree(last_at)
-ORDER BY (person_hash, hour);
+ORDER BY (key_hash, hour);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS person_key_hours_mv TO person_key_hours AS
-SELECT person_hash, hour, last_at FROM message_rows WHERE person_hash != '' AND is_deleted = 0;
+SELECT cityHash64(person_hash) AS key_hash, hour, last_at FROM message_rows WHERE person_hash != '' AND is_deleted = 0;
