@@ -11,12 +11,15 @@ statuses say (country, pricing, whether it was delivered, read or failed) and wh
   each in ``message_rows``, at the hour of its first status. A message whose first status moved earlier (a
   status arrived late, with an earlier time) leaves a deleted row at the hour it was in.
 - The pass then sums again every hour a resolved message is in, or was in, into ``message_hour_counts`` (a key
-  the hour no longer has gets a deleted row), and records how far it got (``message_hours``).
+  the hour no longer has gets a deleted row), sets the people of those hours again (:mod:`warehouse.person_sets`),
+  and records how far it got (``message_hours``).
 
 Readers (:data:`MESSAGE_COUNTS`) take whole hours of their range from the sums, except the hours of a message
 touched since that pass (the hours it has or had a row in, and its hour now); they take every other message of
 the range from ``message_rows``, and the touched ones merged live. Every message of the range comes from exactly
 one of the three, so figures are exact whether or not the rollup has caught up; only their speed depends on it.
+Distinct people (:func:`message_persons`) unite the sets of the same whole hours (less those with a recipient whose
+person changed since the pass) with the people of every other message, resolved now.
 Passes are idempotent: everything is computed from what the warehouse holds.
 """
 

@@ -12,7 +12,7 @@ summed again, before it records its progress; the pass adds the hours of every p
 (``person_map``) since the previous pass, found through ``person_key_hours``. For each such hour it numbers the
 people not numbered yet, then writes the hour's sets (the rollup inserts data, never queries: the numbers go in as
 arrays, and a view turns them into bitmaps). Readers treat the hours of a key whose person changed after the pass
-like the hours of a touched message: they resolve them row by row (:data:`warehouse.message_hours.MESSAGE_PERSONS`).
+like the hours of a touched message: they resolve them row by row (:func:`warehouse.message_hours.message_persons`).
 
 Numbers are given by one writer at a time (the rollup, or a rebuild, which the rollup waits for): two writers
 numbering the same person at once would give it two numbers, and count it twice.
