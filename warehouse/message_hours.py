@@ -323,8 +323,6 @@ _PERSON_STALE = "{person_stale_hours:Array(DateTime('UTC'))}"
 _PERSON_ROW_HOURS = ("arrayConcat({message_edge_hours:Array(DateTime('UTC'))}, arrayFilter("
                      "h -> h >= toStartOfHour({start:DateTime('UTC')}) AND h <= {end:DateTime('UTC')}, "
                      f"{_PERSON_STALE}))")
-_REMAPPED = (f"SELECT identifier FROM {PERSON_MAP_TABLE} "
-             f"WHERE resolved_at >= {_PROGRESS} - toIntervalSecond({TOUCH_MARGIN_S})")
 # Every person key those rows (and the touched messages) can name, and their persons: a superset that keeps the
 # lookups in person_map and person_ids to a few keys, without computing the rows again (a CTE is computed at each
 # reference).
@@ -351,8 +349,7 @@ def stale_person_hours(client: Client, parameters: dict[str, Any]) -> list[datet
         SELECT DISTINCT hour FROM (
             SELECT hour FROM message_stale_hours
             UNION ALL
-            SELECT hour FROM {PERSON_KEY_HOURS_TABLE}
-            WHERE key_hash IN (SELECT cityHash64(identifier) FROM ({_REMAPPED})))
+            {person_sets.remapped_hours_sql(f"{_PROGRESS} - toIntervalSecond({TOUCH_MARGIN_S})")})
     """
     return [_naive(hour) for (hour,) in client.query(sql, parameters=parameters).result_rows]
 

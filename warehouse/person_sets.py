@@ -50,6 +50,13 @@ def level_of(*, countries: bool, phone_numbers: bool) -> int:
     return (1 if countries else 0) | (2 if phone_numbers else 0)
 
 
+def remapped_hours_sql(since: str) -> str:
+    """The hours (with repeats) holding a message to a person key whose person was written to ``person_map`` at or
+    after ``since`` (an SQL expression), found through ``person_key_hours``."""
+    return (f"SELECT hour FROM {PERSON_KEY_HOURS_TABLE} WHERE key_hash IN ("
+            f"SELECT cityHash64(identifier) FROM {PERSON_MAP_TABLE} WHERE resolved_at >= {since})")
+
+
 def person_rows_sql(which: str) -> str:
     """One row per resolved message (``message_rows`` FINAL, the hours satisfying ``which``) that names a person:
     hour, phone_number_id, country, person (its person key resolved through ``person_map``), last_at."""
@@ -97,11 +104,9 @@ class PersonSets:
 
     def remapped_hours(self, since: datetime) -> set[datetime]:
         """The hours with a message to a person key whose person was written to ``person_map`` since ``since``."""
-        rows = self.client.query(
-            f"SELECT DISTINCT hour FROM {PERSON_KEY_HOURS_TABLE} WHERE key_hash IN ("
-            f"SELECT cityHash64(identifier) FROM {PERSON_MAP_TABLE} "
-            "WHERE resolved_at >= {since:DateTime64(3, 'UTC')})",
-            parameters={"since": since}).result_rows
+        since_parameter = "{since:DateTime64(3, 'UTC')}"
+        rows = self.client.query(f"SELECT DISTINCT hour FROM ({remapped_hours_sql(since_parameter)})",
+                                 parameters={"since": since}).result_rows
         return {_naive(hour) for (hour,) in rows}
 
     def run(self, hours: Iterable[datetime], began: datetime, *, remapped_since: datetime | None) -> int:
